@@ -1,0 +1,559 @@
+//! dist.yaml → typed config. Every error names file:line:column, the bad value and what is
+//! expected, because a release tool that guesses at a typo ships the wrong thing.
+
+use std::{
+    collections::BTreeMap,
+    fmt,
+    path::{Path, PathBuf},
+    str::FromStr,
+};
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::arch::Arch;
+
+pub const CONFIG_FILE: &str = "dist.yaml";
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DistConfig {
+    pub product: Product,
+    pub python: Python,
+    pub targets: BTreeMap<Arch, Target>,
+    pub services: BTreeMap<String, Service>,
+    #[serde(default)]
+    pub shared_sources: Vec<PathBuf>,
+    pub envs: BTreeMap<String, PathBuf>,
+    #[serde(default)]
+    pub docker: Docker,
+    pub packaging: Packaging,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Product {
+    pub name: String,
+    pub product_name: String,
+    pub version_from: PathBuf,
+    pub description: String,
+    pub homepage: String,
+    pub maintainer: String,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Python {
+    /// The Python project folder; service entries, envs and requirements are relative to it.
+    pub dir: PathBuf,
+    pub interpreter: String,
+    pub requirements: PathBuf,
+    pub build_requirements: PathBuf,
+    pub dev_requirements: PathBuf,
+}
+
+impl Python {
+    /// Everything the native venv installs, in install order.
+    pub fn all_requirements(&self) -> [&Path; 3] {
+        [
+            &self.requirements,
+            &self.build_requirements,
+            &self.dev_requirements,
+        ]
+    }
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Target {
+    #[serde(default)]
+    pub glibc: Option<GlibcVersion>,
+    #[serde(default)]
+    pub engine: EngineChoice,
+    /// A buildx builder name (`docker buildx build --builder NAME`).
+    #[serde(default)]
+    pub builder: Option<String>,
+    /// A docker context (`docker --context NAME`), e.g. a native remote arm64 node.
+    #[serde(default)]
+    pub context: Option<String>,
+    /// An engine endpoint (`DOCKER_HOST`), e.g. `ssh://pi@arm64-builder` or `unix:///...`.
+    #[serde(default)]
+    pub docker_host: Option<String>,
+    /// Base image for container builds, matching the target OS's glibc.
+    #[serde(default)]
+    pub base_image: Option<String>,
+    /// Runtime requirements for this arch instead of `python.requirements`.
+    #[serde(default)]
+    pub requirements: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineChoice {
+    /// Native where host = target, else the first container engine found.
+    #[default]
+    Auto,
+    Native,
+    Buildx,
+    Docker,
+    Podman,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Service {
+    /// Entry script, relative to `python.dir`.
+    pub entry: PathBuf,
+    /// Extra `--add-data SRC:DEST` pairs, SRC relative to `python.dir`.
+    #[serde(default)]
+    pub add_data: Vec<DataSpec>,
+    #[serde(default)]
+    pub collect_data: Vec<String>,
+    #[serde(default)]
+    pub hidden_imports: Vec<String>,
+}
+
+/// `SRC:DEST` as PyInstaller's `--add-data` takes it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DataSpec {
+    pub src: PathBuf,
+    pub dest: String,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Docker {
+    pub executable: String,
+    pub dockerfile: PathBuf,
+}
+
+impl Default for Docker {
+    fn default() -> Docker {
+        Docker {
+            executable: "docker".into(),
+            dockerfile: "docker/Dockerfile.services".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Packaging {
+    pub deb: DebPackaging,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DebPackaging {
+    pub section: String,
+    pub priority: String,
+    pub depends: Vec<String>,
+    #[serde(default)]
+    pub recommends: Vec<String>,
+    #[serde(default)]
+    pub compression: Compression,
+    #[serde(default)]
+    pub kiosk_service: bool,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    #[default]
+    Xz,
+    Zstd,
+    Gzip,
+}
+
+/// A glibc version such as "2.31", compared numerically (2.4 < 2.31).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct GlibcVersion {
+    pub major: u32,
+    pub minor: u32,
+}
+
+impl FromStr for GlibcVersion {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("invalid glibc version `{s}`, expected MAJOR.MINOR such as \"2.31\"");
+        let (major, minor) = s.split_once('.').ok_or_else(bad)?;
+        Ok(GlibcVersion {
+            major: major.parse().map_err(|_| bad())?,
+            minor: minor.parse().map_err(|_| bad())?,
+        })
+    }
+}
+
+impl fmt::Display for GlibcVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.major, self.minor)
+    }
+}
+
+impl<'de> Deserialize<'de> for GlibcVersion {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // Accept a YAML float too (`glibc: 2.31`) but read it as written, not as a float:
+        // 2.40 must not become 2.4.
+        let v = serde_yaml::Value::deserialize(d)?;
+        let text = match &v {
+            serde_yaml::Value::String(s) => s.clone(),
+            serde_yaml::Value::Number(n) => n.to_string(),
+            other => {
+                return Err(serde::de::Error::custom(format!(
+                    "invalid glibc version {other:?}, expected a string such as \"2.31\""
+                )))
+            }
+        };
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl Serialize for GlibcVersion {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for DataSpec {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        match s.rsplit_once(':') {
+            Some((src, dest)) if !src.is_empty() && !dest.is_empty() => Ok(DataSpec {
+                src: src.into(),
+                dest: dest.into(),
+            }),
+            _ => Err(serde::de::Error::custom(format!(
+                "invalid add_data `{s}`, expected SRC:DEST such as \"assets/logo.png:assets\""
+            ))),
+        }
+    }
+}
+
+/// The loaded configuration: dist.yaml plus what it points at, checked.
+#[derive(Debug)]
+pub struct Config {
+    pub root: PathBuf,
+    pub dist: DistConfig,
+    /// From `product.version_from`.
+    pub version: String,
+}
+
+impl Config {
+    pub fn load(root: &Path) -> Result<Config> {
+        let path = root.join(CONFIG_FILE);
+        let text = std::fs::read_to_string(&path).with_context(|| {
+            format!(
+                "cannot read {}: run from the repository root or pass --root",
+                path.display()
+            )
+        })?;
+        Config::parse(root, &text)
+    }
+
+    /// Parse and check `text` as the dist.yaml of `root`.
+    pub fn parse(root: &Path, text: &str) -> Result<Config> {
+        let dist: DistConfig = serde_yaml::from_str(text).map_err(|e| located(text, e))?;
+        let version = read_version(root, &dist.product.version_from).map_err(|e| {
+            anyhow::anyhow!(
+                "{}: product.version_from: {e:#}",
+                at(text, &dist.product.version_from)
+            )
+        })?;
+        let config = Config {
+            root: root.to_path_buf(),
+            dist,
+            version,
+        };
+        config.check_paths(text)?;
+        Ok(config)
+    }
+
+    pub fn python_dir(&self) -> PathBuf {
+        self.root.join(&self.dist.python.dir)
+    }
+
+    pub fn target(&self, arch: Arch) -> Result<&Target> {
+        self.dist.targets.get(&arch).with_context(|| {
+            let have: Vec<_> = self.dist.targets.keys().map(|a| a.name()).collect();
+            format!("{CONFIG_FILE}: targets: no entry for `{arch}` (configured: {}); add `targets.{arch}`", have.join(", "))
+        })
+    }
+
+    pub fn env_file(&self, env: &str) -> Result<&Path> {
+        self.dist
+            .envs
+            .get(env)
+            .map(PathBuf::as_path)
+            .with_context(|| {
+                let have: Vec<_> = self.dist.envs.keys().map(String::as_str).collect();
+                format!(
+                    "unknown env `{env}`, expected one of {} (dist.yaml: envs)",
+                    have.join(", ")
+                )
+            })
+    }
+
+    /// Paths must exist now, not halfway through a 10-minute build.
+    fn check_paths(&self, text: &str) -> Result<()> {
+        let py = &self.dist.python;
+        let mut missing = Vec::new();
+        let mut need = |field: String, rel: &Path, base: &Path| {
+            if !self.root.join(base).join(rel).exists() {
+                missing.push(format!(
+                    "{}: {field}: `{}` does not exist (looked for {}); fix the path or create the file",
+                    at(text, rel),
+                    rel.display(),
+                    base.join(rel).display()
+                ));
+            }
+        };
+        need("python.dir".into(), &py.dir, Path::new(""));
+        need("python.requirements".into(), &py.requirements, &py.dir);
+        need(
+            "python.build_requirements".into(),
+            &py.build_requirements,
+            &py.dir,
+        );
+        need(
+            "python.dev_requirements".into(),
+            &py.dev_requirements,
+            &py.dir,
+        );
+        for (name, s) in &self.dist.services {
+            need(format!("services.{name}.entry"), &s.entry, &py.dir);
+            for d in &s.add_data {
+                need(format!("services.{name}.add_data"), &d.src, &py.dir);
+            }
+        }
+        for p in &self.dist.shared_sources {
+            need("shared_sources".into(), p, &py.dir);
+        }
+        for (name, file) in &self.dist.envs {
+            need(format!("envs.{name}"), file, &py.dir);
+        }
+        for (arch, t) in &self.dist.targets {
+            if let Some(r) = &t.requirements {
+                need(format!("targets.{arch}.requirements"), r, &py.dir);
+            }
+        }
+        if self.dist.services.is_empty() {
+            missing.push(format!(
+                "{CONFIG_FILE}: services: empty; declare at least one service"
+            ));
+        }
+        if !self.dist.envs.contains_key("default") {
+            missing.push(format!(
+                "{CONFIG_FILE}: envs: no `default` env; add `default: config.yaml`"
+            ));
+        }
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            bail!("{}", missing.join("\n"))
+        }
+    }
+}
+
+fn read_version(root: &Path, rel: &Path) -> Result<String> {
+    let path = root.join(rel);
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let json: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not valid JSON", path.display()))?;
+    let version = json
+        .get("version")
+        .and_then(|v| v.as_str())
+        .with_context(|| {
+            format!(
+                "{} has no string field \"version\"; add \"version\": \"1.0.0\"",
+                path.display()
+            )
+        })?;
+    let valid = version.split('.').count() == 3
+        && version
+            .split(['.', '-', '+'])
+            .take(3)
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    if !valid {
+        bail!(
+            "{}: version `{version}` is not MAJOR.MINOR.PATCH",
+            path.display()
+        );
+    }
+    Ok(version.to_string())
+}
+
+/// `dist.yaml:LINE:COL` of the first occurrence of `value`, for errors found after parsing
+/// (serde_yaml has no spans for values once deserialized).
+fn at(text: &str, value: &Path) -> String {
+    let needle = value.to_string_lossy();
+    for (i, line) in text.lines().enumerate() {
+        if let Some(col) = line.find(needle.as_ref()) {
+            return format!("{CONFIG_FILE}:{}:{}", i + 1, col + 1);
+        }
+    }
+    CONFIG_FILE.to_string()
+}
+
+/// Turn serde_yaml's error into `dist.yaml:LINE:COL: path: message` plus the offending line.
+fn located(text: &str, e: serde_yaml::Error) -> anyhow::Error {
+    let msg = e.to_string();
+    // serde_yaml appends " at line L column C"; we lead with it instead, compiler-style.
+    let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
+    let Some(loc) = e.location() else {
+        return anyhow::anyhow!("{CONFIG_FILE}: {msg}");
+    };
+    let (line, column) = refine(text, &msg, loc.line(), loc.column());
+    let source = text.lines().nth(line.saturating_sub(1)).unwrap_or("");
+    anyhow::anyhow!(
+        "{CONFIG_FILE}:{line}:{column}: {msg}\n  {line} | {source}\n  {}^",
+        " ".repeat(line.to_string().len() + 3 + column.saturating_sub(1))
+    )
+}
+
+/// serde_yaml locates an error in a map *key* (an unknown arch) at the start of the map.
+/// When the message quotes the bad value, point at its first occurrence from there on.
+fn refine(text: &str, msg: &str, line: usize, column: usize) -> (usize, usize) {
+    let quoted = msg.split('`').nth(1).filter(|q| !q.is_empty());
+    if let Some(q) = quoted {
+        for (i, l) in text.lines().enumerate().skip(line.saturating_sub(1)) {
+            let bare = l.trim_start();
+            let key_or_value = bare.starts_with(&format!("{q}:"))
+                || bare.ends_with(&format!(": {q}"))
+                || bare.ends_with(&format!(": \"{q}\""));
+            if key_or_value {
+                return (i + 1, l.find(q).map_or(column, |c| c + 1));
+            }
+        }
+    }
+    (line, column)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn repo_root() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .unwrap()
+            .to_path_buf()
+    }
+
+    fn repo_text() -> String {
+        std::fs::read_to_string(repo_root().join(CONFIG_FILE)).unwrap()
+    }
+
+    fn parse_err(text: &str) -> String {
+        format!("{:#}", Config::parse(&repo_root(), text).unwrap_err())
+    }
+
+    #[test]
+    fn the_repository_config_loads() {
+        let c = Config::load(&repo_root()).unwrap();
+        assert_eq!(c.dist.product.name, "kitchntabs");
+        assert_eq!(c.dist.product.product_name, "KitchnTabs");
+        assert_eq!(c.dist.services.len(), 3);
+        assert_eq!(
+            c.target(Arch::Armv7l).unwrap().glibc,
+            Some(GlibcVersion {
+                major: 2,
+                minor: 36
+            })
+        );
+        let pkg: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(repo_root().join("electron-app/package.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(c.version, pkg["version"].as_str().unwrap());
+    }
+
+    #[test]
+    fn unknown_key_names_line_column_and_choices() {
+        let text = repo_text().replace(
+            "    engine: auto\n    base_image: kitchntabs-build-base:bookworm-arm64",
+            "    enigne: auto\n    base_image: kitchntabs-build-base:bookworm-arm64",
+        );
+        let line = text.lines().position(|l| l.contains("enigne")).unwrap() + 1;
+        let err = parse_err(&text);
+        assert!(
+            err.starts_with(&format!(
+                "dist.yaml:{line}:5: targets.arm64: unknown field `enigne`, expected one of"
+            )),
+            "{err}"
+        );
+        assert!(err.contains("`engine`"), "{err}");
+        assert!(err.contains("|    enigne: auto"), "{err}");
+    }
+
+    #[test]
+    fn missing_field_names_the_struct_location() {
+        let text = repo_text().replace("  product_name: KitchnTabs\n", "");
+        let err = parse_err(&text);
+        assert!(
+            err.starts_with("dist.yaml:4:3: product: missing field `product_name`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn bad_arch_key_lists_the_choices() {
+        let text = repo_text().replace("  arm64:\n", "  armv8:\n");
+        let line = text.lines().position(|l| l == "  armv8:").unwrap() + 1;
+        let err = parse_err(&text);
+        assert!(
+            err.starts_with(&format!(
+                "dist.yaml:{line}:3: targets: unknown arch `armv8`, expected one of armv7l"
+            )),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn bad_glibc_and_engine_values_say_what_is_expected() {
+        let text = repo_text().replacen("glibc: \"2.36\"", "glibc: \"two\"", 1);
+        let line = text.lines().position(|l| l.contains("\"two\"")).unwrap() + 1;
+        let err = parse_err(&text);
+        assert!(err.starts_with(&format!("dist.yaml:{line}:13: targets.armv7l: invalid glibc version `two`, expected MAJOR.MINOR")), "{err}");
+        let err = parse_err(&repo_text().replacen("engine: auto", "engine: kubernetes", 1));
+        assert!(err.contains("targets.armv7l.engine: unknown variant `kubernetes`, expected one of `auto`, `native`, `buildx`, `docker`, `podman`"), "{err}");
+    }
+
+    #[test]
+    fn glibc_float_keeps_its_digits() {
+        let v: GlibcVersion = serde_yaml::from_str("2.40").unwrap();
+        assert_eq!((v.major, v.minor), (2, 40));
+        assert!("2.4".parse::<GlibcVersion>().unwrap() < "2.31".parse().unwrap());
+    }
+
+    #[test]
+    fn missing_files_are_reported_with_their_field() {
+        let text = repo_text().replace("entry: src/tts_service.py", "entry: src/tts.py");
+        let line = text.lines().position(|l| l.contains("src/tts.py")).unwrap() + 1;
+        let err = parse_err(&text);
+        assert!(
+            err.contains(&format!("dist.yaml:{line}:12: services.tts_service.entry: `src/tts.py` does not exist (looked for python-service/src/tts.py)")),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn version_must_be_semver_like() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("package.json"), r#"{"version": "1.0"}"#).unwrap();
+        let err = format!(
+            "{:#}",
+            read_version(dir.path(), Path::new("package.json")).unwrap_err()
+        );
+        assert!(
+            err.contains("version `1.0` is not MAJOR.MINOR.PATCH"),
+            "{err}"
+        );
+        std::fs::write(dir.path().join("package.json"), r#"{"name": "x"}"#).unwrap();
+        let err = format!(
+            "{:#}",
+            read_version(dir.path(), Path::new("package.json")).unwrap_err()
+        );
+        assert!(err.contains("has no string field \"version\""), "{err}");
+    }
+}

@@ -1,0 +1,104 @@
+//! Filesystem helpers that never leave a half-written file where a finished one belongs.
+
+use std::{
+    io::Write,
+    path::{Path, PathBuf},
+};
+
+use anyhow::{Context, Result};
+
+/// A sibling temporary path, unique per process, so a crashed run's leftover never collides
+/// with (or is mistaken for) a finished output.
+pub fn tmp_sibling(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
+}
+
+/// Write `bytes` to `path` through a temporary file and a rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().context("path has no parent")?;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let tmp = tmp_sibling(path);
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Move a finished file or folder into place, replacing what was there.
+pub fn install(from: &Path, to: &Path) -> Result<()> {
+    if let Some(dir) = to.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    if to.is_dir() {
+        // rename(2) cannot replace a non-empty folder: move the old one aside first.
+        let old = tmp_sibling(to);
+        std::fs::rename(to, &old).with_context(|| format!("cannot move {} aside", to.display()))?;
+        std::fs::rename(from, to)
+            .with_context(|| format!("cannot move {} to {}", from.display(), to.display()))?;
+        std::fs::remove_dir_all(&old)
+            .with_context(|| format!("cannot remove {}", old.display()))?;
+    } else {
+        std::fs::rename(from, to)
+            .with_context(|| format!("cannot move {} to {}", from.display(), to.display()))?;
+    }
+    Ok(())
+}
+
+pub fn remove_all(path: &Path) -> Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Err(_) => Ok(()),
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(path)
+            .with_context(|| format!("cannot remove {}", path.display())),
+        Ok(_) => {
+            std::fs::remove_file(path).with_context(|| format!("cannot remove {}", path.display()))
+        }
+    }
+}
+
+/// `path` relative to `root` when it is inside it, for messages and stamps.
+pub fn rel<'a>(root: &Path, path: &'a Path) -> &'a Path {
+    path.strip_prefix(root).unwrap_or(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn install_replaces_files_and_folders() {
+        let d = tempfile::tempdir().unwrap();
+        let out = d.path().join("out/bin");
+        write_atomic(&out, b"old").unwrap();
+        let new = d.path().join("new");
+        std::fs::write(&new, b"new").unwrap();
+        install(&new, &out).unwrap();
+        assert_eq!(std::fs::read(&out).unwrap(), b"new");
+        assert!(!new.exists());
+
+        let dir_out = d.path().join("dir");
+        std::fs::create_dir_all(dir_out.join("stale")).unwrap();
+        let dir_new = d.path().join("dir-new");
+        std::fs::create_dir_all(&dir_new).unwrap();
+        std::fs::write(dir_new.join("f"), b"x").unwrap();
+        install(&dir_new, &dir_out).unwrap();
+        assert!(dir_out.join("f").exists());
+        assert!(!dir_out.join("stale").exists());
+        // No temporary or moved-aside path is left behind.
+        let mut left: Vec<_> = std::fs::read_dir(d.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["dir", "out"]);
+    }
+}

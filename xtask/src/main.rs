@@ -1,0 +1,216 @@
+//! `cargo xtask`: builds, verifies and packages KitchnTabs. This file only parses flags and
+//! dispatches; each command lives in the module of the same name.
+
+mod arch;
+mod config;
+mod dist;
+mod engine;
+mod fingerprint;
+mod fsx;
+mod lock;
+mod plan;
+mod services;
+mod targets;
+mod test;
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
+
+use crate::{arch::Arch, config::EngineChoice, plan::Force};
+
+#[derive(Parser)]
+#[command(
+    name = "cargo xtask",
+    bin_name = "cargo xtask",
+    version,
+    about = "Build, verify and package KitchnTabs for ARM boards, x64 Linux and macOS"
+)]
+struct Cli {
+    /// Repository root (default: the checkout this xtask was built from).
+    #[arg(long, global = true, value_name = "DIR")]
+    root: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build the release for one arch: preflight, the Python services (natively or in a
+    /// container), ... Prints a summary table; steps whose inputs are unchanged are skipped.
+    Dist(DistArgs),
+    /// Build only the Python services (all, or those named with --service).
+    BuildServices(BuildServicesArgs),
+    /// Run every test: Rust (cargo test), Python (pytest), setting up what they need.
+    Test(test::TestArgs),
+    /// List the target arches with their Docker platform, Debian arch, electron-builder
+    /// flags, ELF facts, and the engine and glibc floor dist.yaml gives them.
+    Targets {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args)]
+struct TargetArgs {
+    /// Target arch: armv7l (armhf, arm, arm/v7), arm64 (aarch64), x64 (amd64, x86_64),
+    /// darwin-arm64 (mac). Default: this host's.
+    #[arg(long, value_parser = parse_arch)]
+    arch: Option<Arch>,
+    /// Which config.<env>.yaml the services bundle (names from dist.yaml `envs`).
+    #[arg(long, default_value = "default")]
+    env: String,
+    /// Override the engine that dist.yaml chooses for the target.
+    #[arg(long, value_enum)]
+    engine: Option<EngineChoice>,
+    /// Print the plan (steps, inputs, outputs and the exact commands) instead of running it.
+    #[arg(long)]
+    dry_run: bool,
+    /// With --dry-run: the plan as JSON. Otherwise: the plan and the run report as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+    /// Rebuild every step, or only STEP (a step id from --dry-run, e.g. kt_service).
+    #[arg(long, value_name = "STEP", num_args = 0..=1, require_equals = false)]
+    force: Option<Option<String>>,
+    /// Stream the tools' output instead of showing it only when a step fails.
+    #[arg(long, short)]
+    verbose: bool,
+}
+
+#[derive(Args)]
+struct DistArgs {
+    #[command(flatten)]
+    target: TargetArgs,
+}
+
+#[derive(Args)]
+struct BuildServicesArgs {
+    #[command(flatten)]
+    target: TargetArgs,
+    /// Build only this service (repeatable).
+    #[arg(long = "service", value_name = "NAME")]
+    services: Vec<String>,
+}
+
+fn parse_arch(s: &str) -> Result<Arch, String> {
+    s.parse().map_err(|e: arch::UnknownArch| e.to_string())
+}
+
+impl TargetArgs {
+    fn request(&self, services: Vec<String>) -> Result<dist::Request> {
+        let arch = match self.arch {
+            Some(a) => a,
+            None => Arch::host().ok_or_else(|| {
+                anyhow::anyhow!(
+                    "this host is not a known target; pass --arch ({})",
+                    Arch::choices()
+                )
+            })?,
+        };
+        Ok(dist::Request {
+            arch,
+            env: self.env.clone(),
+            engine: self.engine,
+            services,
+        })
+    }
+
+    fn mode(&self) -> dist::Mode {
+        dist::Mode {
+            dry_run: self.dry_run,
+            json: self.json,
+            force: Force::from_flag(self.force.clone()),
+            verbose: self.verbose,
+        }
+    }
+}
+
+/// The checkout this binary was built from: `cargo xtask` always runs from a checkout.
+fn default_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+fn main() {
+    if let Err(e) = run(Cli::parse()) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let root = cli.root.unwrap_or_else(default_root);
+    let what = std::env::args().skip(1).collect::<Vec<_>>().join(" ");
+    let what = format!("cargo xtask {what}");
+    match cli.command {
+        Command::Dist(a) => {
+            let config = config::Config::load(&root)?;
+            dist::run(
+                &config,
+                &a.target.request(Vec::new())?,
+                &a.target.mode(),
+                &what,
+            )
+        }
+        Command::BuildServices(a) => {
+            let config = config::Config::load(&root)?;
+            dist::run(
+                &config,
+                &a.target.request(a.services.clone())?,
+                &a.target.mode(),
+                &what,
+            )
+        }
+        Command::Test(a) => test::run(&root, &a),
+        Command::Targets { json } => targets::run(&config::Config::load(&root)?, json),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn force_takes_an_optional_step() {
+        let parse = |args: &[&str]| {
+            let cli = Cli::try_parse_from(["xtask", "dist"].iter().chain(args)).unwrap();
+            match cli.command {
+                Command::Dist(a) => Force::from_flag(a.target.force),
+                _ => unreachable!(),
+            }
+        };
+        assert_eq!(parse(&[]), Force::None);
+        assert_eq!(parse(&["--force"]), Force::All);
+        assert_eq!(
+            parse(&["--force", "kt_service"]),
+            Force::Step("kt_service".into())
+        );
+        assert_eq!(parse(&["--force", "--dry-run"]), Force::All);
+    }
+
+    #[test]
+    fn arch_flag_takes_aliases_and_rejects_others_with_the_list() {
+        let cli = Cli::try_parse_from(["xtask", "dist", "--arch", "armhf"]).unwrap();
+        let Command::Dist(a) = cli.command else {
+            unreachable!()
+        };
+        assert_eq!(a.target.arch, Some(Arch::Armv7l));
+        let err = Cli::try_parse_from(["xtask", "dist", "--arch", "i386"])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("unknown arch `i386`, expected one of armv7l (armhf"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,841 @@
+//! Typed steps, the plan they form, and the runner.
+//!
+//! A plan is data: every step knows its inputs, outputs and the exact commands it runs, so
+//! `--dry-run` and `--json` show precisely what a real run executes, and the runner decides
+//! from stamps alone which steps are up to date.
+
+use std::{
+    collections::BTreeMap,
+    fmt::Write as _,
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+
+use crate::{
+    arch::Arch,
+    engine::Engine,
+    fingerprint::{Fingerprint, Stamp},
+    fsx,
+};
+
+/// An external command, exactly as it will run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Command {
+    pub program: String,
+    pub args: Vec<String>,
+    /// Extra environment variables, on top of the xtask's own environment.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<(String, String)>,
+    pub cwd: PathBuf,
+}
+
+impl Command {
+    pub fn new(program: impl Into<String>, cwd: &Path) -> Command {
+        Command {
+            program: program.into(),
+            args: Vec::new(),
+            env: Vec::new(),
+            cwd: cwd.to_path_buf(),
+        }
+    }
+
+    pub fn arg(mut self, arg: impl AsRef<std::ffi::OsStr>) -> Command {
+        self.args.push(arg.as_ref().to_string_lossy().into_owned());
+        self
+    }
+
+    pub fn args<I: IntoIterator<Item = S>, S: AsRef<std::ffi::OsStr>>(
+        mut self,
+        args: I,
+    ) -> Command {
+        for a in args {
+            self = self.arg(a);
+        }
+        self
+    }
+
+    pub fn env(mut self, key: &str, value: impl Into<String>) -> Command {
+        self.env.push((key.to_string(), value.into()));
+        self
+    }
+
+    /// The command as a POSIX shell line that does the same thing: `cd DIR && VAR=x prog 'arg'`.
+    pub fn shell_line(&self) -> String {
+        let q = |s: &str| {
+            shlex::try_quote(s)
+                .map(|c| c.into_owned())
+                .unwrap_or_else(|_| format!("{s:?}"))
+        };
+        let mut line = format!("cd {} && ", q(&self.cwd.to_string_lossy()));
+        for (k, v) in &self.env {
+            let _ = write!(line, "{k}={} ", q(v));
+        }
+        line.push_str(&q(&self.program));
+        for a in &self.args {
+            line.push(' ');
+            line.push_str(&q(a));
+        }
+        line
+    }
+}
+
+/// One thing a step does. External work is a `Run`; file moves are done in-process so they
+/// can be atomic, and are still shown in the plan.
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Action {
+    Run(Command),
+    /// Remove a leftover temporary path (a crashed run's debris).
+    Clean {
+        path: PathBuf,
+    },
+    WriteFile {
+        path: PathBuf,
+        contents: String,
+    },
+    CopyFile {
+        from: PathBuf,
+        to: PathBuf,
+    },
+    /// chmod 0755 then rename into place: the finished output appears all at once.
+    Install {
+        from: PathBuf,
+        to: PathBuf,
+    },
+    /// Fail unless a tool is on PATH, with the way to get it.
+    RequireTool {
+        tool: String,
+        fix: String,
+    },
+    /// Fail unless this host can build the target at all.
+    RequireHost {
+        arch: Arch,
+        fix: String,
+    },
+    /// Install the Debian packages that provide missing tools (as root with apt-get), or
+    /// fail with the command that would.
+    EnsurePackages {
+        needs: Vec<ToolPackage>,
+    },
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ToolPackage {
+    pub tool: String,
+    pub package: String,
+}
+
+impl Action {
+    fn describe(&self) -> String {
+        match self {
+            Action::Run(c) => format!("$ {}", c.shell_line()),
+            Action::Clean { path } => format!("remove leftover {}", path.display()),
+            Action::WriteFile { path, .. } => format!("write {}", path.display()),
+            Action::CopyFile { from, to } => format!("copy {} -> {}", from.display(), to.display()),
+            Action::Install { from, to } => format!(
+                "install (chmod 755, rename) {} -> {}",
+                from.display(),
+                to.display()
+            ),
+            Action::RequireTool { tool, .. } => format!("require `{tool}` on PATH"),
+            Action::RequireHost { arch, .. } => format!("require a {arch} host"),
+            Action::EnsurePackages { needs } => {
+                let pkgs: Vec<_> = needs
+                    .iter()
+                    .map(|n| format!("{} (apt {})", n.tool, n.package))
+                    .collect();
+                format!("ensure installed: {}", pkgs.join(", "))
+            }
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum StepKind {
+    Preflight,
+    /// Create and sync `python-service/.venv` from the requirements.
+    Venv,
+    /// Put the chosen env's config and the build info where the builds bundle them from.
+    StageConfig {
+        env: String,
+    },
+    /// PyInstaller one-file build of one service on this host.
+    BuildService {
+        service: String,
+    },
+    /// All services in one container build (parallel BuildKit stages) for a foreign arch.
+    CrossBuild {
+        services: Vec<String>,
+    },
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Step {
+    /// Stable and unique within a plan: the name `--force STEP` takes and the stamp's name.
+    pub id: String,
+    pub title: String,
+    #[serde(flatten)]
+    pub kind: StepKind,
+    /// Files and folders whose contents decide whether the step must run again.
+    pub inputs: Vec<PathBuf>,
+    /// Config and tool versions that decide it too (name → value).
+    pub values: BTreeMap<String, String>,
+    pub outputs: Vec<PathBuf>,
+    pub actions: Vec<Action>,
+    /// Run every time (checks): never stamped.
+    pub always: bool,
+}
+
+impl Step {
+    pub fn new(id: impl Into<String>, title: impl Into<String>, kind: StepKind) -> Step {
+        Step {
+            id: id.into(),
+            title: title.into(),
+            kind,
+            inputs: Vec::new(),
+            values: BTreeMap::new(),
+            outputs: Vec::new(),
+            actions: Vec::new(),
+            always: false,
+        }
+    }
+
+    pub fn fingerprint(&self, root: &Path) -> Result<Fingerprint> {
+        let mut fp = Fingerprint::default();
+        for input in &self.inputs {
+            fp.add_path(root, fsx::rel(root, input))
+                .with_context(|| format!("step `{}`", self.id))?;
+        }
+        for (k, v) in &self.values {
+            fp.add_value(k, v);
+        }
+        // The commands themselves are an input: a new flag must rebuild. Paths are made
+        // relative so a moved checkout does not rebuild everything.
+        let root_str = root.to_string_lossy();
+        for a in &self.actions {
+            fp.add_value(
+                "actions",
+                &a.describe().replace(root_str.as_ref(), "<root>"),
+            );
+        }
+        Ok(fp)
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Plan {
+    pub product: String,
+    pub version: String,
+    pub arch: Arch,
+    pub host: Option<Arch>,
+    pub env: String,
+    pub engine: Engine,
+    pub root: PathBuf,
+    pub steps: Vec<Step>,
+}
+
+/// Whether a step would run now, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", content = "reason", rename_all = "snake_case")]
+pub enum Freshness {
+    UpToDate,
+    Stale(String),
+    Always,
+}
+
+impl Plan {
+    pub fn stamp_path(&self, step: &Step) -> PathBuf {
+        self.root
+            .join("target/xtask/stamps")
+            .join(self.arch.name())
+            .join(format!("{}.json", step.id))
+    }
+
+    pub fn freshness(&self, step: &Step) -> Result<Freshness> {
+        if step.always {
+            return Ok(Freshness::Always);
+        }
+        let Some(stamp) = Stamp::read(&self.stamp_path(step)) else {
+            return Ok(Freshness::Stale("never built".into()));
+        };
+        if let Some(missing) = step.outputs.iter().find(|o| !o.exists()) {
+            return Ok(Freshness::Stale(format!(
+                "{} is missing",
+                fsx::rel(&self.root, missing).display()
+            )));
+        }
+        let fp = step.fingerprint(&self.root)?;
+        if fp.digest() == stamp.digest {
+            return Ok(Freshness::UpToDate);
+        }
+        let mut changed = fp.changed_since(&stamp.fingerprint);
+        let more = changed.len().saturating_sub(3);
+        changed.truncate(3);
+        let mut why = format!("changed: {}", changed.join(", "));
+        if more > 0 {
+            let _ = write!(why, " and {more} more");
+        }
+        Ok(Freshness::Stale(why))
+    }
+
+    /// Check `--force STEP` names a step of this plan (services may be named bare).
+    pub fn resolve_force(&self, force: &Force) -> Result<()> {
+        if let Force::Step(name) = force {
+            if !self.steps.iter().any(|s| s.id == *name) {
+                let ids: Vec<_> = self.steps.iter().map(|s| s.id.as_str()).collect();
+                bail!(
+                    "--force {name}: no such step in this plan; steps are: {}",
+                    ids.join(", ")
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The plan as text: what `--dry-run` prints.
+    pub fn render(&self, force: &Force) -> Result<String> {
+        self.render_with(Some(force))
+    }
+
+    /// `force: None` leaves out each step's up-to-date status (for snapshots, which must not
+    /// depend on what was built before).
+    pub fn render_with(&self, force: Option<&Force>) -> Result<String> {
+        let mut out = String::new();
+        writeln!(
+            out,
+            "plan: {} {} for {} (env {}), host {}, engine {}",
+            self.product,
+            self.version,
+            self.arch,
+            self.env,
+            self.host
+                .map_or("unsupported".to_string(), |h| h.to_string()),
+            self.engine
+        )?;
+        writeln!(out, "root: {}", self.root.display())?;
+        let n = self.steps.len();
+        for (i, step) in self.steps.iter().enumerate() {
+            let status = match force {
+                None => String::new(),
+                Some(f) if f.covers(step) => "  (will run: forced)".to_string(),
+                Some(_) => match self.freshness(step)? {
+                    Freshness::UpToDate => "  (up to date)".to_string(),
+                    Freshness::Stale(why) => format!("  (will run: {why})"),
+                    Freshness::Always => "  (always runs)".to_string(),
+                },
+            };
+            writeln!(
+                out,
+                "\n[{}/{n}] {} — {}{status}",
+                i + 1,
+                step.id,
+                step.title
+            )?;
+            if !step.inputs.is_empty() {
+                let ins: Vec<_> = step
+                    .inputs
+                    .iter()
+                    .map(|p| fsx::rel(&self.root, p).display().to_string())
+                    .collect();
+                writeln!(out, "    inputs:  {}", ins.join(", "))?;
+            }
+            if !step.values.is_empty() {
+                let vals: Vec<_> = step
+                    .values
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect();
+                writeln!(out, "    values:  {}", vals.join(", "))?;
+            }
+            if !step.outputs.is_empty() {
+                let outs: Vec<_> = step
+                    .outputs
+                    .iter()
+                    .map(|p| fsx::rel(&self.root, p).display().to_string())
+                    .collect();
+                writeln!(out, "    outputs: {}", outs.join(", "))?;
+            }
+            for a in &step.actions {
+                writeln!(out, "    {}", a.describe())?;
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn to_json(&self) -> Result<String> {
+        Ok(serde_json::to_string_pretty(self)?)
+    }
+}
+
+/// `--force` (every step) or `--force STEP`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Force {
+    None,
+    All,
+    Step(String),
+}
+
+impl Force {
+    pub fn from_flag(flag: Option<Option<String>>) -> Force {
+        match flag {
+            None => Force::None,
+            Some(None) => Force::All,
+            Some(Some(step)) => Force::Step(step),
+        }
+    }
+
+    fn covers(&self, step: &Step) -> bool {
+        match self {
+            Force::None => false,
+            Force::All => true,
+            Force::Step(id) => *id == step.id,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Built,
+    Passed,
+    UpToDate,
+    Failed,
+    Skipped,
+}
+
+impl Outcome {
+    fn label(self) -> &'static str {
+        match self {
+            Outcome::Built => "built",
+            Outcome::Passed => "ok",
+            Outcome::UpToDate => "up to date",
+            Outcome::Failed => "FAILED",
+            Outcome::Skipped => "skipped",
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct StepReport {
+    pub id: String,
+    pub outcome: Outcome,
+    pub seconds: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RunReport {
+    pub steps: Vec<StepReport>,
+    pub seconds: f64,
+}
+
+impl RunReport {
+    #[cfg(test)]
+    pub fn outcome(&self, id: &str) -> Option<Outcome> {
+        self.steps.iter().find(|s| s.id == id).map(|s| s.outcome)
+    }
+
+    pub fn table(&self) -> String {
+        let w = self
+            .steps
+            .iter()
+            .map(|s| s.id.len())
+            .max()
+            .unwrap_or(4)
+            .max(4);
+        let mut out = format!("{:<w$}  {:<10}  {:>8}\n", "step", "result", "seconds");
+        for s in &self.steps {
+            let _ = writeln!(
+                out,
+                "{:<w$}  {:<10}  {:>8.1}",
+                s.id,
+                s.outcome.label(),
+                s.seconds
+            );
+        }
+        let _ = writeln!(out, "{:<w$}  {:<10}  {:>8.1}", "total", "", self.seconds);
+        out
+    }
+}
+
+pub struct RunOptions {
+    pub force: Force,
+    /// Stream every tool's output instead of showing it only on failure.
+    pub verbose: bool,
+    /// Go on after a failure (independent steps, such as test suites) and report all.
+    pub keep_going: bool,
+}
+
+/// Run the plan in order. The first failure stops the run (later steps consume its outputs)
+/// unless `keep_going` says the steps are independent.
+pub fn run(plan: &Plan, opts: &RunOptions) -> Result<RunReport> {
+    plan.resolve_force(&opts.force)?;
+    let started = Instant::now();
+    let mut reports = Vec::new();
+    let mut failed: Vec<anyhow::Error> = Vec::new();
+    let n = plan.steps.len();
+    for (i, step) in plan.steps.iter().enumerate() {
+        if !failed.is_empty() && !opts.keep_going {
+            reports.push(StepReport {
+                id: step.id.clone(),
+                outcome: Outcome::Skipped,
+                seconds: 0.0,
+                reason: None,
+            });
+            continue;
+        }
+        let t = Instant::now();
+        let freshness = if opts.force.covers(step) {
+            Freshness::Stale("forced".into())
+        } else {
+            plan.freshness(step)?
+        };
+        let reason = match freshness {
+            Freshness::UpToDate => {
+                eprintln!("==> [{}/{n}] {}: up to date", i + 1, step.id);
+                reports.push(StepReport {
+                    id: step.id.clone(),
+                    outcome: Outcome::UpToDate,
+                    seconds: 0.0,
+                    reason: None,
+                });
+                continue;
+            }
+            Freshness::Stale(why) => Some(why),
+            Freshness::Always => None,
+        };
+        match &reason {
+            Some(why) => eprintln!("==> [{}/{n}] {}: {} ({why})", i + 1, step.id, step.title),
+            None => eprintln!("==> [{}/{n}] {}: {}", i + 1, step.id, step.title),
+        }
+        let result = run_step(plan, step, opts);
+        let seconds = t.elapsed().as_secs_f64();
+        match result {
+            Ok(()) => {
+                let outcome = if step.always {
+                    Outcome::Passed
+                } else {
+                    Outcome::Built
+                };
+                reports.push(StepReport {
+                    id: step.id.clone(),
+                    outcome,
+                    seconds,
+                    reason,
+                });
+            }
+            Err(e) => {
+                reports.push(StepReport {
+                    id: step.id.clone(),
+                    outcome: Outcome::Failed,
+                    seconds,
+                    reason,
+                });
+                failed.push(e.context(format!("step `{}` failed", step.id)));
+            }
+        }
+    }
+    let report = RunReport {
+        steps: reports,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    eprintln!("\n{}", report.table());
+    match failed.len() {
+        0 => Ok(report),
+        1 => Err(failed.remove(0)),
+        _ => {
+            let all: Vec<String> = failed.iter().map(|e| format!("{e:#}")).collect();
+            bail!("{} steps failed:\n{}", all.len(), all.join("\n"))
+        }
+    }
+}
+
+fn run_step(plan: &Plan, step: &Step, opts: &RunOptions) -> Result<()> {
+    for action in &step.actions {
+        run_action(action, &step.title, opts)?;
+    }
+    if !step.always {
+        // Stamp last, from the inputs as they are now: had an input changed during the
+        // build, the next run sees the difference and builds again.
+        let fp = step.fingerprint(&plan.root)?;
+        Stamp::write(&plan.stamp_path(step), &fp)?;
+    }
+    Ok(())
+}
+
+fn run_action(action: &Action, title: &str, opts: &RunOptions) -> Result<()> {
+    match action {
+        Action::Run(cmd) => run_command(cmd, title, opts.verbose),
+        Action::Clean { path } => fsx::remove_all(path),
+        Action::WriteFile { path, contents } => fsx::write_atomic(path, contents.as_bytes()),
+        Action::CopyFile { from, to } => {
+            let bytes =
+                std::fs::read(from).with_context(|| format!("cannot read {}", from.display()))?;
+            fsx::write_atomic(to, &bytes)
+        }
+        Action::Install { from, to } => {
+            if !from.exists() {
+                bail!(
+                    "the build reported success but did not produce {}",
+                    from.display()
+                );
+            }
+            set_executable(from)?;
+            fsx::install(from, to)
+        }
+        Action::RequireTool { tool, fix } => match which::which(tool) {
+            Ok(_) => Ok(()),
+            Err(_) => bail!("`{tool}` is not on PATH: {fix}"),
+        },
+        Action::EnsurePackages { needs } => ensure_packages(needs, opts.verbose),
+        Action::RequireHost { arch, fix } => {
+            if Arch::host() == Some(*arch) {
+                Ok(())
+            } else {
+                bail!(
+                    "{arch} cannot be built on this host ({}): {fix}",
+                    Arch::host().map_or("unsupported".into(), |h| h.to_string())
+                )
+            }
+        }
+    }
+}
+
+fn ensure_packages(needs: &[ToolPackage], verbose: bool) -> Result<()> {
+    let missing: Vec<&str> = needs
+        .iter()
+        .filter(|n| which::which(&n.tool).is_err())
+        .map(|n| n.package.as_str())
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let install = format!(
+        "apt-get install -y --no-install-recommends {}",
+        missing.join(" ")
+    );
+    let is_root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+    if !is_root || which::which("apt-get").is_err() {
+        bail!(
+            "missing {}: install with `sudo apt-get update && sudo {install}`",
+            missing.join(", ")
+        );
+    }
+    eprintln!("    installing {}", missing.join(" "));
+    let here = Path::new("/");
+    run_command(
+        &Command::new("apt-get", here).args(["update", "-qq"]),
+        "apt-get update",
+        verbose,
+    )?;
+    let mut cmd =
+        Command::new("apt-get", here).args(["install", "-y", "-qq", "--no-install-recommends"]);
+    cmd = cmd.args(&missing).env("DEBIAN_FRONTEND", "noninteractive");
+    run_command(&cmd, "apt-get install", verbose)
+}
+
+#[cfg(unix)]
+fn set_executable(path: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    if path.is_file() {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+            .with_context(|| format!("cannot chmod {}", path.display()))?;
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn set_executable(_: &Path) -> Result<()> {
+    Ok(())
+}
+
+/// Run through xshell (no shell, no quoting bugs). Output is captured and shown only when the
+/// command fails, so a green run stays readable; `--verbose` streams it instead.
+fn run_command(cmd: &Command, title: &str, verbose: bool) -> Result<()> {
+    let sh = xshell::Shell::new()?;
+    sh.change_dir(&cmd.cwd);
+    let mut c = sh.cmd(&cmd.program).args(&cmd.args).quiet();
+    for (k, v) in &cmd.env {
+        c = c.env(k, v);
+    }
+    if verbose {
+        return c
+            .run()
+            .with_context(|| format!("command failed: {}", cmd.shell_line()));
+    }
+    let spinner = indicatif::ProgressBar::new_spinner();
+    spinner.set_style(
+        indicatif::ProgressStyle::with_template("    {spinner} {msg} [{elapsed}]")
+            .expect("static template"),
+    );
+    spinner.set_message(format!(
+        "{title}: {}",
+        cmd.program.rsplit('/').next().unwrap_or(&cmd.program)
+    ));
+    spinner.enable_steady_tick(Duration::from_millis(120));
+    let output = c.ignore_status().output();
+    spinner.finish_and_clear();
+    let output =
+        output.with_context(|| format!("cannot start `{}`: is it installed?", cmd.program))?;
+    if output.status.success() {
+        return Ok(());
+    }
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let lines: Vec<&str> = text.lines().collect();
+    let tail = &lines[lines.len().saturating_sub(80)..];
+    bail!(
+        "command failed ({}): {}\n--- last {} lines of its output ---\n{}",
+        output.status,
+        cmd.shell_line(),
+        tail.len(),
+        tail.join("\n")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shell_line_quotes_what_needs_it() {
+        let c = Command::new("python3", Path::new("/r/my dir"))
+            .args(["-m", "PyInstaller", "--add-data", "/a b/config.yaml:."])
+            .env("DOCKER_BUILDKIT", "1");
+        assert_eq!(
+            c.shell_line(),
+            "cd '/r/my dir' && DOCKER_BUILDKIT=1 python3 -m PyInstaller --add-data '/a b/config.yaml:.'"
+        );
+    }
+
+    fn plan_in(root: &Path) -> Plan {
+        let mut step = Step::new("hello", "write hello", StepKind::Preflight);
+        step.inputs.push(root.join("in.txt"));
+        step.outputs.push(root.join("out.txt"));
+        step.actions.push(Action::Run(
+            Command::new("sh", root).args(["-c", "cp in.txt out.tmp && echo copied"]),
+        ));
+        step.actions.push(Action::Install {
+            from: root.join("out.tmp"),
+            to: root.join("out.txt"),
+        });
+        let mut failing = Step::new("boom", "fail loudly", StepKind::Preflight);
+        failing.actions.push(Action::Run(
+            Command::new("sh", root).args(["-c", "echo some-diagnostic >&2; exit 3"]),
+        ));
+        let mut after = Step::new("after", "never reached", StepKind::Preflight);
+        after.always = true;
+        Plan {
+            product: "p".into(),
+            version: "1.0.0".into(),
+            arch: Arch::X64,
+            host: Some(Arch::X64),
+            env: "default".into(),
+            engine: Engine::Native,
+            root: root.to_path_buf(),
+            steps: vec![step, failing, after],
+        }
+    }
+
+    #[test]
+    fn runner_builds_then_skips_then_rebuilds_on_change_and_reports_failures() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("in.txt"), "v1").unwrap();
+        let mut plan = plan_in(d.path());
+        let opts = RunOptions {
+            force: Force::None,
+            verbose: false,
+            keep_going: false,
+        };
+
+        // The failing step stops the run, shows the tool's output, and skips what follows.
+        let err = format!("{:#}", run(&plan, &opts).unwrap_err());
+        assert!(err.contains("step `boom` failed"), "{err}");
+        assert!(err.contains("some-diagnostic"), "{err}");
+        assert!(err.contains("exit status: 3"), "{err}");
+        assert_eq!(
+            std::fs::read_to_string(d.path().join("out.txt")).unwrap(),
+            "v1"
+        );
+
+        plan.steps.remove(1);
+        let r = run(&plan, &opts).unwrap();
+        assert_eq!(r.outcome("hello"), Some(Outcome::UpToDate));
+        assert_eq!(r.outcome("after"), Some(Outcome::Passed));
+
+        std::fs::write(d.path().join("in.txt"), "v2").unwrap();
+        assert_eq!(
+            plan.freshness(&plan.steps[0]).unwrap(),
+            Freshness::Stale("changed: in.txt".into())
+        );
+        let r = run(&plan, &opts).unwrap();
+        assert_eq!(r.outcome("hello"), Some(Outcome::Built));
+        assert_eq!(
+            std::fs::read_to_string(d.path().join("out.txt")).unwrap(),
+            "v2"
+        );
+
+        // A missing output rebuilds even with a matching stamp; --force STEP rebuilds one.
+        std::fs::remove_file(d.path().join("out.txt")).unwrap();
+        assert_eq!(
+            plan.freshness(&plan.steps[0]).unwrap(),
+            Freshness::Stale("out.txt is missing".into())
+        );
+        run(&plan, &opts).unwrap();
+        let forced = RunOptions {
+            force: Force::Step("hello".into()),
+            verbose: false,
+            keep_going: false,
+        };
+        assert_eq!(
+            run(&plan, &forced).unwrap().outcome("hello"),
+            Some(Outcome::Built)
+        );
+        let bad = RunOptions {
+            force: Force::Step("nope".into()),
+            verbose: false,
+            keep_going: false,
+        };
+        let err = run(&plan, &bad).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "--force nope: no such step in this plan; steps are: hello, after"
+        );
+    }
+
+    #[test]
+    fn a_failed_step_writes_no_stamp_and_leaves_the_old_output() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("in.txt"), "v1").unwrap();
+        std::fs::write(d.path().join("out.txt"), "old").unwrap();
+        let mut plan = plan_in(d.path());
+        plan.steps[0]
+            .actions
+            .insert(1, Action::Run(Command::new("false", d.path())));
+        assert!(run(
+            &plan,
+            &RunOptions {
+                force: Force::None,
+                verbose: false,
+                keep_going: false
+            }
+        )
+        .is_err());
+        assert_eq!(
+            std::fs::read_to_string(d.path().join("out.txt")).unwrap(),
+            "old"
+        );
+        assert!(!plan.stamp_path(&plan.steps[0]).exists());
+    }
+}

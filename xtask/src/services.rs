@@ -1,0 +1,351 @@
+//! The steps that turn `python-service/` into one-file executables for one arch:
+//! venv (native only), staged config, then PyInstaller per service (native) or one container
+//! build of all services (cross).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+
+use crate::{
+    arch::Arch,
+    config::Config,
+    engine::{ContainerBuild, Engine},
+    plan::{Action, Command, Step, StepKind},
+};
+
+/// The host CA bundle that TLS to the package registries needs (a proxy CA here; the public
+/// roots elsewhere). Handed to container builds as a BuildKit secret.
+pub const CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// Facts about the host's tools that the plan needs and a test can fix.
+#[derive(Clone, Debug)]
+pub struct Tools {
+    /// `python3 --version` of the configured interpreter, when found.
+    pub python: Option<String>,
+    /// The CA bundle to hand to container builds, when the host has one.
+    pub ca_bundle: Option<PathBuf>,
+    /// `KT_VENV`: use this venv instead of `python-service/.venv` (the tests share one).
+    pub venv: Option<PathBuf>,
+    /// `DOCKER`: the docker client to drive, over dist.yaml's `docker.executable`, because the
+    /// right one differs between machines (here /usr/bin/docker has BuildKit built in).
+    pub docker: Option<String>,
+}
+
+impl Tools {
+    pub fn probe(config: &Config) -> Tools {
+        let python = std::process::Command::new(&config.dist.python.interpreter)
+            .arg("--version")
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+        let ca = Path::new(CA_BUNDLE);
+        Tools {
+            python,
+            ca_bundle: ca.exists().then(|| ca.to_path_buf()),
+            venv: std::env::var_os("KT_VENV")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from),
+            docker: std::env::var("DOCKER").ok().filter(|d| !d.is_empty()),
+        }
+    }
+}
+
+/// Where a build for one arch and env reads and writes.
+pub struct Layout {
+    pub root: PathBuf,
+    pub venv: PathBuf,
+    /// `target/xtask/stage/<arch>-<env>`: config.yaml and build-info.json to bundle.
+    pub stage: PathBuf,
+    /// Finished binaries: `python-service/dist/<arch>/`.
+    pub dist: PathBuf,
+    /// Per-run scratch under `target/xtask/tmp/<arch>/`.
+    pub tmp: PathBuf,
+    /// PyInstaller's work and spec folders, kept between runs for its own caching.
+    pub work: PathBuf,
+}
+
+impl Layout {
+    pub fn new(config: &Config, arch: Arch, env: &str, tools: &Tools) -> Layout {
+        let root = config.root.clone();
+        let py = config.python_dir();
+        Layout {
+            venv: tools.venv.clone().unwrap_or_else(|| py.join(".venv")),
+            stage: root
+                .join("target/xtask/stage")
+                .join(format!("{arch}-{env}")),
+            dist: py.join("dist").join(arch.name()),
+            tmp: root.join("target/xtask/tmp").join(arch.name()),
+            work: root.join("target/xtask/pyinstaller").join(arch.name()),
+            root,
+        }
+    }
+
+    pub fn venv_python(&self) -> PathBuf {
+        self.venv.join("bin/python")
+    }
+
+    pub fn binary(&self, service: &str) -> PathBuf {
+        self.dist.join(service)
+    }
+}
+
+/// `python3 -m venv` then `pip install -r ...`, only when the requirements or the interpreter
+/// changed. The venv is synced in place rather than rebuilt and renamed (venvs are not
+/// relocatable); an interrupted sync writes no stamp, so the next run syncs again.
+pub fn venv_step(config: &Config, layout: &Layout, tools: &Tools) -> Step {
+    let py = &config.dist.python;
+    let dir = config.python_dir();
+    let mut step = Step::new(
+        "venv",
+        format!(
+            "sync {}",
+            crate::fsx::rel(&layout.root, &layout.venv).display()
+        ),
+        StepKind::Venv,
+    );
+    step.inputs = py.all_requirements().iter().map(|r| dir.join(r)).collect();
+    step.values.insert(
+        "python".into(),
+        tools.python.clone().unwrap_or_else(|| "missing".into()),
+    );
+    step.outputs.push(layout.venv_python());
+    step.actions.push(Action::Run(
+        Command::new(py.interpreter.clone(), &layout.root)
+            .args(["-m", "venv"])
+            .arg(&layout.venv),
+    ));
+    let mut pip = Command::new(layout.venv_python().to_string_lossy(), &layout.root).args([
+        "-m",
+        "pip",
+        "install",
+        "--disable-pip-version-check",
+        "--require-virtualenv",
+        "--quiet",
+    ]);
+    for r in py.all_requirements() {
+        pip = pip.arg("-r").arg(dir.join(r));
+    }
+    step.actions.push(Action::Run(pip));
+    step
+}
+
+/// The build info every binary carries (`--version` prints it). No commit hash: that would
+/// rebuild every service on every commit.
+pub fn build_info(config: &Config, arch: Arch, env: &str) -> String {
+    let info = serde_json::json!({ "version": config.version, "env": env, "arch": arch.name() });
+    format!(
+        "{}\n",
+        serde_json::to_string_pretty(&info).expect("static JSON")
+    )
+}
+
+pub fn stage_step(config: &Config, layout: &Layout, arch: Arch, env: &str) -> Result<Step> {
+    let src = config.python_dir().join(config.env_file(env)?);
+    let mut step = Step::new(
+        "stage",
+        format!("stage config for env {env}"),
+        StepKind::StageConfig { env: env.into() },
+    );
+    step.inputs.push(src.clone());
+    let info = build_info(config, arch, env);
+    step.values.insert("build_info".into(), info.clone());
+    step.outputs = vec![
+        layout.stage.join("config.yaml"),
+        layout.stage.join("build-info.json"),
+    ];
+    step.actions.push(Action::CopyFile {
+        from: src,
+        to: layout.stage.join("config.yaml"),
+    });
+    step.actions.push(Action::WriteFile {
+        path: layout.stage.join("build-info.json"),
+        contents: info,
+    });
+    Ok(step)
+}
+
+/// Inputs every service build shares: the shared code, the chosen env's config and the
+/// requirements that decide what gets bundled.
+fn shared_inputs(config: &Config, env: &str, requirements: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let dir = config.python_dir();
+    let mut inputs: Vec<PathBuf> = config
+        .dist
+        .shared_sources
+        .iter()
+        .map(|p| dir.join(p))
+        .collect();
+    inputs.push(dir.join(config.env_file(env)?));
+    inputs.extend(requirements.iter().map(|r| dir.join(r)));
+    Ok(inputs)
+}
+
+/// One PyInstaller one-file build on this host. Its inputs are the sources, not the staged
+/// copies, so whether it is up to date is known before anything runs.
+pub fn native_service_step(
+    config: &Config,
+    layout: &Layout,
+    arch: Arch,
+    env: &str,
+    service: &str,
+    tools: &Tools,
+) -> Result<Step> {
+    let svc = &config.dist.services[service];
+    let dir = config.python_dir();
+    let tmp = layout.tmp.join(service);
+    let work = layout.work.join(service);
+    let mut step = Step::new(
+        service,
+        format!("build {service} (PyInstaller, native {arch})"),
+        StepKind::BuildService {
+            service: service.into(),
+        },
+    );
+    step.inputs.push(dir.join(&svc.entry));
+    let py = &config.dist.python;
+    step.inputs.extend(shared_inputs(
+        config,
+        env,
+        &[py.requirements.clone(), py.build_requirements.clone()],
+    )?);
+    step.values
+        .insert("build_info".into(), build_info(config, arch, env));
+    step.values.insert(
+        "python".into(),
+        tools.python.clone().unwrap_or_else(|| "missing".into()),
+    );
+    step.outputs.push(layout.binary(service));
+
+    let mut cmd = Command::new(layout.venv_python().to_string_lossy(), &layout.root)
+        .args([
+            "-m",
+            "PyInstaller",
+            "--noconfirm",
+            "--onefile",
+            "--log-level",
+            "WARN",
+            "--name",
+            service,
+        ])
+        .arg("--distpath")
+        .arg(&tmp)
+        .arg("--workpath")
+        .arg(&work)
+        .arg("--specpath")
+        .arg(&work)
+        .arg("--add-data")
+        .arg(format!("{}:.", layout.stage.join("config.yaml").display()))
+        .arg("--add-data")
+        .arg(format!(
+            "{}:.",
+            layout.stage.join("build-info.json").display()
+        ));
+    for d in &svc.add_data {
+        cmd = cmd
+            .arg("--add-data")
+            .arg(format!("{}:{}", dir.join(&d.src).display(), d.dest));
+    }
+    for c in &svc.collect_data {
+        cmd = cmd.args(["--collect-data", c]);
+    }
+    for h in &svc.hidden_imports {
+        cmd = cmd.args(["--hidden-import", h]);
+    }
+    cmd = cmd.arg(dir.join(&svc.entry));
+
+    step.actions.push(Action::Clean { path: tmp.clone() });
+    step.actions.push(Action::Run(cmd));
+    step.actions.push(Action::Install {
+        from: tmp.join(service),
+        to: layout.binary(service),
+    });
+    step.actions.push(Action::Clean { path: tmp });
+    Ok(step)
+}
+
+/// All services for a foreign arch in one container build: BuildKit runs the per-service
+/// stages in parallel and caches each on its own inputs.
+pub fn cross_build_step(
+    config: &Config,
+    layout: &Layout,
+    arch: Arch,
+    env: &str,
+    engine: &Engine,
+    tools: &Tools,
+    services: &[String],
+) -> Result<Step> {
+    let target = config.target(arch)?;
+    let dir = config.python_dir();
+    let rel = |p: &Path| {
+        crate::fsx::rel(&layout.root, p)
+            .to_string_lossy()
+            .into_owned()
+    };
+    let py = &config.dist.python;
+    let requirements = target
+        .requirements
+        .clone()
+        .unwrap_or_else(|| py.requirements.clone());
+    let tmp = layout.tmp.join("services");
+    let dockerfile = layout.root.join(&config.dist.docker.dockerfile);
+
+    let mut step = Step::new(
+        "cross-build",
+        format!("build {} for {arch} ({engine})", services.join(", ")),
+        StepKind::CrossBuild {
+            services: services.to_vec(),
+        },
+    );
+    step.inputs.push(dockerfile.clone());
+    step.inputs.extend(
+        services
+            .iter()
+            .map(|s| dir.join(&config.dist.services[s].entry)),
+    );
+    step.inputs.extend(shared_inputs(
+        config,
+        env,
+        &[requirements.clone(), py.build_requirements.clone()],
+    )?);
+    step.values
+        .insert("build_info".into(), build_info(config, arch, env));
+    step.outputs = services.iter().map(|s| layout.binary(s)).collect();
+
+    let base = target
+        .base_image
+        .clone()
+        .unwrap_or_else(|| "python:3.11-slim-bookworm".into());
+    let build = ContainerBuild {
+        arch,
+        root: &layout.root,
+        dockerfile: &dockerfile,
+        build_args: vec![
+            ("BASE_IMAGE".into(), base),
+            (
+                "REQUIREMENTS".into(),
+                requirements.to_string_lossy().into_owned(),
+            ),
+            (
+                "BUILD_REQUIREMENTS".into(),
+                py.build_requirements.to_string_lossy().into_owned(),
+            ),
+            ("STAGE".into(), rel(&layout.stage)),
+            ("SERVICES".into(), services.join(" ")),
+        ],
+        ca_bundle: tools.ca_bundle.as_deref(),
+        dest: &tmp,
+    };
+    let cmd = engine
+        .container_build(&build)
+        .expect("cross builds use a container engine");
+    step.actions.push(Action::Clean { path: tmp.clone() });
+    step.actions.push(Action::Run(cmd));
+    for s in services {
+        step.actions.push(Action::Install {
+            from: tmp.join(s),
+            to: layout.binary(s),
+        });
+    }
+    step.actions.push(Action::Clean { path: tmp });
+    Ok(step)
+}

@@ -1,0 +1,100 @@
+//! `cargo xtask test`: every test of the repository in one command, setting up what the
+//! suites need (the Python venv) and saying what it runs. The README and `.ci/run` call it.
+
+use std::path::Path;
+
+use anyhow::Result;
+use clap::Args;
+
+use crate::{
+    arch::Arch,
+    config::Config,
+    engine::Engine,
+    plan::{self, Action, Command, Force, Plan, RunOptions, Step, StepKind, ToolPackage},
+    services::{self, Layout, Tools},
+};
+
+#[derive(Args)]
+pub struct TestArgs {
+    /// Run only these suites (repeatable). Default: all.
+    #[arg(long = "only", value_enum)]
+    only: Vec<Suite>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Suite {
+    /// pytest for the three services.
+    Python,
+    /// `cargo test --workspace`: unit tests, plan snapshots and the real native builds.
+    Rust,
+}
+
+pub fn run(root: &Path, args: &TestArgs) -> Result<()> {
+    let config = Config::load(root)?;
+    let host = Arch::host()
+        .ok_or_else(|| anyhow::anyhow!("tests run on a Linux or macOS host of a known arch"))?;
+    let wants = |s: Suite| args.only.is_empty() || args.only.contains(&s);
+    let tools = Tools::probe(&config);
+    let layout = Layout::new(&config, host, "default", &tools);
+
+    let mut steps = vec![services::venv_step(&config, &layout, &tools)];
+    if wants(Suite::Python) {
+        let mut s = Step::new(
+            "pytest",
+            "Python service tests (pytest)",
+            StepKind::Preflight,
+        );
+        s.always = true;
+        // tts_service's tests speak through a real espeak-ng.
+        s.actions.push(Action::EnsurePackages {
+            needs: vec![ToolPackage {
+                tool: "espeak-ng".into(),
+                package: "espeak-ng".into(),
+            }],
+        });
+        s.actions.push(Action::Run(
+            Command::new(layout.venv_python().to_string_lossy(), &config.python_dir())
+                .args(["-m", "pytest", "-q"]),
+        ));
+        steps.push(s);
+    }
+    if wants(Suite::Rust) {
+        let mut s = Step::new(
+            "cargo-test",
+            "Rust tests (cargo test --workspace)",
+            StepKind::Preflight,
+        );
+        s.always = true;
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        // The native-build integration test reuses the venv synced above instead of
+        // downloading its own.
+        s.actions.push(Action::Run(
+            Command::new(cargo, root)
+                .args(["test", "--workspace"])
+                .env("KT_VENV", layout.venv.to_string_lossy()),
+        ));
+        steps.push(s);
+    }
+    let names: Vec<_> = steps.iter().skip(1).map(|s| s.title.as_str()).collect();
+    eprintln!("cargo xtask test: {}", names.join("; "));
+    let plan = Plan {
+        product: config.dist.product.product_name.clone(),
+        version: config.version.clone(),
+        arch: host,
+        host: Some(host),
+        env: "default".into(),
+        engine: Engine::Native,
+        root: root.to_path_buf(),
+        steps,
+    };
+    // Stream the suites' own output: their summary lines are the result.
+    plan::run(
+        &plan,
+        &RunOptions {
+            force: Force::None,
+            verbose: true,
+            keep_going: true,
+        },
+    )?;
+    Ok(())
+}
