@@ -123,12 +123,9 @@ impl Arch {
 
     pub fn binary_format(self) -> BinaryFormat {
         match self {
-            Arch::Armv7l => BinaryFormat::Elf {
-                class: 32,
-                machine: 40,
-                interpreter: "/lib/ld-linux-armhf.so.3",
-                hard_float: true,
-            },
+            Arch::Armv7l => {
+                BinaryFormat::Elf { class: 32, machine: 40, interpreter: "/lib/ld-linux-armhf.so.3", hard_float: true }
+            }
             Arch::Arm64 => BinaryFormat::Elf {
                 class: 64,
                 machine: 183,
@@ -141,9 +138,7 @@ impl Arch {
                 interpreter: "/lib64/ld-linux-x86-64.so.2",
                 hard_float: false,
             },
-            Arch::DarwinArm64 => BinaryFormat::MachO {
-                cputype: 0x0100_000c,
-            },
+            Arch::DarwinArm64 => BinaryFormat::MachO { cputype: 0x0100_000c },
         }
     }
 
@@ -166,11 +161,7 @@ impl Arch {
 
     /// One line per arch with its aliases, for error messages and `--help`.
     pub fn choices() -> String {
-        Arch::ALL
-            .iter()
-            .map(|a| format!("{} ({})", a.name(), a.aliases().join(", ")))
-            .collect::<Vec<_>>()
-            .join(", ")
+        Arch::ALL.iter().map(|a| format!("{} ({})", a.name(), a.aliases().join(", "))).collect::<Vec<_>>().join(", ")
     }
 }
 
@@ -185,12 +176,7 @@ pub struct UnknownArch(pub String);
 
 impl fmt::Display for UnknownArch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "unknown arch `{}`, expected one of {}",
-            self.0,
-            Arch::choices()
-        )
+        write!(f, "unknown arch `{}`, expected one of {}", self.0, Arch::choices())
     }
 }
 
@@ -273,21 +259,10 @@ mod tests {
         assert_eq!(Arch::Armv7l.electron_arch_enum(), 2);
         assert_eq!(Arch::Arm64.electron_arch_enum(), 3);
         assert_eq!(Arch::X64.electron_arch_enum(), 1);
-        assert_eq!(
-            Arch::Armv7l.electron_builder_flags(),
-            ["--linux", "--armv7l"]
-        );
+        assert_eq!(Arch::Armv7l.electron_builder_flags(), ["--linux", "--armv7l"]);
         match Arch::Armv7l.binary_format() {
-            BinaryFormat::Elf {
-                class,
-                machine,
-                interpreter,
-                hard_float,
-            } => {
-                assert_eq!(
-                    (class, machine, interpreter, hard_float),
-                    (32, 40, "/lib/ld-linux-armhf.so.3", true)
-                );
+            BinaryFormat::Elf { class, machine, interpreter, hard_float } => {
+                assert_eq!((class, machine, interpreter, hard_float), (32, 40, "/lib/ld-linux-armhf.so.3", true));
             }
             other => panic!("{other:?}"),
         }
@@ -297,10 +272,7 @@ mod tests {
     fn host_comes_from_the_userland_target() {
         assert_eq!(Arch::from_rust_target("linux", "arm"), Some(Arch::Armv7l));
         assert_eq!(Arch::from_rust_target("linux", "x86_64"), Some(Arch::X64));
-        assert_eq!(
-            Arch::from_rust_target("macos", "aarch64"),
-            Some(Arch::DarwinArm64)
-        );
+        assert_eq!(Arch::from_rust_target("macos", "aarch64"), Some(Arch::DarwinArm64));
         assert_eq!(Arch::from_rust_target("macos", "x86_64"), None);
         assert_eq!(Arch::from_rust_target("windows", "x86_64"), None);
     }

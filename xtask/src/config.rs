@@ -55,11 +55,7 @@ pub struct Python {
 impl Python {
     /// Everything the native venv installs, in install order.
     pub fn all_requirements(&self) -> [&Path; 3] {
-        [
-            &self.requirements,
-            &self.build_requirements,
-            &self.dev_requirements,
-        ]
+        [&self.requirements, &self.build_requirements, &self.dev_requirements]
     }
 }
 
@@ -79,12 +75,72 @@ pub struct Target {
     /// An engine endpoint (`DOCKER_HOST`), e.g. `ssh://pi@arm64-builder` or `unix:///...`.
     #[serde(default)]
     pub docker_host: Option<String>,
-    /// Base image for container builds, matching the target OS's glibc.
+    /// What container builds start from; its glibc is the floor of everything built on it.
     #[serde(default)]
-    pub base_image: Option<String>,
+    pub base: Base,
     /// Runtime requirements for this arch instead of `python.requirements`.
     #[serde(default)]
     pub requirements: Option<PathBuf>,
+}
+
+/// The base image of container builds.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(try_from = "BaseSpec", rename_all = "lowercase")]
+pub enum Base {
+    /// A registry image, e.g. `python:3.11-slim-bookworm`, matching the target OS's glibc.
+    Image(String),
+    /// Built here from Debian packages (`cargo xtask base-image`): no registry needed.
+    Debootstrap(Suite),
+}
+
+impl Default for Base {
+    fn default() -> Base {
+        Base::Image("python:3.11-slim-bookworm".into())
+    }
+}
+
+/// `base: {image: NAME}` or `base: {debootstrap: SUITE}` (serde_yaml would want a `!tag`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BaseSpec {
+    image: Option<String>,
+    debootstrap: Option<Suite>,
+}
+
+impl TryFrom<BaseSpec> for Base {
+    type Error = &'static str;
+    fn try_from(s: BaseSpec) -> Result<Base, &'static str> {
+        match (s.image, s.debootstrap) {
+            (Some(i), None) => Ok(Base::Image(i)),
+            (None, Some(d)) => Ok(Base::Debootstrap(d)),
+            _ => Err("expected exactly one of `image: NAME` or `debootstrap: SUITE`"),
+        }
+    }
+}
+
+/// A Debian release a target OS is built on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Suite {
+    Bookworm,
+    Bullseye,
+}
+
+impl Suite {
+    pub fn name(self) -> &'static str {
+        match self {
+            Suite::Bookworm => "bookworm",
+            Suite::Bullseye => "bullseye",
+        }
+    }
+
+    /// The suite's glibc: every bundle built on it needs at least this.
+    pub fn glibc(self) -> GlibcVersion {
+        match self {
+            Suite::Bookworm => GlibcVersion { major: 2, minor: 36 },
+            Suite::Bullseye => GlibcVersion { major: 2, minor: 31 },
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]
@@ -129,10 +185,7 @@ pub struct Docker {
 
 impl Default for Docker {
     fn default() -> Docker {
-        Docker {
-            executable: "docker".into(),
-            dockerfile: "docker/Dockerfile.services".into(),
-        }
+        Docker { executable: "docker".into(), dockerfile: "docker/Dockerfile.services".into() }
     }
 }
 
@@ -177,10 +230,7 @@ impl FromStr for GlibcVersion {
     fn from_str(s: &str) -> Result<Self, String> {
         let bad = || format!("invalid glibc version `{s}`, expected MAJOR.MINOR such as \"2.31\"");
         let (major, minor) = s.split_once('.').ok_or_else(bad)?;
-        Ok(GlibcVersion {
-            major: major.parse().map_err(|_| bad())?,
-            minor: minor.parse().map_err(|_| bad())?,
-        })
+        Ok(GlibcVersion { major: major.parse().map_err(|_| bad())?, minor: minor.parse().map_err(|_| bad())? })
     }
 }
 
@@ -192,19 +242,17 @@ impl fmt::Display for GlibcVersion {
 
 impl<'de> Deserialize<'de> for GlibcVersion {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        // Accept a YAML float too (`glibc: 2.31`) but read it as written, not as a float:
-        // 2.40 must not become 2.4.
+        // A bare YAML number is refused: `2.40` would be read as the float 2.4.
         let v = serde_yaml::Value::deserialize(d)?;
-        let text = match &v {
-            serde_yaml::Value::String(s) => s.clone(),
-            serde_yaml::Value::Number(n) => n.to_string(),
-            other => {
-                return Err(serde::de::Error::custom(format!(
-                    "invalid glibc version {other:?}, expected a string such as \"2.31\""
-                )))
-            }
-        };
-        text.parse().map_err(serde::de::Error::custom)
+        match &v {
+            serde_yaml::Value::String(s) => s.parse().map_err(serde::de::Error::custom),
+            serde_yaml::Value::Number(n) => Err(serde::de::Error::custom(format!(
+                "glibc version {n} is a YAML number (2.40 would read as 2.4); quote it: \"{n}\""
+            ))),
+            other => Err(serde::de::Error::custom(format!(
+                "invalid glibc version {other:?}, expected a string such as \"2.31\""
+            ))),
+        }
     }
 }
 
@@ -218,10 +266,9 @@ impl<'de> Deserialize<'de> for DataSpec {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
         match s.rsplit_once(':') {
-            Some((src, dest)) if !src.is_empty() && !dest.is_empty() => Ok(DataSpec {
-                src: src.into(),
-                dest: dest.into(),
-            }),
+            Some((src, dest)) if !src.is_empty() && !dest.is_empty() => {
+                Ok(DataSpec { src: src.into(), dest: dest.into() })
+            }
             _ => Err(serde::de::Error::custom(format!(
                 "invalid add_data `{s}`, expected SRC:DEST such as \"assets/logo.png:assets\""
             ))),
@@ -241,29 +288,17 @@ pub struct Config {
 impl Config {
     pub fn load(root: &Path) -> Result<Config> {
         let path = root.join(CONFIG_FILE);
-        let text = std::fs::read_to_string(&path).with_context(|| {
-            format!(
-                "cannot read {}: run from the repository root or pass --root",
-                path.display()
-            )
-        })?;
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}: run from the repository root or pass --root", path.display()))?;
         Config::parse(root, &text)
     }
 
     /// Parse and check `text` as the dist.yaml of `root`.
     pub fn parse(root: &Path, text: &str) -> Result<Config> {
         let dist: DistConfig = serde_yaml::from_str(text).map_err(|e| located(text, e))?;
-        let version = read_version(root, &dist.product.version_from).map_err(|e| {
-            anyhow::anyhow!(
-                "{}: product.version_from: {e:#}",
-                at(text, &dist.product.version_from)
-            )
-        })?;
-        let config = Config {
-            root: root.to_path_buf(),
-            dist,
-            version,
-        };
+        let version = read_version(root, &dist.product.version_from)
+            .map_err(|e| anyhow::anyhow!("{}: product.version_from: {e:#}", at(text, &dist.product.version_from)))?;
+        let config = Config { root: root.to_path_buf(), dist, version };
         config.check_paths(text)?;
         Ok(config)
     }
@@ -275,22 +310,18 @@ impl Config {
     pub fn target(&self, arch: Arch) -> Result<&Target> {
         self.dist.targets.get(&arch).with_context(|| {
             let have: Vec<_> = self.dist.targets.keys().map(|a| a.name()).collect();
-            format!("{CONFIG_FILE}: targets: no entry for `{arch}` (configured: {}); add `targets.{arch}`", have.join(", "))
+            format!(
+                "{CONFIG_FILE}: targets: no entry for `{arch}` (configured: {}); add `targets.{arch}`",
+                have.join(", ")
+            )
         })
     }
 
     pub fn env_file(&self, env: &str) -> Result<&Path> {
-        self.dist
-            .envs
-            .get(env)
-            .map(PathBuf::as_path)
-            .with_context(|| {
-                let have: Vec<_> = self.dist.envs.keys().map(String::as_str).collect();
-                format!(
-                    "unknown env `{env}`, expected one of {} (dist.yaml: envs)",
-                    have.join(", ")
-                )
-            })
+        self.dist.envs.get(env).map(PathBuf::as_path).with_context(|| {
+            let have: Vec<_> = self.dist.envs.keys().map(String::as_str).collect();
+            format!("unknown env `{env}`, expected one of {} (dist.yaml: envs)", have.join(", "))
+        })
     }
 
     /// Paths must exist now, not halfway through a 10-minute build.
@@ -309,16 +340,8 @@ impl Config {
         };
         need("python.dir".into(), &py.dir, Path::new(""));
         need("python.requirements".into(), &py.requirements, &py.dir);
-        need(
-            "python.build_requirements".into(),
-            &py.build_requirements,
-            &py.dir,
-        );
-        need(
-            "python.dev_requirements".into(),
-            &py.dev_requirements,
-            &py.dir,
-        );
+        need("python.build_requirements".into(), &py.build_requirements, &py.dir);
+        need("python.dev_requirements".into(), &py.dev_requirements, &py.dir);
         for (name, s) in &self.dist.services {
             need(format!("services.{name}.entry"), &s.entry, &py.dir);
             for d in &s.add_data {
@@ -336,15 +359,43 @@ impl Config {
                 need(format!("targets.{arch}.requirements"), r, &py.dir);
             }
         }
+        // Module and package names only: they are passed through a Dockerfile ARG split on
+        // spaces, and anything else is a typo PyInstaller would only warn about.
+        for (name, s) in &self.dist.services {
+            let names = s
+                .collect_data
+                .iter()
+                .map(|n| ("collect_data", n))
+                .chain(s.hidden_imports.iter().map(|n| ("hidden_imports", n)));
+            for (field, n) in names {
+                let ok = !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+                if !ok {
+                    missing.push(format!(
+                        "{}: services.{name}.{field}: `{n}` is not a Python module name (letters, digits, `_`, `.`, `-`)",
+                        at(text, Path::new(n))
+                    ));
+                }
+            }
+        }
+        // A bundle needs the glibc of the OS it was built on (libpython, libexpat inside it):
+        // a bookworm base cannot serve a bullseye target, whatever the bootloader needs.
+        for (arch, t) in &self.dist.targets {
+            if let (Base::Debootstrap(suite), Some(floor)) = (&t.base, t.glibc) {
+                if suite.glibc() > floor {
+                    missing.push(format!(
+                        "{CONFIG_FILE}: targets.{arch}.base: {} has glibc {}, above the target's floor {floor}; \
+                         binaries built on it would not run there: use a base with glibc <= {floor} (e.g. `debootstrap: bullseye`)",
+                        suite.name(),
+                        suite.glibc()
+                    ));
+                }
+            }
+        }
         if self.dist.services.is_empty() {
-            missing.push(format!(
-                "{CONFIG_FILE}: services: empty; declare at least one service"
-            ));
+            missing.push(format!("{CONFIG_FILE}: services: empty; declare at least one service"));
         }
         if !self.dist.envs.contains_key("default") {
-            missing.push(format!(
-                "{CONFIG_FILE}: envs: no `default` env; add `default: config.yaml`"
-            ));
+            missing.push(format!("{CONFIG_FILE}: envs: no `default` env; add `default: config.yaml`"));
         }
         if missing.is_empty() {
             Ok(())
@@ -356,29 +407,17 @@ impl Config {
 
 fn read_version(root: &Path, rel: &Path) -> Result<String> {
     let path = root.join(rel);
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("cannot read {}", path.display()))?;
-    let json: serde_json::Value = serde_json::from_str(&text)
-        .with_context(|| format!("{} is not valid JSON", path.display()))?;
+    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let json: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))?;
     let version = json
         .get("version")
         .and_then(|v| v.as_str())
-        .with_context(|| {
-            format!(
-                "{} has no string field \"version\"; add \"version\": \"1.0.0\"",
-                path.display()
-            )
-        })?;
+        .with_context(|| format!("{} has no string field \"version\"; add \"version\": \"1.0.0\"", path.display()))?;
     let valid = version.split('.').count() == 3
-        && version
-            .split(['.', '-', '+'])
-            .take(3)
-            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+        && version.split(['.', '-', '+']).take(3).all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
     if !valid {
-        bail!(
-            "{}: version `{version}` is not MAJOR.MINOR.PATCH",
-            path.display()
-        );
+        bail!("{}: version `{version}` is not MAJOR.MINOR.PATCH", path.display());
     }
     Ok(version.to_string())
 }
@@ -434,10 +473,7 @@ mod tests {
     use super::*;
 
     fn repo_root() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .unwrap()
-            .to_path_buf()
+        Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
     }
 
     fn repo_text() -> String {
@@ -454,46 +490,36 @@ mod tests {
         assert_eq!(c.dist.product.name, "kitchntabs");
         assert_eq!(c.dist.product.product_name, "KitchnTabs");
         assert_eq!(c.dist.services.len(), 3);
-        assert_eq!(
-            c.target(Arch::Armv7l).unwrap().glibc,
-            Some(GlibcVersion {
-                major: 2,
-                minor: 36
-            })
-        );
-        let pkg: serde_json::Value = serde_json::from_str(
-            &std::fs::read_to_string(repo_root().join("electron-app/package.json")).unwrap(),
-        )
-        .unwrap();
+        assert_eq!(c.target(Arch::Armv7l).unwrap().glibc, Some(GlibcVersion { major: 2, minor: 36 }));
+        let pkg: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(repo_root().join("electron-app/package.json")).unwrap())
+                .unwrap();
         assert_eq!(c.version, pkg["version"].as_str().unwrap());
     }
 
     #[test]
     fn unknown_key_names_line_column_and_choices() {
         let text = repo_text().replace(
-            "    engine: auto\n    base_image: kitchntabs-build-base:bookworm-arm64",
-            "    enigne: auto\n    base_image: kitchntabs-build-base:bookworm-arm64",
+            "  arm64:\n    glibc: \"2.36\"\n    engine: auto",
+            "  arm64:\n    glibc: \"2.36\"\n    enigne: auto",
         );
         let line = text.lines().position(|l| l.contains("enigne")).unwrap() + 1;
         let err = parse_err(&text);
         assert!(
-            err.starts_with(&format!(
-                "dist.yaml:{line}:5: targets.arm64: unknown field `enigne`, expected one of"
-            )),
+            err.starts_with(&format!("dist.yaml:{line}:5: targets.arm64: unknown field `enigne`, expected one of")),
             "{err}"
         );
         assert!(err.contains("`engine`"), "{err}");
-        assert!(err.contains("|    enigne: auto"), "{err}");
+        assert!(err.contains("|     enigne: auto"), "{err}");
     }
 
     #[test]
     fn missing_field_names_the_struct_location() {
         let text = repo_text().replace("  product_name: KitchnTabs\n", "");
+        // serde_yaml places a missing field at the start of its mapping: the first key.
+        let line = text.lines().position(|l| l == "  name: kitchntabs").unwrap() + 1;
         let err = parse_err(&text);
-        assert!(
-            err.starts_with("dist.yaml:4:3: product: missing field `product_name`"),
-            "{err}"
-        );
+        assert!(err.starts_with(&format!("dist.yaml:{line}:3: product: missing field `product_name`")), "{err}");
     }
 
     #[test]
@@ -502,9 +528,7 @@ mod tests {
         let line = text.lines().position(|l| l == "  armv8:").unwrap() + 1;
         let err = parse_err(&text);
         assert!(
-            err.starts_with(&format!(
-                "dist.yaml:{line}:3: targets: unknown arch `armv8`, expected one of armv7l"
-            )),
+            err.starts_with(&format!("dist.yaml:{line}:3: targets: unknown arch `armv8`, expected one of armv7l")),
             "{err}"
         );
     }
@@ -514,15 +538,39 @@ mod tests {
         let text = repo_text().replacen("glibc: \"2.36\"", "glibc: \"two\"", 1);
         let line = text.lines().position(|l| l.contains("\"two\"")).unwrap() + 1;
         let err = parse_err(&text);
-        assert!(err.starts_with(&format!("dist.yaml:{line}:13: targets.armv7l: invalid glibc version `two`, expected MAJOR.MINOR")), "{err}");
-        let err = parse_err(&repo_text().replacen("engine: auto", "engine: kubernetes", 1));
+        assert!(
+            err.starts_with(&format!(
+                "dist.yaml:{line}:13: targets.armv7l: invalid glibc version `two`, expected MAJOR.MINOR"
+            )),
+            "{err}"
+        );
+        let err = parse_err(&repo_text().replacen("    engine: auto", "    engine: kubernetes", 1));
         assert!(err.contains("targets.armv7l.engine: unknown variant `kubernetes`, expected one of `auto`, `native`, `buildx`, `docker`, `podman`"), "{err}");
     }
 
     #[test]
-    fn glibc_float_keeps_its_digits() {
-        let v: GlibcVersion = serde_yaml::from_str("2.40").unwrap();
+    fn base_is_an_image_or_a_debootstrap_suite_and_respects_the_floor() {
+        let c = Config::load(&repo_root()).unwrap();
+        assert_eq!(c.target(Arch::Armv7l).unwrap().base, Base::Debootstrap(Suite::Bookworm));
+        let text = repo_text().replacen("base: {debootstrap: bookworm}", "base: {debootstrap: bookworm, image: x}", 1);
+        let err = parse_err(&text);
+        assert!(err.contains("targets.armv7l: expected exactly one of `image: NAME` or `debootstrap: SUITE`"), "{err}");
+        let text = repo_text().replacen("glibc: \"2.36\"", "glibc: \"2.31\"", 1);
+        let err = parse_err(&text);
+        assert!(err.contains("targets.armv7l.base: bookworm has glibc 2.36, above the target's floor 2.31"), "{err}");
+        let text = text.replacen("base: {debootstrap: bookworm}", "base: {debootstrap: bullseye}", 1);
+        assert_eq!(
+            Config::parse(&repo_root(), &text).unwrap().target(Arch::Armv7l).unwrap().base,
+            Base::Debootstrap(Suite::Bullseye)
+        );
+    }
+
+    #[test]
+    fn glibc_versions_are_quoted_and_compare_numerically() {
+        let v: GlibcVersion = serde_yaml::from_str("\"2.40\"").unwrap();
         assert_eq!((v.major, v.minor), (2, 40));
+        let err = serde_yaml::from_str::<GlibcVersion>("2.40").unwrap_err().to_string();
+        assert!(err.contains("glibc version 2.4 is a YAML number (2.40 would read as 2.4); quote it"), "{err}");
         assert!("2.4".parse::<GlibcVersion>().unwrap() < "2.31".parse().unwrap());
     }
 
@@ -541,19 +589,10 @@ mod tests {
     fn version_must_be_semver_like() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("package.json"), r#"{"version": "1.0"}"#).unwrap();
-        let err = format!(
-            "{:#}",
-            read_version(dir.path(), Path::new("package.json")).unwrap_err()
-        );
-        assert!(
-            err.contains("version `1.0` is not MAJOR.MINOR.PATCH"),
-            "{err}"
-        );
+        let err = format!("{:#}", read_version(dir.path(), Path::new("package.json")).unwrap_err());
+        assert!(err.contains("version `1.0` is not MAJOR.MINOR.PATCH"), "{err}");
         std::fs::write(dir.path().join("package.json"), r#"{"name": "x"}"#).unwrap();
-        let err = format!(
-            "{:#}",
-            read_version(dir.path(), Path::new("package.json")).unwrap_err()
-        );
+        let err = format!("{:#}", read_version(dir.path(), Path::new("package.json")).unwrap_err());
         assert!(err.contains("has no string field \"version\""), "{err}");
     }
 }

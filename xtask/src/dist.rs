@@ -4,7 +4,8 @@ use anyhow::{bail, Result};
 
 use crate::{
     arch::Arch,
-    config::{Config, EngineChoice},
+    base_image,
+    config::{Base, Config, EngineChoice},
     engine::{Engine, Route},
     lock::TreeLock,
     plan::{self, Action, Force, Plan, RunOptions, Step, StepKind},
@@ -39,14 +40,8 @@ pub fn engine_for(
     tools: &Tools,
 ) -> Result<Engine> {
     let target = config.target(arch)?;
-    let route = Route {
-        context: target.context.clone(),
-        docker_host: target.docker_host.clone(),
-    };
-    let docker = tools
-        .docker
-        .as_deref()
-        .unwrap_or(&config.dist.docker.executable);
+    let route = Route { context: target.context.clone(), docker_host: target.docker_host.clone() };
+    let docker = tools.docker.as_deref().unwrap_or(&config.dist.docker.executable);
     let engine = Engine::resolve(choice.unwrap_or(target.engine), arch, host, docker, route)?;
     Ok(engine.with_builder(target.builder.clone()))
 }
@@ -58,11 +53,7 @@ pub fn plan(config: &Config, req: &Request, host: Option<Arch>, tools: &Tools) -
     let services = selected_services(config, &req.services)?;
     let layout = Layout::new(config, req.arch, &req.env, tools);
 
-    let mut preflight = Step::new(
-        "preflight",
-        "check the host can build this target",
-        StepKind::Preflight,
-    );
+    let mut preflight = Step::new("preflight", "check the host can build this target", StepKind::Preflight);
     preflight.always = true;
     let mut steps = Vec::new();
     match &engine {
@@ -71,8 +62,13 @@ pub fn plan(config: &Config, req: &Request, host: Option<Arch>, tools: &Tools) -
                 preflight.actions.push(Action::RequireHost {
                     arch: req.arch,
                     fix: match req.arch.docker_platform() {
-                        Some(_) => format!("use a container engine (`--engine docker`) or build on a {} machine", req.arch),
-                        None => format!("{} builds only natively: run this on an Apple Silicon Mac (CI's macOS job does)", req.arch),
+                        Some(_) => {
+                            format!("use a container engine (`--engine docker`) or build on a {} machine", req.arch)
+                        }
+                        None => format!(
+                            "{} builds only natively: run this on an Apple Silicon Mac (CI's macOS job does)",
+                            req.arch
+                        ),
                     },
                 });
             }
@@ -84,20 +80,28 @@ pub fn plan(config: &Config, req: &Request, host: Option<Arch>, tools: &Tools) -
             steps.push(services::venv_step(config, &layout, tools));
             steps.push(services::stage_step(config, &layout, req.arch, &req.env)?);
             for s in &services {
-                steps.push(services::native_service_step(
-                    config, &layout, req.arch, &req.env, s, tools,
-                )?);
+                steps.push(services::native_service_step(config, &layout, req.arch, &req.env, s, tools)?);
             }
         }
         container => {
-            let cross = services::cross_build_step(
-                config, &layout, req.arch, &req.env, container, tools, &services,
-            )?;
+            let mut cross =
+                services::cross_build_step(config, &layout, req.arch, &req.env, container, tools, &services)?;
             preflight.actions.push(Action::RequireTool {
                 tool: container.program().unwrap_or_default().to_string(),
                 fix: "install Docker (Debian: apt-get install docker.io) or podman, or point DOCKER / docker.executable at the client".into(),
             });
+            let base_steps = match config.target(req.arch)?.base {
+                Base::Debootstrap(suite) => {
+                    base_image::add_preflight(&mut preflight);
+                    let (base_steps, rootfs) =
+                        base_image::steps(&config.root, req.arch, suite, container, &tools.cache)?;
+                    cross.values.insert("base_rootfs".into(), rootfs);
+                    base_steps
+                }
+                Base::Image(_) => Vec::new(),
+            };
             steps.push(preflight);
+            steps.extend(base_steps);
             steps.push(services::stage_step(config, &layout, req.arch, &req.env)?);
             steps.push(cross);
         }
@@ -121,10 +125,7 @@ fn selected_services(config: &Config, wanted: &[String]) -> Result<Vec<String>> 
     }
     for w in wanted {
         if !all.contains(w) {
-            bail!(
-                "--service {w}: no such service in dist.yaml; services are: {}",
-                all.join(", ")
-            );
+            bail!("--service {w}: no such service in dist.yaml; services are: {}", all.join(", "));
         }
     }
     Ok(all.into_iter().filter(|s| wanted.contains(s)).collect())
@@ -143,19 +144,9 @@ pub fn run(config: &Config, req: &Request, mode: &Mode, what: &str) -> Result<()
         return Ok(());
     }
     let _lock = TreeLock::acquire(&config.root.join("target/xtask/dist.lock"), what)?;
-    let report = plan::run(
-        &plan,
-        &RunOptions {
-            force: mode.force.clone(),
-            verbose: mode.verbose,
-            keep_going: false,
-        },
-    )?;
+    let report = plan::run(&plan, &RunOptions { force: mode.force.clone(), verbose: mode.verbose, keep_going: false })?;
     if mode.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({ "plan": plan, "report": report }))?
-        );
+        println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "plan": plan, "report": report }))?);
     }
     Ok(())
 }
@@ -168,10 +159,7 @@ mod tests {
     use crate::services::CA_BUNDLE;
 
     fn repo_root() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .unwrap()
-            .to_path_buf()
+        Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
     }
 
     /// Fixed host facts, so a snapshot says the same on every machine.
@@ -181,42 +169,30 @@ mod tests {
             ca_bundle: Some(CA_BUNDLE.into()),
             venv: None,
             docker: None,
+            cache: "/var/cache/kitchntabs".into(),
         }
     }
 
     fn request(arch: Arch, engine: Option<EngineChoice>) -> Request {
-        Request {
-            arch,
-            env: "prod".into(),
-            engine,
-            services: Vec::new(),
-        }
+        Request { arch, env: "prod".into(), engine, services: Vec::new() }
     }
 
     fn rendered(req: &Request) -> String {
         let config = Config::load(&repo_root()).unwrap();
         let plan = plan(&config, req, Some(Arch::X64), &tools()).unwrap();
-        plan.render_with(None)
-            .unwrap()
-            .replace(&repo_root().to_string_lossy().into_owned(), "<root>")
+        plan.render_with(None).unwrap().replace(&repo_root().to_string_lossy().into_owned(), "<root>")
     }
 
     /// Compare with `xtask/snapshots/NAME.txt`; `UPDATE_SNAPSHOTS=1` rewrites it.
     fn snapshot(name: &str, actual: &str) {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("snapshots")
-            .join(format!("{name}.txt"));
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("snapshots").join(format!("{name}.txt"));
         if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             std::fs::write(&path, actual).unwrap();
             return;
         }
-        let expected = std::fs::read_to_string(&path).unwrap_or_else(|_| {
-            panic!(
-                "no snapshot {}: run with UPDATE_SNAPSHOTS=1 and review it",
-                path.display()
-            )
-        });
+        let expected = std::fs::read_to_string(&path)
+            .unwrap_or_else(|_| panic!("no snapshot {}: run with UPDATE_SNAPSHOTS=1 and review it", path.display()));
         if expected != actual {
             let diff: Vec<String> = expected
                 .lines()
@@ -226,7 +202,11 @@ mod tests {
                 .take(5)
                 .map(|(i, (e, a))| format!("line {}:\n  - {e}\n  + {a}", i + 1))
                 .collect();
-            panic!("plan differs from {} (UPDATE_SNAPSHOTS=1 to accept):\n{}\n--- actual ---\n{actual}", path.display(), diff.join("\n"));
+            panic!(
+                "plan differs from {} (UPDATE_SNAPSHOTS=1 to accept):\n{}\n--- actual ---\n{actual}",
+                path.display(),
+                diff.join("\n")
+            );
         }
     }
 
@@ -240,81 +220,33 @@ mod tests {
     #[test]
     fn plan_json_has_typed_steps_and_commands() {
         let config = Config::load(&repo_root()).unwrap();
-        let plan = plan(
-            &config,
-            &request(Arch::Armv7l, None),
-            Some(Arch::X64),
-            &tools(),
-        )
-        .unwrap();
+        let plan = plan(&config, &request(Arch::Armv7l, None), Some(Arch::X64), &tools()).unwrap();
         let json: serde_json::Value = serde_json::from_str(&plan.to_json().unwrap()).unwrap();
         assert_eq!(json["arch"], "armv7l");
         assert_eq!(json["engine"]["engine"], "docker_buildkit");
         let steps = json["steps"].as_array().unwrap();
         let kinds: Vec<_> = steps.iter().map(|s| s["kind"].as_str().unwrap()).collect();
-        assert_eq!(kinds, ["preflight", "stage_config", "cross_build"]);
-        let cross = &steps[2];
-        assert_eq!(
-            cross["services"],
-            serde_json::json!(["kt_service", "print_service", "tts_service"])
-        );
-        let run = cross["actions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|a| a["action"] == "run")
-            .unwrap();
+        assert_eq!(kinds, ["preflight", "rootfs", "base_image", "stage_config", "cross_build"]);
+        let cross = &steps[4];
+        assert_eq!(cross["services"], serde_json::json!(["kt_service", "print_service", "tts_service"]));
+        let run = cross["actions"].as_array().unwrap().iter().find(|a| a["action"] == "run").unwrap();
         assert_eq!(run["env"], serde_json::json!([["DOCKER_BUILDKIT", "1"]]));
-        let args: Vec<_> = run["args"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|a| a.as_str().unwrap())
-            .collect();
+        let args: Vec<_> = run["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
         assert_eq!(&args[..3], ["build", "--platform", "linux/arm/v7"]);
-        assert!(
-            args.contains(&"REQUIREMENTS=requirements-armv7l.txt"),
-            "{args:?}"
-        );
-        assert!(
-            args.contains(&"id=cacert,src=/etc/ssl/certs/ca-certificates.crt"),
-            "{args:?}"
-        );
+        assert!(args.contains(&"REQUIREMENTS=requirements-armv7l.txt"), "{args:?}");
+        assert!(args.contains(&"id=cacert,src=/etc/ssl/certs/ca-certificates.crt"), "{args:?}");
     }
 
     #[test]
     fn native_plan_builds_each_service_in_its_own_step() {
         let config = Config::load(&repo_root()).unwrap();
-        let plan = plan(
-            &config,
-            &request(Arch::X64, None),
-            Some(Arch::X64),
-            &tools(),
-        )
-        .unwrap();
+        let plan = plan(&config, &request(Arch::X64, None), Some(Arch::X64), &tools()).unwrap();
         let ids: Vec<_> = plan.steps.iter().map(|s| s.id.as_str()).collect();
-        assert_eq!(
-            ids,
-            [
-                "preflight",
-                "venv",
-                "stage",
-                "kt_service",
-                "print_service",
-                "tts_service"
-            ]
-        );
+        assert_eq!(ids, ["preflight", "venv", "stage", "kt_service", "print_service", "tts_service"]);
         // Each service's own entry script is an input of its step alone.
         for s in &plan.steps[3..] {
-            let entries: Vec<_> = s
-                .inputs
-                .iter()
-                .filter(|p| p.extension().is_some_and(|e| e == "py"))
-                .collect();
-            assert_eq!(
-                entries,
-                [&config.python_dir().join(format!("src/{}.py", s.id))]
-            );
+            let entries: Vec<_> = s.inputs.iter().filter(|p| p.extension().is_some_and(|e| e == "py")).collect();
+            assert_eq!(entries, [&config.python_dir().join(format!("src/{}.py", s.id))]);
         }
     }
 
@@ -324,26 +256,22 @@ mod tests {
         let t = config.dist.targets.get_mut(&Arch::Arm64).unwrap();
         t.docker_host = Some("ssh://builder@arm64-node".into());
         t.builder = Some("kt-builder".into());
-        let p = plan(
-            &config,
-            &request(Arch::Arm64, Some(EngineChoice::Buildx)),
-            Some(Arch::X64),
-            &tools(),
-        )
-        .unwrap();
+        let p = plan(&config, &request(Arch::Arm64, Some(EngineChoice::Buildx)), Some(Arch::X64), &tools()).unwrap();
         let text = p.render_with(None).unwrap();
-        assert!(text.contains("engine buildx (docker buildx, builder kt-builder, DOCKER_HOST=ssh://builder@arm64-node)"), "{text}");
-        assert!(text.contains("DOCKER_HOST=ssh://builder@arm64-node docker buildx build --builder kt-builder --platform linux/arm64"), "{text}");
+        assert!(
+            text.contains("engine buildx (docker buildx, builder kt-builder, DOCKER_HOST=ssh://builder@arm64-node)"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "DOCKER_HOST=ssh://builder@arm64-node docker buildx build --builder kt-builder --platform linux/arm64"
+            ),
+            "{text}"
+        );
 
         let mut tools = tools();
         tools.docker = Some("/usr/bin/docker".into());
-        let p = plan(
-            &config,
-            &request(Arch::Armv7l, None),
-            Some(Arch::X64),
-            &tools,
-        )
-        .unwrap();
+        let p = plan(&config, &request(Arch::Armv7l, None), Some(Arch::X64), &tools).unwrap();
         assert!(p
             .render_with(None)
             .unwrap()
@@ -355,19 +283,15 @@ mod tests {
         let config = Config::load(&repo_root()).unwrap();
         let mut req = request(Arch::X64, None);
         req.services = vec!["scanner".into()];
-        let err = plan(&config, &req, Some(Arch::X64), &tools())
-            .unwrap_err()
-            .to_string();
-        assert_eq!(err, "--service scanner: no such service in dist.yaml; services are: kt_service, print_service, tts_service");
-        let mut req = request(Arch::X64, None);
-        req.env = "staging".into();
-        let err = plan(&config, &req, Some(Arch::X64), &tools())
-            .unwrap_err()
-            .to_string();
+        let err = plan(&config, &req, Some(Arch::X64), &tools()).unwrap_err().to_string();
         assert_eq!(
             err,
-            "unknown env `staging`, expected one of default, ngrok, prod (dist.yaml: envs)"
+            "--service scanner: no such service in dist.yaml; services are: kt_service, print_service, tts_service"
         );
+        let mut req = request(Arch::X64, None);
+        req.env = "staging".into();
+        let err = plan(&config, &req, Some(Arch::X64), &tools()).unwrap_err().to_string();
+        assert_eq!(err, "unknown env `staging`, expected one of default, ngrok, prod (dist.yaml: envs)");
     }
 
     #[test]

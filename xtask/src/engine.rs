@@ -53,11 +53,7 @@ impl fmt::Display for Engine {
         };
         match self {
             Engine::Native => f.write_str("native"),
-            Engine::Buildx {
-                docker,
-                builder,
-                route: r,
-            } => {
+            Engine::Buildx { docker, builder, route: r } => {
                 write!(f, "buildx ({docker} buildx")?;
                 if let Some(b) = builder {
                     write!(f, ", builder {b}")?;
@@ -89,35 +85,18 @@ pub struct ContainerBuild<'a> {
 impl Engine {
     /// Pick the engine for `arch`. Container engines are not probed here yet: `auto` for a
     /// foreign arch means the configured Docker client with built-in BuildKit.
-    pub fn resolve(
-        choice: EngineChoice,
-        arch: Arch,
-        host: Option<Arch>,
-        docker: &str,
-        route: Route,
-    ) -> Result<Engine> {
+    pub fn resolve(choice: EngineChoice, arch: Arch, host: Option<Arch>, docker: &str, route: Route) -> Result<Engine> {
         let native_possible = host == Some(arch);
         Ok(match choice {
             EngineChoice::Native => Engine::Native,
-            EngineChoice::Auto if native_possible || arch.docker_platform().is_none() => {
-                Engine::Native
-            }
-            EngineChoice::Auto | EngineChoice::Docker => Engine::DockerBuildkit {
-                docker: docker.into(),
-                route,
-            },
-            EngineChoice::Buildx => Engine::Buildx {
-                docker: docker.into(),
-                builder: None,
-                route,
-            },
+            EngineChoice::Auto if native_possible || arch.docker_platform().is_none() => Engine::Native,
+            EngineChoice::Auto | EngineChoice::Docker => Engine::DockerBuildkit { docker: docker.into(), route },
+            EngineChoice::Buildx => Engine::Buildx { docker: docker.into(), builder: None, route },
             EngineChoice::Podman => {
                 if route != Route::default() {
                     bail!("podman cannot use a docker context or DOCKER_HOST; remove them from the target or pick engine docker/buildx");
                 }
-                Engine::Podman {
-                    podman: "podman".into(),
-                }
+                Engine::Podman { podman: "podman".into() }
             }
         })
     }
@@ -133,11 +112,7 @@ impl Engine {
 
     pub fn with_builder(self, name: Option<String>) -> Engine {
         match self {
-            Engine::Buildx { docker, route, .. } => Engine::Buildx {
-                docker,
-                builder: name,
-                route,
-            },
+            Engine::Buildx { docker, route, .. } => Engine::Buildx { docker, builder: name, route },
             other => other,
         }
     }
@@ -149,11 +124,7 @@ impl Engine {
         let platform = b.arch.docker_platform()?;
         let mut cmd = match self {
             Engine::Native => return None,
-            Engine::Buildx {
-                docker,
-                builder,
-                route,
-            } => {
+            Engine::Buildx { docker, builder, route } => {
                 let mut c = docker_cmd(docker, route, b.root);
                 c = c.args(["buildx", "build"]);
                 if let Some(name) = builder {
@@ -161,29 +132,58 @@ impl Engine {
                 }
                 c
             }
-            Engine::DockerBuildkit { docker, route } => docker_cmd(docker, route, b.root)
-                .env("DOCKER_BUILDKIT", "1")
-                .arg("build"),
-            Engine::Podman { podman } => {
-                Command::new(podman.clone(), b.root).args(["build", "--pull=never"])
+            Engine::DockerBuildkit { docker, route } => {
+                docker_cmd(docker, route, b.root).env("DOCKER_BUILDKIT", "1").arg("build")
             }
+            Engine::Podman { podman } => Command::new(podman.clone(), b.root).args(["build", "--pull=never"]),
         };
-        cmd = cmd
-            .args(["--platform", platform, "--network", "host", "--file"])
-            .arg(b.dockerfile);
+        cmd = cmd.args(["--platform", platform, "--network", "host", "--file"]).arg(b.dockerfile);
         for (k, v) in &b.build_args {
             cmd = cmd.arg("--build-arg").arg(format!("{k}={v}"));
         }
         if let Some(ca) = b.ca_bundle {
-            cmd = cmd
-                .arg("--secret")
-                .arg(format!("id=cacert,src={}", ca.display()));
+            cmd = cmd.arg("--secret").arg(format!("id=cacert,src={}", ca.display()));
         }
-        Some(
-            cmd.arg("--output")
-                .arg(format!("type=local,dest={}", b.dest.display()))
-                .arg(b.root),
-        )
+        Some(cmd.arg("--output").arg(format!("type=local,dest={}", b.dest.display())).arg(b.root))
+    }
+}
+
+impl Engine {
+    /// Build a local image from a context folder, into the store this engine's builds read
+    /// (`--load` for buildx: its builder's cache is not the image store).
+    pub fn image_build(&self, platform: &str, tag: &str, labels: &[(&str, &str)], context: &Path) -> Option<Command> {
+        let mut cmd = match self {
+            Engine::Native => return None,
+            Engine::Buildx { docker, builder, route } => {
+                let mut c = docker_cmd(docker, route, context).args(["buildx", "build", "--load"]);
+                if let Some(b) = builder {
+                    c = c.args(["--builder", b]);
+                }
+                c
+            }
+            Engine::DockerBuildkit { docker, route } => {
+                docker_cmd(docker, route, context).env("DOCKER_BUILDKIT", "1").arg("build")
+            }
+            Engine::Podman { podman } => Command::new(podman.clone(), context).arg("build"),
+        };
+        cmd = cmd.args(["--platform", platform]);
+        for (k, v) in labels {
+            cmd = cmd.arg("--label").arg(format!("{k}={v}"));
+        }
+        Some(cmd.args(["--tag", tag]).arg(context))
+    }
+
+    /// Prints the value of `label` on image `tag` (fails when there is no such image).
+    pub fn image_label(&self, tag: &str, label: &str, cwd: &Path) -> Option<Command> {
+        let format = format!("{{{{index .Config.Labels \"{label}\"}}}}");
+        let cmd = match self {
+            Engine::Native => return None,
+            Engine::Buildx { docker, route, .. } | Engine::DockerBuildkit { docker, route } => {
+                docker_cmd(docker, route, cwd)
+            }
+            Engine::Podman { podman } => Command::new(podman.clone(), cwd),
+        };
+        Some(cmd.args(["image", "inspect", "--format", &format, tag]))
     }
 }
 

@@ -43,11 +43,7 @@ impl Fingerprint {
             }
         }
         for file in files {
-            let name = file
-                .strip_prefix(root)
-                .unwrap_or(&file)
-                .to_string_lossy()
-                .into_owned();
+            let name = file.strip_prefix(root).unwrap_or(&file).to_string_lossy().into_owned();
             self.inputs.insert(name, hash_file(&file)?);
         }
         Ok(())
@@ -55,8 +51,7 @@ impl Fingerprint {
 
     /// Hash a value that is not a file: a config fragment, a tool version, a command line.
     pub fn add_value(&mut self, name: &str, value: &str) {
-        self.inputs
-            .insert(format!("@{name}"), hex(&Sha256::digest(value.as_bytes())));
+        self.inputs.insert(format!("@{name}"), hex(&Sha256::digest(value.as_bytes())));
     }
 
     /// One digest over all inputs.
@@ -73,31 +68,19 @@ impl Fingerprint {
 
     /// Input names that differ from `old`, for "rebuilt because src/x.py changed".
     pub fn changed_since(&self, old: &Fingerprint) -> Vec<String> {
-        let mut changed: Vec<String> = self
-            .inputs
-            .iter()
-            .filter(|(k, v)| old.inputs.get(*k) != Some(v))
-            .map(|(k, _)| k.clone())
-            .collect();
-        changed.extend(
-            old.inputs
-                .keys()
-                .filter(|k| !self.inputs.contains_key(*k))
-                .map(|k| format!("{k} (removed)")),
-        );
+        let mut changed: Vec<String> =
+            self.inputs.iter().filter(|(k, v)| old.inputs.get(*k) != Some(v)).map(|(k, _)| k.clone()).collect();
+        changed.extend(old.inputs.keys().filter(|k| !self.inputs.contains_key(*k)).map(|k| format!("{k} (removed)")));
         changed
     }
 }
 
 pub fn hash_file(path: &Path) -> Result<String> {
-    let mut file =
-        std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut file = std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 16];
     loop {
-        let n = file
-            .read(&mut buf)
-            .with_context(|| format!("cannot read {}", path.display()))?;
+        let n = file.read(&mut buf).with_context(|| format!("cannot read {}", path.display()))?;
         if n == 0 {
             break;
         }
@@ -126,10 +109,7 @@ impl Stamp {
     /// Written last, after the outputs are in place, through a temporary file: a stamp never
     /// claims outputs that a crash left half-written.
     pub fn write(path: &Path, fingerprint: &Fingerprint) -> Result<()> {
-        let stamp = Stamp {
-            digest: fingerprint.digest(),
-            fingerprint: fingerprint.clone(),
-        };
+        let stamp = Stamp { digest: fingerprint.digest(), fingerprint: fingerprint.clone() };
         crate::fsx::write_atomic(path, &serde_json::to_vec_pretty(&stamp)?)
     }
 }
@@ -169,20 +149,14 @@ mod tests {
         std::fs::write(src.join("pkg/b.py"), "B = 2\n").unwrap();
         let edited = fp(dir.path());
         assert_ne!(edited.digest(), base.digest());
-        assert_eq!(
-            edited.changed_since(&base),
-            vec!["src/pkg/b.py".to_string()]
-        );
+        assert_eq!(edited.changed_since(&base), vec!["src/pkg/b.py".to_string()]);
 
         // A new file, a removed file and a changed value all count.
         std::fs::write(src.join("c.py"), "").unwrap();
         let added = fp(dir.path());
         assert_eq!(added.changed_since(&edited), vec!["src/c.py".to_string()]);
         std::fs::remove_file(src.join("c.py")).unwrap();
-        assert_eq!(
-            fp(dir.path()).changed_since(&added),
-            vec!["src/c.py (removed)".to_string()]
-        );
+        assert_eq!(fp(dir.path()).changed_since(&added), vec!["src/c.py (removed)".to_string()]);
         let mut other = fp(dir.path());
         other.add_value("config", "env=ngrok");
         assert_eq!(other.changed_since(&edited), vec!["@config".to_string()]);

@@ -7,14 +7,13 @@ use std::{
 
 use anyhow::{Context, Result};
 
-/// A sibling temporary path, unique per process, so a crashed run's leftover never collides
-/// with (or is mistaken for) a finished output.
+/// A hidden sibling temporary path, never mistaken for a finished output. It is the same on
+/// every run, so plans (and the fingerprints over their commands) are stable: runs that
+/// write the same tree are serialised by a lock, and a crashed run's leftover is removed by
+/// the next one.
 pub fn tmp_sibling(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    path.with_file_name(format!(".{name}.tmp"))
 }
 
 /// Write `bytes` to `path` through a temporary file and a rename.
@@ -43,13 +42,10 @@ pub fn install(from: &Path, to: &Path) -> Result<()> {
         // rename(2) cannot replace a non-empty folder: move the old one aside first.
         let old = tmp_sibling(to);
         std::fs::rename(to, &old).with_context(|| format!("cannot move {} aside", to.display()))?;
-        std::fs::rename(from, to)
-            .with_context(|| format!("cannot move {} to {}", from.display(), to.display()))?;
-        std::fs::remove_dir_all(&old)
-            .with_context(|| format!("cannot remove {}", old.display()))?;
+        std::fs::rename(from, to).with_context(|| format!("cannot move {} to {}", from.display(), to.display()))?;
+        std::fs::remove_dir_all(&old).with_context(|| format!("cannot remove {}", old.display()))?;
     } else {
-        std::fs::rename(from, to)
-            .with_context(|| format!("cannot move {} to {}", from.display(), to.display()))?;
+        std::fs::rename(from, to).with_context(|| format!("cannot move {} to {}", from.display(), to.display()))?;
     }
     Ok(())
 }
@@ -57,11 +53,10 @@ pub fn install(from: &Path, to: &Path) -> Result<()> {
 pub fn remove_all(path: &Path) -> Result<()> {
     match std::fs::symlink_metadata(path) {
         Err(_) => Ok(()),
-        Ok(m) if m.is_dir() => std::fs::remove_dir_all(path)
-            .with_context(|| format!("cannot remove {}", path.display())),
-        Ok(_) => {
-            std::fs::remove_file(path).with_context(|| format!("cannot remove {}", path.display()))
+        Ok(m) if m.is_dir() => {
+            std::fs::remove_dir_all(path).with_context(|| format!("cannot remove {}", path.display()))
         }
+        Ok(_) => std::fs::remove_file(path).with_context(|| format!("cannot remove {}", path.display())),
     }
 }
 
@@ -94,10 +89,7 @@ mod tests {
         assert!(dir_out.join("f").exists());
         assert!(!dir_out.join("stale").exists());
         // No temporary or moved-aside path is left behind.
-        let mut left: Vec<_> = std::fs::read_dir(d.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
+        let mut left: Vec<_> = std::fs::read_dir(d.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         left.sort();
         assert_eq!(left, ["dir", "out"]);
     }

@@ -13,8 +13,7 @@ pub struct TreeLock {
 impl TreeLock {
     pub fn acquire(path: &Path, what: &str) -> Result<TreeLock> {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
+            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         }
         let mut file = File::options()
             .read(true)
@@ -53,17 +52,8 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let path = d.path().join("xtask/dist.lock");
         let first = TreeLock::acquire(&path, "cargo xtask dist --arch x64").unwrap();
-        let err = TreeLock::acquire(&path, "second")
-            .err()
-            .unwrap()
-            .to_string();
-        assert!(
-            err.contains(&format!(
-                "pid {} (cargo xtask dist --arch x64)",
-                std::process::id()
-            )),
-            "{err}"
-        );
+        let err = TreeLock::acquire(&path, "second").err().unwrap().to_string();
+        assert!(err.contains(&format!("pid {} (cargo xtask dist --arch x64)", std::process::id())), "{err}");
         drop(first);
         TreeLock::acquire(&path, "third").unwrap();
     }

@@ -2,6 +2,7 @@
 //! dispatches; each command lives in the module of the same name.
 
 mod arch;
+mod base_image;
 mod config;
 mod dist;
 mod engine;
@@ -42,6 +43,9 @@ enum Command {
     Dist(DistArgs),
     /// Build only the Python services (all, or those named with --service).
     BuildServices(BuildServicesArgs),
+    /// Build a build-base image from Debian packages (debootstrap, `FROM scratch`), for
+    /// machines that reach no image registry. The rootfs tarball is cached and reused.
+    BaseImage(base_image::BaseImageArgs),
     /// Run every test: Rust (cargo test), Python (pytest), setting up what they need.
     Test(test::TestArgs),
     /// List the target arches with their Docker platform, Debian arch, electron-builder
@@ -93,7 +97,7 @@ struct BuildServicesArgs {
     services: Vec<String>,
 }
 
-fn parse_arch(s: &str) -> Result<Arch, String> {
+pub fn parse_arch(s: &str) -> Result<Arch, String> {
     s.parse().map_err(|e: arch::UnknownArch| e.to_string())
 }
 
@@ -101,19 +105,10 @@ impl TargetArgs {
     fn request(&self, services: Vec<String>) -> Result<dist::Request> {
         let arch = match self.arch {
             Some(a) => a,
-            None => Arch::host().ok_or_else(|| {
-                anyhow::anyhow!(
-                    "this host is not a known target; pass --arch ({})",
-                    Arch::choices()
-                )
-            })?,
+            None => Arch::host()
+                .ok_or_else(|| anyhow::anyhow!("this host is not a known target; pass --arch ({})", Arch::choices()))?,
         };
-        Ok(dist::Request {
-            arch,
-            env: self.env.clone(),
-            engine: self.engine,
-            services,
-        })
+        Ok(dist::Request { arch, env: self.env.clone(), engine: self.engine, services })
     }
 
     fn mode(&self) -> dist::Mode {
@@ -128,10 +123,7 @@ impl TargetArgs {
 
 /// The checkout this binary was built from: `cargo xtask` always runs from a checkout.
 fn default_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask lives in the workspace")
-        .to_path_buf()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
 }
 
 fn main() {
@@ -148,22 +140,13 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Dist(a) => {
             let config = config::Config::load(&root)?;
-            dist::run(
-                &config,
-                &a.target.request(Vec::new())?,
-                &a.target.mode(),
-                &what,
-            )
+            dist::run(&config, &a.target.request(Vec::new())?, &a.target.mode(), &what)
         }
         Command::BuildServices(a) => {
             let config = config::Config::load(&root)?;
-            dist::run(
-                &config,
-                &a.target.request(a.services.clone())?,
-                &a.target.mode(),
-                &what,
-            )
+            dist::run(&config, &a.target.request(a.services.clone())?, &a.target.mode(), &what)
         }
+        Command::BaseImage(a) => base_image::run(&config::Config::load(&root)?, &a, &what),
         Command::Test(a) => test::run(&root, &a),
         Command::Targets { json } => targets::run(&config::Config::load(&root)?, json),
     }
@@ -190,27 +173,16 @@ mod tests {
         };
         assert_eq!(parse(&[]), Force::None);
         assert_eq!(parse(&["--force"]), Force::All);
-        assert_eq!(
-            parse(&["--force", "kt_service"]),
-            Force::Step("kt_service".into())
-        );
+        assert_eq!(parse(&["--force", "kt_service"]), Force::Step("kt_service".into()));
         assert_eq!(parse(&["--force", "--dry-run"]), Force::All);
     }
 
     #[test]
     fn arch_flag_takes_aliases_and_rejects_others_with_the_list() {
         let cli = Cli::try_parse_from(["xtask", "dist", "--arch", "armhf"]).unwrap();
-        let Command::Dist(a) = cli.command else {
-            unreachable!()
-        };
+        let Command::Dist(a) = cli.command else { unreachable!() };
         assert_eq!(a.target.arch, Some(Arch::Armv7l));
-        let err = Cli::try_parse_from(["xtask", "dist", "--arch", "i386"])
-            .err()
-            .unwrap()
-            .to_string();
-        assert!(
-            err.contains("unknown arch `i386`, expected one of armv7l (armhf"),
-            "{err}"
-        );
+        let err = Cli::try_parse_from(["xtask", "dist", "--arch", "i386"]).err().unwrap().to_string();
+        assert!(err.contains("unknown arch `i386`, expected one of armv7l (armhf"), "{err}");
     }
 }

@@ -34,12 +34,7 @@ pub struct Command {
 
 impl Command {
     pub fn new(program: impl Into<String>, cwd: &Path) -> Command {
-        Command {
-            program: program.into(),
-            args: Vec::new(),
-            env: Vec::new(),
-            cwd: cwd.to_path_buf(),
-        }
+        Command { program: program.into(), args: Vec::new(), env: Vec::new(), cwd: cwd.to_path_buf() }
     }
 
     pub fn arg(mut self, arg: impl AsRef<std::ffi::OsStr>) -> Command {
@@ -47,10 +42,7 @@ impl Command {
         self
     }
 
-    pub fn args<I: IntoIterator<Item = S>, S: AsRef<std::ffi::OsStr>>(
-        mut self,
-        args: I,
-    ) -> Command {
+    pub fn args<I: IntoIterator<Item = S>, S: AsRef<std::ffi::OsStr>>(mut self, args: I) -> Command {
         for a in args {
             self = self.arg(a);
         }
@@ -64,11 +56,7 @@ impl Command {
 
     /// The command as a POSIX shell line that does the same thing: `cd DIR && VAR=x prog 'arg'`.
     pub fn shell_line(&self) -> String {
-        let q = |s: &str| {
-            shlex::try_quote(s)
-                .map(|c| c.into_owned())
-                .unwrap_or_else(|_| format!("{s:?}"))
-        };
+        let q = |s: &str| shlex::try_quote(s).map(|c| c.into_owned()).unwrap_or_else(|_| format!("{s:?}"));
         let mut line = format!("cd {} && ", q(&self.cwd.to_string_lossy()));
         for (k, v) in &self.env {
             let _ = write!(line, "{k}={} ", q(v));
@@ -88,7 +76,7 @@ impl Command {
 #[serde(tag = "action", rename_all = "snake_case")]
 pub enum Action {
     Run(Command),
-    /// Remove a leftover temporary path (a crashed run's debris).
+    /// Remove a temporary path (before a build: a crashed run's debris; after: scratch).
     Clean {
         path: PathBuf,
     },
@@ -100,8 +88,15 @@ pub enum Action {
         from: PathBuf,
         to: PathBuf,
     },
-    /// chmod 0755 then rename into place: the finished output appears all at once.
+    /// Rename into place (after chmod 0755 for executables): the finished output appears
+    /// all at once.
     Install {
+        from: PathBuf,
+        to: PathBuf,
+        executable: bool,
+    },
+    /// Hard-link (or copy, across file systems) a large file into a build context.
+    Link {
         from: PathBuf,
         to: PathBuf,
     },
@@ -132,21 +127,20 @@ impl Action {
     fn describe(&self) -> String {
         match self {
             Action::Run(c) => format!("$ {}", c.shell_line()),
-            Action::Clean { path } => format!("remove leftover {}", path.display()),
+            Action::Clean { path } => format!("remove {}", path.display()),
             Action::WriteFile { path, .. } => format!("write {}", path.display()),
             Action::CopyFile { from, to } => format!("copy {} -> {}", from.display(), to.display()),
-            Action::Install { from, to } => format!(
-                "install (chmod 755, rename) {} -> {}",
+            Action::Install { from, to, executable } => format!(
+                "install ({}rename) {} -> {}",
+                if *executable { "chmod 755, " } else { "" },
                 from.display(),
                 to.display()
             ),
+            Action::Link { from, to } => format!("link {} -> {}", from.display(), to.display()),
             Action::RequireTool { tool, .. } => format!("require `{tool}` on PATH"),
             Action::RequireHost { arch, .. } => format!("require a {arch} host"),
             Action::EnsurePackages { needs } => {
-                let pkgs: Vec<_> = needs
-                    .iter()
-                    .map(|n| format!("{} (apt {})", n.tool, n.package))
-                    .collect();
+                let pkgs: Vec<_> = needs.iter().map(|n| format!("{} (apt {})", n.tool, n.package)).collect();
                 format!("ensure installed: {}", pkgs.join(", "))
             }
         }
@@ -171,6 +165,14 @@ pub enum StepKind {
     CrossBuild {
         services: Vec<String>,
     },
+    /// A Debian rootfs tarball of the target's arch (debootstrap).
+    Rootfs {
+        suite: crate::config::Suite,
+    },
+    /// A local build-base image made from that rootfs.
+    BaseImage {
+        tag: String,
+    },
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -188,6 +190,22 @@ pub struct Step {
     pub actions: Vec<Action>,
     /// Run every time (checks): never stamped.
     pub always: bool,
+    /// Where the stamp lives when not under `target/` (outputs cached outside the checkout
+    /// keep their stamp beside them, so a clean clone reuses them).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stamp: Option<PathBuf>,
+    /// For outputs that are not files (an image in the engine's store): up to date when this
+    /// command prints `expect`. Replaces the stamp.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub probe: Option<Probe>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Probe {
+    pub command: Command,
+    pub expect: String,
+    /// What is missing when the probe fails, for the status line.
+    pub missing: String,
 }
 
 impl Step {
@@ -201,14 +219,15 @@ impl Step {
             outputs: Vec::new(),
             actions: Vec::new(),
             always: false,
+            stamp: None,
+            probe: None,
         }
     }
 
     pub fn fingerprint(&self, root: &Path) -> Result<Fingerprint> {
         let mut fp = Fingerprint::default();
         for input in &self.inputs {
-            fp.add_path(root, fsx::rel(root, input))
-                .with_context(|| format!("step `{}`", self.id))?;
+            fp.add_path(root, fsx::rel(root, input)).with_context(|| format!("step `{}`", self.id))?;
         }
         for (k, v) in &self.values {
             fp.add_value(k, v);
@@ -217,10 +236,7 @@ impl Step {
         // relative so a moved checkout does not rebuild everything.
         let root_str = root.to_string_lossy();
         for a in &self.actions {
-            fp.add_value(
-                "actions",
-                &a.describe().replace(root_str.as_ref(), "<root>"),
-            );
+            fp.add_value("actions", &a.describe().replace(root_str.as_ref(), "<root>"));
         }
         Ok(fp)
     }
@@ -249,24 +265,33 @@ pub enum Freshness {
 
 impl Plan {
     pub fn stamp_path(&self, step: &Step) -> PathBuf {
-        self.root
-            .join("target/xtask/stamps")
-            .join(self.arch.name())
-            .join(format!("{}.json", step.id))
+        self.root.join("target/xtask/stamps").join(self.arch.name()).join(format!("{}.json", step.id))
     }
 
     pub fn freshness(&self, step: &Step) -> Result<Freshness> {
         if step.always {
             return Ok(Freshness::Always);
         }
+        if let Some(probe) = &step.probe {
+            let c = &probe.command;
+            let out = std::process::Command::new(&c.program)
+                .args(&c.args)
+                .envs(c.env.iter().map(|(k, v)| (k, v)))
+                .current_dir(&c.cwd)
+                .stderr(std::process::Stdio::null())
+                .output();
+            let found =
+                out.ok().filter(|o| o.status.success()).map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+            return Ok(match found {
+                Some(f) if f == probe.expect => Freshness::UpToDate,
+                _ => Freshness::Stale(probe.missing.clone()),
+            });
+        }
         let Some(stamp) = Stamp::read(&self.stamp_path(step)) else {
             return Ok(Freshness::Stale("never built".into()));
         };
         if let Some(missing) = step.outputs.iter().find(|o| !o.exists()) {
-            return Ok(Freshness::Stale(format!(
-                "{} is missing",
-                fsx::rel(&self.root, missing).display()
-            )));
+            return Ok(Freshness::Stale(format!("{} is missing", fsx::rel(&self.root, missing).display())));
         }
         let fp = step.fingerprint(&self.root)?;
         if fp.digest() == stamp.digest {
@@ -287,10 +312,7 @@ impl Plan {
         if let Force::Step(name) = force {
             if !self.steps.iter().any(|s| s.id == *name) {
                 let ids: Vec<_> = self.steps.iter().map(|s| s.id.as_str()).collect();
-                bail!(
-                    "--force {name}: no such step in this plan; steps are: {}",
-                    ids.join(", ")
-                );
+                bail!("--force {name}: no such step in this plan; steps are: {}", ids.join(", "));
             }
         }
         Ok(())
@@ -312,8 +334,7 @@ impl Plan {
             self.version,
             self.arch,
             self.env,
-            self.host
-                .map_or("unsupported".to_string(), |h| h.to_string()),
+            self.host.map_or("unsupported".to_string(), |h| h.to_string()),
             self.engine
         )?;
         writeln!(out, "root: {}", self.root.display())?;
@@ -328,36 +349,21 @@ impl Plan {
                     Freshness::Always => "  (always runs)".to_string(),
                 },
             };
-            writeln!(
-                out,
-                "\n[{}/{n}] {} — {}{status}",
-                i + 1,
-                step.id,
-                step.title
-            )?;
+            writeln!(out, "\n[{}/{n}] {} — {}{status}", i + 1, step.id, step.title)?;
             if !step.inputs.is_empty() {
-                let ins: Vec<_> = step
-                    .inputs
-                    .iter()
-                    .map(|p| fsx::rel(&self.root, p).display().to_string())
-                    .collect();
+                let ins: Vec<_> = step.inputs.iter().map(|p| fsx::rel(&self.root, p).display().to_string()).collect();
                 writeln!(out, "    inputs:  {}", ins.join(", "))?;
             }
             if !step.values.is_empty() {
-                let vals: Vec<_> = step
-                    .values
-                    .iter()
-                    .map(|(k, v)| format!("{k}={v}"))
-                    .collect();
+                let vals: Vec<_> = step.values.iter().map(|(k, v)| format!("{k}={v}")).collect();
                 writeln!(out, "    values:  {}", vals.join(", "))?;
             }
             if !step.outputs.is_empty() {
-                let outs: Vec<_> = step
-                    .outputs
-                    .iter()
-                    .map(|p| fsx::rel(&self.root, p).display().to_string())
-                    .collect();
+                let outs: Vec<_> = step.outputs.iter().map(|p| fsx::rel(&self.root, p).display().to_string()).collect();
                 writeln!(out, "    outputs: {}", outs.join(", "))?;
+            }
+            if let Some(p) = &step.probe {
+                writeln!(out, "    up to date when `{}` prints {}", p.command.shell_line(), p.expect)?;
             }
             for a in &step.actions {
                 writeln!(out, "    {}", a.describe())?;
@@ -441,22 +447,10 @@ impl RunReport {
     }
 
     pub fn table(&self) -> String {
-        let w = self
-            .steps
-            .iter()
-            .map(|s| s.id.len())
-            .max()
-            .unwrap_or(4)
-            .max(4);
+        let w = self.steps.iter().map(|s| s.id.len()).max().unwrap_or(4).max(4);
         let mut out = format!("{:<w$}  {:<10}  {:>8}\n", "step", "result", "seconds");
         for s in &self.steps {
-            let _ = writeln!(
-                out,
-                "{:<w$}  {:<10}  {:>8.1}",
-                s.id,
-                s.outcome.label(),
-                s.seconds
-            );
+            let _ = writeln!(out, "{:<w$}  {:<10}  {:>8.1}", s.id, s.outcome.label(), s.seconds);
         }
         let _ = writeln!(out, "{:<w$}  {:<10}  {:>8.1}", "total", "", self.seconds);
         out
@@ -481,20 +475,11 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<RunReport> {
     let n = plan.steps.len();
     for (i, step) in plan.steps.iter().enumerate() {
         if !failed.is_empty() && !opts.keep_going {
-            reports.push(StepReport {
-                id: step.id.clone(),
-                outcome: Outcome::Skipped,
-                seconds: 0.0,
-                reason: None,
-            });
+            reports.push(StepReport { id: step.id.clone(), outcome: Outcome::Skipped, seconds: 0.0, reason: None });
             continue;
         }
         let t = Instant::now();
-        let freshness = if opts.force.covers(step) {
-            Freshness::Stale("forced".into())
-        } else {
-            plan.freshness(step)?
-        };
+        let freshness = if opts.force.covers(step) { Freshness::Stale("forced".into()) } else { plan.freshness(step)? };
         let reason = match freshness {
             Freshness::UpToDate => {
                 eprintln!("==> [{}/{n}] {}: up to date", i + 1, step.id);
@@ -517,33 +502,16 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<RunReport> {
         let seconds = t.elapsed().as_secs_f64();
         match result {
             Ok(()) => {
-                let outcome = if step.always {
-                    Outcome::Passed
-                } else {
-                    Outcome::Built
-                };
-                reports.push(StepReport {
-                    id: step.id.clone(),
-                    outcome,
-                    seconds,
-                    reason,
-                });
+                let outcome = if step.always { Outcome::Passed } else { Outcome::Built };
+                reports.push(StepReport { id: step.id.clone(), outcome, seconds, reason });
             }
             Err(e) => {
-                reports.push(StepReport {
-                    id: step.id.clone(),
-                    outcome: Outcome::Failed,
-                    seconds,
-                    reason,
-                });
+                reports.push(StepReport { id: step.id.clone(), outcome: Outcome::Failed, seconds, reason });
                 failed.push(e.context(format!("step `{}` failed", step.id)));
             }
         }
     }
-    let report = RunReport {
-        steps: reports,
-        seconds: started.elapsed().as_secs_f64(),
-    };
+    let report = RunReport { steps: reports, seconds: started.elapsed().as_secs_f64() };
     eprintln!("\n{}", report.table());
     match failed.len() {
         0 => Ok(report),
@@ -559,7 +527,7 @@ fn run_step(plan: &Plan, step: &Step, opts: &RunOptions) -> Result<()> {
     for action in &step.actions {
         run_action(action, &step.title, opts)?;
     }
-    if !step.always {
+    if !step.always && step.probe.is_none() {
         // Stamp last, from the inputs as they are now: had an input changed during the
         // build, the next run sees the difference and builds again.
         let fp = step.fingerprint(&plan.root)?;
@@ -574,19 +542,28 @@ fn run_action(action: &Action, title: &str, opts: &RunOptions) -> Result<()> {
         Action::Clean { path } => fsx::remove_all(path),
         Action::WriteFile { path, contents } => fsx::write_atomic(path, contents.as_bytes()),
         Action::CopyFile { from, to } => {
-            let bytes =
-                std::fs::read(from).with_context(|| format!("cannot read {}", from.display()))?;
+            let bytes = std::fs::read(from).with_context(|| format!("cannot read {}", from.display()))?;
             fsx::write_atomic(to, &bytes)
         }
-        Action::Install { from, to } => {
+        Action::Install { from, to, executable } => {
             if !from.exists() {
-                bail!(
-                    "the build reported success but did not produce {}",
-                    from.display()
-                );
+                bail!("the build reported success but did not produce {}", from.display());
             }
-            set_executable(from)?;
+            if *executable {
+                set_executable(from)?;
+            }
             fsx::install(from, to)
+        }
+        Action::Link { from, to } => {
+            fsx::remove_all(to)?;
+            if let Some(dir) = to.parent() {
+                std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            }
+            if std::fs::hard_link(from, to).is_err() {
+                std::fs::copy(from, to)
+                    .with_context(|| format!("cannot copy {} to {}", from.display(), to.display()))?;
+            }
+            Ok(())
         }
         Action::RequireTool { tool, fix } => match which::which(tool) {
             Ok(_) => Ok(()),
@@ -607,37 +584,20 @@ fn run_action(action: &Action, title: &str, opts: &RunOptions) -> Result<()> {
 }
 
 fn ensure_packages(needs: &[ToolPackage], verbose: bool) -> Result<()> {
-    let missing: Vec<&str> = needs
-        .iter()
-        .filter(|n| which::which(&n.tool).is_err())
-        .map(|n| n.package.as_str())
-        .collect();
+    let missing: Vec<&str> =
+        needs.iter().filter(|n| which::which(&n.tool).is_err()).map(|n| n.package.as_str()).collect();
     if missing.is_empty() {
         return Ok(());
     }
-    let install = format!(
-        "apt-get install -y --no-install-recommends {}",
-        missing.join(" ")
-    );
-    let is_root = std::process::Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+    let install = format!("apt-get install -y --no-install-recommends {}", missing.join(" "));
+    let is_root = std::process::Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"));
     if !is_root || which::which("apt-get").is_err() {
-        bail!(
-            "missing {}: install with `sudo apt-get update && sudo {install}`",
-            missing.join(", ")
-        );
+        bail!("missing {}: install with `sudo apt-get update && sudo {install}`", missing.join(", "));
     }
     eprintln!("    installing {}", missing.join(" "));
     let here = Path::new("/");
-    run_command(
-        &Command::new("apt-get", here).args(["update", "-qq"]),
-        "apt-get update",
-        verbose,
-    )?;
-    let mut cmd =
-        Command::new("apt-get", here).args(["install", "-y", "-qq", "--no-install-recommends"]);
+    run_command(&Command::new("apt-get", here).args(["update", "-qq"]), "apt-get update", verbose)?;
+    let mut cmd = Command::new("apt-get", here).args(["install", "-y", "-qq", "--no-install-recommends"]);
     cmd = cmd.args(&missing).env("DEBIAN_FRONTEND", "noninteractive");
     run_command(&cmd, "apt-get install", verbose)
 }
@@ -667,32 +627,21 @@ fn run_command(cmd: &Command, title: &str, verbose: bool) -> Result<()> {
         c = c.env(k, v);
     }
     if verbose {
-        return c
-            .run()
-            .with_context(|| format!("command failed: {}", cmd.shell_line()));
+        return c.run().with_context(|| format!("command failed: {}", cmd.shell_line()));
     }
     let spinner = indicatif::ProgressBar::new_spinner();
     spinner.set_style(
-        indicatif::ProgressStyle::with_template("    {spinner} {msg} [{elapsed}]")
-            .expect("static template"),
+        indicatif::ProgressStyle::with_template("    {spinner} {msg} [{elapsed}]").expect("static template"),
     );
-    spinner.set_message(format!(
-        "{title}: {}",
-        cmd.program.rsplit('/').next().unwrap_or(&cmd.program)
-    ));
+    spinner.set_message(format!("{title}: {}", cmd.program.rsplit('/').next().unwrap_or(&cmd.program)));
     spinner.enable_steady_tick(Duration::from_millis(120));
     let output = c.ignore_status().output();
     spinner.finish_and_clear();
-    let output =
-        output.with_context(|| format!("cannot start `{}`: is it installed?", cmd.program))?;
+    let output = output.with_context(|| format!("cannot start `{}`: is it installed?", cmd.program))?;
     if output.status.success() {
         return Ok(());
     }
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     let lines: Vec<&str> = text.lines().collect();
     let tail = &lines[lines.len().saturating_sub(80)..];
     bail!(
@@ -723,17 +672,10 @@ mod tests {
         let mut step = Step::new("hello", "write hello", StepKind::Preflight);
         step.inputs.push(root.join("in.txt"));
         step.outputs.push(root.join("out.txt"));
-        step.actions.push(Action::Run(
-            Command::new("sh", root).args(["-c", "cp in.txt out.tmp && echo copied"]),
-        ));
-        step.actions.push(Action::Install {
-            from: root.join("out.tmp"),
-            to: root.join("out.txt"),
-        });
+        step.actions.push(Action::Run(Command::new("sh", root).args(["-c", "cp in.txt out.tmp && echo copied"])));
+        step.actions.push(Action::Install { from: root.join("out.tmp"), to: root.join("out.txt"), executable: true });
         let mut failing = Step::new("boom", "fail loudly", StepKind::Preflight);
-        failing.actions.push(Action::Run(
-            Command::new("sh", root).args(["-c", "echo some-diagnostic >&2; exit 3"]),
-        ));
+        failing.actions.push(Action::Run(Command::new("sh", root).args(["-c", "echo some-diagnostic >&2; exit 3"])));
         let mut after = Step::new("after", "never reached", StepKind::Preflight);
         after.always = true;
         Plan {
@@ -753,21 +695,14 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         std::fs::write(d.path().join("in.txt"), "v1").unwrap();
         let mut plan = plan_in(d.path());
-        let opts = RunOptions {
-            force: Force::None,
-            verbose: false,
-            keep_going: false,
-        };
+        let opts = RunOptions { force: Force::None, verbose: false, keep_going: false };
 
         // The failing step stops the run, shows the tool's output, and skips what follows.
         let err = format!("{:#}", run(&plan, &opts).unwrap_err());
         assert!(err.contains("step `boom` failed"), "{err}");
         assert!(err.contains("some-diagnostic"), "{err}");
         assert!(err.contains("exit status: 3"), "{err}");
-        assert_eq!(
-            std::fs::read_to_string(d.path().join("out.txt")).unwrap(),
-            "v1"
-        );
+        assert_eq!(std::fs::read_to_string(d.path().join("out.txt")).unwrap(), "v1");
 
         plan.steps.remove(1);
         let r = run(&plan, &opts).unwrap();
@@ -775,43 +710,20 @@ mod tests {
         assert_eq!(r.outcome("after"), Some(Outcome::Passed));
 
         std::fs::write(d.path().join("in.txt"), "v2").unwrap();
-        assert_eq!(
-            plan.freshness(&plan.steps[0]).unwrap(),
-            Freshness::Stale("changed: in.txt".into())
-        );
+        assert_eq!(plan.freshness(&plan.steps[0]).unwrap(), Freshness::Stale("changed: in.txt".into()));
         let r = run(&plan, &opts).unwrap();
         assert_eq!(r.outcome("hello"), Some(Outcome::Built));
-        assert_eq!(
-            std::fs::read_to_string(d.path().join("out.txt")).unwrap(),
-            "v2"
-        );
+        assert_eq!(std::fs::read_to_string(d.path().join("out.txt")).unwrap(), "v2");
 
         // A missing output rebuilds even with a matching stamp; --force STEP rebuilds one.
         std::fs::remove_file(d.path().join("out.txt")).unwrap();
-        assert_eq!(
-            plan.freshness(&plan.steps[0]).unwrap(),
-            Freshness::Stale("out.txt is missing".into())
-        );
+        assert_eq!(plan.freshness(&plan.steps[0]).unwrap(), Freshness::Stale("out.txt is missing".into()));
         run(&plan, &opts).unwrap();
-        let forced = RunOptions {
-            force: Force::Step("hello".into()),
-            verbose: false,
-            keep_going: false,
-        };
-        assert_eq!(
-            run(&plan, &forced).unwrap().outcome("hello"),
-            Some(Outcome::Built)
-        );
-        let bad = RunOptions {
-            force: Force::Step("nope".into()),
-            verbose: false,
-            keep_going: false,
-        };
+        let forced = RunOptions { force: Force::Step("hello".into()), verbose: false, keep_going: false };
+        assert_eq!(run(&plan, &forced).unwrap().outcome("hello"), Some(Outcome::Built));
+        let bad = RunOptions { force: Force::Step("nope".into()), verbose: false, keep_going: false };
         let err = run(&plan, &bad).unwrap_err().to_string();
-        assert_eq!(
-            err,
-            "--force nope: no such step in this plan; steps are: hello, after"
-        );
+        assert_eq!(err, "--force nope: no such step in this plan; steps are: hello, after");
     }
 
     #[test]
@@ -820,22 +732,9 @@ mod tests {
         std::fs::write(d.path().join("in.txt"), "v1").unwrap();
         std::fs::write(d.path().join("out.txt"), "old").unwrap();
         let mut plan = plan_in(d.path());
-        plan.steps[0]
-            .actions
-            .insert(1, Action::Run(Command::new("false", d.path())));
-        assert!(run(
-            &plan,
-            &RunOptions {
-                force: Force::None,
-                verbose: false,
-                keep_going: false
-            }
-        )
-        .is_err());
-        assert_eq!(
-            std::fs::read_to_string(d.path().join("out.txt")).unwrap(),
-            "old"
-        );
+        plan.steps[0].actions.insert(1, Action::Run(Command::new("false", d.path())));
+        assert!(run(&plan, &RunOptions { force: Force::None, verbose: false, keep_going: false }).is_err());
+        assert_eq!(std::fs::read_to_string(d.path().join("out.txt")).unwrap(), "old");
         assert!(!plan.stamp_path(&plan.steps[0]).exists());
     }
 }

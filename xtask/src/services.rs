@@ -8,7 +8,7 @@ use anyhow::Result;
 
 use crate::{
     arch::Arch,
-    config::Config,
+    config::{Base, Config, Service},
     engine::{ContainerBuild, Engine},
     plan::{Action, Command, Step, StepKind},
 };
@@ -29,6 +29,8 @@ pub struct Tools {
     /// `DOCKER`: the docker client to drive, over dist.yaml's `docker.executable`, because the
     /// right one differs between machines (here /usr/bin/docker has BuildKit built in).
     pub docker: Option<String>,
+    /// Where rootfs tarballs and other slow set-up are cached between runs and clones.
+    pub cache: PathBuf,
 }
 
 impl Tools {
@@ -43,10 +45,9 @@ impl Tools {
         Tools {
             python,
             ca_bundle: ca.exists().then(|| ca.to_path_buf()),
-            venv: std::env::var_os("KT_VENV")
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from),
+            venv: std::env::var_os("KT_VENV").filter(|v| !v.is_empty()).map(PathBuf::from),
             docker: std::env::var("DOCKER").ok().filter(|d| !d.is_empty()),
+            cache: crate::base_image::cache_dir(),
         }
     }
 }
@@ -71,9 +72,7 @@ impl Layout {
         let py = config.python_dir();
         Layout {
             venv: tools.venv.clone().unwrap_or_else(|| py.join(".venv")),
-            stage: root
-                .join("target/xtask/stage")
-                .join(format!("{arch}-{env}")),
+            stage: root.join("target/xtask/stage").join(format!("{arch}-{env}")),
             dist: py.join("dist").join(arch.name()),
             tmp: root.join("target/xtask/tmp").join(arch.name()),
             work: root.join("target/xtask/pyinstaller").join(arch.name()),
@@ -96,25 +95,13 @@ impl Layout {
 pub fn venv_step(config: &Config, layout: &Layout, tools: &Tools) -> Step {
     let py = &config.dist.python;
     let dir = config.python_dir();
-    let mut step = Step::new(
-        "venv",
-        format!(
-            "sync {}",
-            crate::fsx::rel(&layout.root, &layout.venv).display()
-        ),
-        StepKind::Venv,
-    );
+    let mut step =
+        Step::new("venv", format!("sync {}", crate::fsx::rel(&layout.root, &layout.venv).display()), StepKind::Venv);
     step.inputs = py.all_requirements().iter().map(|r| dir.join(r)).collect();
-    step.values.insert(
-        "python".into(),
-        tools.python.clone().unwrap_or_else(|| "missing".into()),
-    );
+    step.values.insert("python".into(), tools.python.clone().unwrap_or_else(|| "missing".into()));
     step.outputs.push(layout.venv_python());
-    step.actions.push(Action::Run(
-        Command::new(py.interpreter.clone(), &layout.root)
-            .args(["-m", "venv"])
-            .arg(&layout.venv),
-    ));
+    step.actions
+        .push(Action::Run(Command::new(py.interpreter.clone(), &layout.root).args(["-m", "venv"]).arg(&layout.venv)));
     let mut pip = Command::new(layout.venv_python().to_string_lossy(), &layout.root).args([
         "-m",
         "pip",
@@ -134,34 +121,35 @@ pub fn venv_step(config: &Config, layout: &Layout, tools: &Tools) -> Step {
 /// rebuild every service on every commit.
 pub fn build_info(config: &Config, arch: Arch, env: &str) -> String {
     let info = serde_json::json!({ "version": config.version, "env": env, "arch": arch.name() });
-    format!(
-        "{}\n",
-        serde_json::to_string_pretty(&info).expect("static JSON")
-    )
+    serde_json::to_string(&info).expect("static JSON")
+}
+
+/// The PyInstaller options dist.yaml gives a service, beyond what every build passes.
+/// `--add-data` sources are absolute host paths, so only native builds can take them.
+fn pyinstaller_options(svc: &Service, python_dir: &Path) -> Vec<String> {
+    let mut opts = Vec::new();
+    for d in &svc.add_data {
+        opts.push("--add-data".into());
+        opts.push(format!("{}:{}", python_dir.join(&d.src).display(), d.dest));
+    }
+    for c in &svc.collect_data {
+        opts.extend(["--collect-data".into(), c.clone()]);
+    }
+    for h in &svc.hidden_imports {
+        opts.extend(["--hidden-import".into(), h.clone()]);
+    }
+    opts
 }
 
 pub fn stage_step(config: &Config, layout: &Layout, arch: Arch, env: &str) -> Result<Step> {
     let src = config.python_dir().join(config.env_file(env)?);
-    let mut step = Step::new(
-        "stage",
-        format!("stage config for env {env}"),
-        StepKind::StageConfig { env: env.into() },
-    );
+    let mut step = Step::new("stage", format!("stage config for env {env}"), StepKind::StageConfig { env: env.into() });
     step.inputs.push(src.clone());
     let info = build_info(config, arch, env);
     step.values.insert("build_info".into(), info.clone());
-    step.outputs = vec![
-        layout.stage.join("config.yaml"),
-        layout.stage.join("build-info.json"),
-    ];
-    step.actions.push(Action::CopyFile {
-        from: src,
-        to: layout.stage.join("config.yaml"),
-    });
-    step.actions.push(Action::WriteFile {
-        path: layout.stage.join("build-info.json"),
-        contents: info,
-    });
+    step.outputs = vec![layout.stage.join("config.yaml"), layout.stage.join("build-info.json")];
+    step.actions.push(Action::CopyFile { from: src, to: layout.stage.join("config.yaml") });
+    step.actions.push(Action::WriteFile { path: layout.stage.join("build-info.json"), contents: info });
     Ok(step)
 }
 
@@ -169,12 +157,7 @@ pub fn stage_step(config: &Config, layout: &Layout, arch: Arch, env: &str) -> Re
 /// requirements that decide what gets bundled.
 fn shared_inputs(config: &Config, env: &str, requirements: &[PathBuf]) -> Result<Vec<PathBuf>> {
     let dir = config.python_dir();
-    let mut inputs: Vec<PathBuf> = config
-        .dist
-        .shared_sources
-        .iter()
-        .map(|p| dir.join(p))
-        .collect();
+    let mut inputs: Vec<PathBuf> = config.dist.shared_sources.iter().map(|p| dir.join(p)).collect();
     inputs.push(dir.join(config.env_file(env)?));
     inputs.extend(requirements.iter().map(|r| dir.join(r)));
     Ok(inputs)
@@ -197,36 +180,17 @@ pub fn native_service_step(
     let mut step = Step::new(
         service,
         format!("build {service} (PyInstaller, native {arch})"),
-        StepKind::BuildService {
-            service: service.into(),
-        },
+        StepKind::BuildService { service: service.into() },
     );
     step.inputs.push(dir.join(&svc.entry));
     let py = &config.dist.python;
-    step.inputs.extend(shared_inputs(
-        config,
-        env,
-        &[py.requirements.clone(), py.build_requirements.clone()],
-    )?);
-    step.values
-        .insert("build_info".into(), build_info(config, arch, env));
-    step.values.insert(
-        "python".into(),
-        tools.python.clone().unwrap_or_else(|| "missing".into()),
-    );
+    step.inputs.extend(shared_inputs(config, env, &[py.requirements.clone(), py.build_requirements.clone()])?);
+    step.values.insert("build_info".into(), build_info(config, arch, env));
+    step.values.insert("python".into(), tools.python.clone().unwrap_or_else(|| "missing".into()));
     step.outputs.push(layout.binary(service));
 
     let mut cmd = Command::new(layout.venv_python().to_string_lossy(), &layout.root)
-        .args([
-            "-m",
-            "PyInstaller",
-            "--noconfirm",
-            "--onefile",
-            "--log-level",
-            "WARN",
-            "--name",
-            service,
-        ])
+        .args(["-m", "PyInstaller", "--noconfirm", "--onefile", "--log-level", "WARN", "--name", service])
         .arg("--distpath")
         .arg(&tmp)
         .arg("--workpath")
@@ -236,29 +200,12 @@ pub fn native_service_step(
         .arg("--add-data")
         .arg(format!("{}:.", layout.stage.join("config.yaml").display()))
         .arg("--add-data")
-        .arg(format!(
-            "{}:.",
-            layout.stage.join("build-info.json").display()
-        ));
-    for d in &svc.add_data {
-        cmd = cmd
-            .arg("--add-data")
-            .arg(format!("{}:{}", dir.join(&d.src).display(), d.dest));
-    }
-    for c in &svc.collect_data {
-        cmd = cmd.args(["--collect-data", c]);
-    }
-    for h in &svc.hidden_imports {
-        cmd = cmd.args(["--hidden-import", h]);
-    }
-    cmd = cmd.arg(dir.join(&svc.entry));
+        .arg(format!("{}:.", layout.stage.join("build-info.json").display()));
+    cmd = cmd.args(pyinstaller_options(svc, &dir)).arg(dir.join(&svc.entry));
 
     step.actions.push(Action::Clean { path: tmp.clone() });
     step.actions.push(Action::Run(cmd));
-    step.actions.push(Action::Install {
-        from: tmp.join(service),
-        to: layout.binary(service),
-    });
+    step.actions.push(Action::Install { from: tmp.join(service), to: layout.binary(service), executable: true });
     step.actions.push(Action::Clean { path: tmp });
     Ok(step)
 }
@@ -276,75 +223,60 @@ pub fn cross_build_step(
 ) -> Result<Step> {
     let target = config.target(arch)?;
     let dir = config.python_dir();
-    let rel = |p: &Path| {
-        crate::fsx::rel(&layout.root, p)
-            .to_string_lossy()
-            .into_owned()
-    };
+    let rel = |p: &Path| crate::fsx::rel(&layout.root, p).to_string_lossy().into_owned();
     let py = &config.dist.python;
-    let requirements = target
-        .requirements
-        .clone()
-        .unwrap_or_else(|| py.requirements.clone());
+    let requirements = target.requirements.clone().unwrap_or_else(|| py.requirements.clone());
     let tmp = layout.tmp.join("services");
     let dockerfile = layout.root.join(&config.dist.docker.dockerfile);
 
     let mut step = Step::new(
         "cross-build",
         format!("build {} for {arch} ({engine})", services.join(", ")),
-        StepKind::CrossBuild {
-            services: services.to_vec(),
-        },
+        StepKind::CrossBuild { services: services.to_vec() },
     );
     step.inputs.push(dockerfile.clone());
-    step.inputs.extend(
-        services
-            .iter()
-            .map(|s| dir.join(&config.dist.services[s].entry)),
-    );
-    step.inputs.extend(shared_inputs(
-        config,
-        env,
-        &[requirements.clone(), py.build_requirements.clone()],
-    )?);
-    step.values
-        .insert("build_info".into(), build_info(config, arch, env));
+    step.inputs.extend(services.iter().map(|s| dir.join(&config.dist.services[s].entry)));
+    step.inputs.extend(shared_inputs(config, env, &[requirements.clone(), py.build_requirements.clone()])?);
+    step.values.insert("build_info".into(), build_info(config, arch, env));
     step.outputs = services.iter().map(|s| layout.binary(s)).collect();
 
-    let base = target
-        .base_image
-        .clone()
-        .unwrap_or_else(|| "python:3.11-slim-bookworm".into());
+    let base = match &target.base {
+        Base::Image(image) => image.clone(),
+        Base::Debootstrap(suite) => crate::base_image::tag(arch, *suite),
+    };
+    step.values.insert("base".into(), format!("{:?}", target.base));
     let build = ContainerBuild {
         arch,
         root: &layout.root,
         dockerfile: &dockerfile,
         build_args: vec![
             ("BASE_IMAGE".into(), base),
-            (
-                "REQUIREMENTS".into(),
-                requirements.to_string_lossy().into_owned(),
-            ),
-            (
-                "BUILD_REQUIREMENTS".into(),
-                py.build_requirements.to_string_lossy().into_owned(),
-            ),
+            ("REQUIREMENTS".into(), requirements.to_string_lossy().into_owned()),
+            ("BUILD_REQUIREMENTS".into(), py.build_requirements.to_string_lossy().into_owned()),
             ("STAGE".into(), rel(&layout.stage)),
-            ("SERVICES".into(), services.join(" ")),
         ],
         ca_bundle: tools.ca_bundle.as_deref(),
         dest: &tmp,
     };
-    let cmd = engine
-        .container_build(&build)
-        .expect("cross builds use a container engine");
+    // Each service's own options reach its stage as `<SERVICE>_ARGS` (the Dockerfile splits
+    // them on spaces; config checks keep names free of whitespace).
+    let mut build = build;
+    for s in services {
+        let svc = &config.dist.services[s];
+        if let Some(d) = svc.add_data.first() {
+            anyhow::bail!(
+                "services.{s}.add_data ({}) is not supported by container builds yet: the build context holds \
+                 python-service/src only; move the file under src/ and load it with importlib.resources, or build natively",
+                d.src.display()
+            );
+        }
+        build.build_args.push((format!("{}_ARGS", s.to_uppercase()), pyinstaller_options(svc, &dir).join(" ")));
+    }
+    let cmd = engine.container_build(&build).expect("cross builds use a container engine");
     step.actions.push(Action::Clean { path: tmp.clone() });
     step.actions.push(Action::Run(cmd));
     for s in services {
-        step.actions.push(Action::Install {
-            from: tmp.join(s),
-            to: layout.binary(s),
-        });
+        step.actions.push(Action::Install { from: tmp.join(s), to: layout.binary(s), executable: true });
     }
     step.actions.push(Action::Clean { path: tmp });
     Ok(step)

@@ -55,28 +55,15 @@ pub fn run(config: &Config, json: bool) -> Result<()> {
     let mut out = String::new();
     for r in &rows {
         let binary = match r.binary {
-            BinaryFormat::Elf {
-                class,
-                machine,
-                interpreter,
-                hard_float,
-            } => format!(
+            BinaryFormat::Elf { class, machine, interpreter, hard_float } => format!(
                 "ELF{class} e_machine {machine}{}, interpreter {interpreter}",
                 if hard_float { " hard-float" } else { "" }
             ),
             BinaryFormat::MachO { cputype } => format!("Mach-O cputype {cputype:#x}"),
         };
         writeln!(out, "{} ({})", r.arch, r.aliases.join(", "))?;
-        writeln!(
-            out,
-            "  docker platform  {}",
-            r.docker_platform.unwrap_or("(native builds only)")
-        )?;
-        writeln!(
-            out,
-            "  debian arch      {}",
-            r.debian_arch.unwrap_or("(no .deb)")
-        )?;
+        writeln!(out, "  docker platform  {}", r.docker_platform.unwrap_or("(native builds only)"))?;
+        writeln!(out, "  debian arch      {}", r.debian_arch.unwrap_or("(no .deb)"))?;
         writeln!(
             out,
             "  electron-builder {} (Arch enum {}), unpacked {}",
@@ -84,11 +71,9 @@ pub fn run(config: &Config, json: bool) -> Result<()> {
         )?;
         writeln!(out, "  binaries         {binary}")?;
         match (&r.engine, &r.glibc) {
-            (Some(e), g) => writeln!(
-                out,
-                "  dist.yaml        engine {e}, glibc floor {}",
-                g.as_deref().unwrap_or("none")
-            )?,
+            (Some(e), g) => {
+                writeln!(out, "  dist.yaml        engine {e}, glibc floor {}", g.as_deref().unwrap_or("none"))?
+            }
             (None, _) => writeln!(out, "  dist.yaml        not configured")?,
         }
     }

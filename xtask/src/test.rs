@@ -31,47 +31,32 @@ pub enum Suite {
 
 pub fn run(root: &Path, args: &TestArgs) -> Result<()> {
     let config = Config::load(root)?;
-    let host = Arch::host()
-        .ok_or_else(|| anyhow::anyhow!("tests run on a Linux or macOS host of a known arch"))?;
+    let host = Arch::host().ok_or_else(|| anyhow::anyhow!("tests run on a Linux or macOS host of a known arch"))?;
     let wants = |s: Suite| args.only.is_empty() || args.only.contains(&s);
     let tools = Tools::probe(&config);
     let layout = Layout::new(&config, host, "default", &tools);
 
     let mut steps = vec![services::venv_step(&config, &layout, &tools)];
     if wants(Suite::Python) {
-        let mut s = Step::new(
-            "pytest",
-            "Python service tests (pytest)",
-            StepKind::Preflight,
-        );
+        let mut s = Step::new("pytest", "Python service tests (pytest)", StepKind::Preflight);
         s.always = true;
         // tts_service's tests speak through a real espeak-ng.
         s.actions.push(Action::EnsurePackages {
-            needs: vec![ToolPackage {
-                tool: "espeak-ng".into(),
-                package: "espeak-ng".into(),
-            }],
+            needs: vec![ToolPackage { tool: "espeak-ng".into(), package: "espeak-ng".into() }],
         });
         s.actions.push(Action::Run(
-            Command::new(layout.venv_python().to_string_lossy(), &config.python_dir())
-                .args(["-m", "pytest", "-q"]),
+            Command::new(layout.venv_python().to_string_lossy(), &config.python_dir()).args(["-m", "pytest", "-q"]),
         ));
         steps.push(s);
     }
     if wants(Suite::Rust) {
-        let mut s = Step::new(
-            "cargo-test",
-            "Rust tests (cargo test --workspace)",
-            StepKind::Preflight,
-        );
+        let mut s = Step::new("cargo-test", "Rust tests (cargo test --workspace)", StepKind::Preflight);
         s.always = true;
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         // The native-build integration test reuses the venv synced above instead of
         // downloading its own.
         s.actions.push(Action::Run(
-            Command::new(cargo, root)
-                .args(["test", "--workspace"])
-                .env("KT_VENV", layout.venv.to_string_lossy()),
+            Command::new(cargo, root).args(["test", "--workspace"]).env("KT_VENV", layout.venv.to_string_lossy()),
         ));
         steps.push(s);
     }
@@ -88,13 +73,6 @@ pub fn run(root: &Path, args: &TestArgs) -> Result<()> {
         steps,
     };
     // Stream the suites' own output: their summary lines are the result.
-    plan::run(
-        &plan,
-        &RunOptions {
-            force: Force::None,
-            verbose: true,
-            keep_going: true,
-        },
-    )?;
+    plan::run(&plan, &RunOptions { force: Force::None, verbose: true, keep_going: true })?;
     Ok(())
 }

@@ -12,10 +12,7 @@ use serde_json::Value;
 const SERVICES: [&str; 3] = ["kt_service", "print_service", "tts_service"];
 
 fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
 
 fn host_arch() -> &'static str {
@@ -55,9 +52,7 @@ fn dist(root: &Path) -> Vec<(String, String)> {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_xtask"));
     cmd.arg("--root").arg(root).args(["dist", "--json"]);
     // Share the checkout's venv (synced by `cargo xtask test`) rather than download another.
-    if std::env::var_os("KT_VENV").is_none()
-        && repo_root().join("python-service/.venv/bin/python").exists()
-    {
+    if std::env::var_os("KT_VENV").is_none() && repo_root().join("python-service/.venv/bin/python").exists() {
         cmd.env("KT_VENV", repo_root().join("python-service/.venv"));
     }
     let out = cmd.output().unwrap();
@@ -72,35 +67,18 @@ fn dist(root: &Path) -> Vec<(String, String)> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|s| {
-            (
-                s["id"].as_str().unwrap().to_string(),
-                s["outcome"].as_str().unwrap().to_string(),
-            )
-        })
+        .map(|s| (s["id"].as_str().unwrap().to_string(), s["outcome"].as_str().unwrap().to_string()))
         .collect()
 }
 
 fn outcome<'a>(report: &'a [(String, String)], id: &str) -> &'a str {
-    &report
-        .iter()
-        .find(|(s, _)| s == id)
-        .unwrap_or_else(|| panic!("no step {id} in {report:?}"))
-        .1
+    &report.iter().find(|(s, _)| s == id).unwrap_or_else(|| panic!("no step {id} in {report:?}")).1
 }
 
 fn run_binary(bin: &Path, arg: &str) -> String {
     let out = Command::new(bin).arg(arg).output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success(),
-        "{} {arg} failed: {text}",
-        bin.display()
-    );
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{} {arg} failed: {text}", bin.display());
     text
 }
 
@@ -110,10 +88,8 @@ fn native_dist_builds_runs_and_rebuilds_only_what_changed() {
     let root = tmp.path();
     copy_repo(root);
     let version = {
-        let pkg: Value = serde_json::from_str(
-            &std::fs::read_to_string(root.join("electron-app/package.json")).unwrap(),
-        )
-        .unwrap();
+        let pkg: Value =
+            serde_json::from_str(&std::fs::read_to_string(root.join("electron-app/package.json")).unwrap()).unwrap();
         pkg["version"].as_str().unwrap().to_string()
     };
 
@@ -122,10 +98,7 @@ fn native_dist_builds_runs_and_rebuilds_only_what_changed() {
         assert_eq!(outcome(&cold, s), "built", "{cold:?}");
         let bin = root.join("python-service/dist").join(host_arch()).join(s);
         let v = run_binary(&bin, "--version");
-        assert_eq!(
-            v.trim(),
-            format!("{s} {version} (default, {})", host_arch())
-        );
+        assert_eq!(v.trim(), format!("{s} {version} (default, {})", host_arch()));
         let t = run_binary(&bin, "--self-test");
         assert!(t.contains(&format!("self-test ok: {s}")), "{t}");
     }
@@ -151,10 +124,5 @@ fn native_dist_builds_runs_and_rebuilds_only_what_changed() {
     std::thread::sleep(std::time::Duration::from_millis(20));
     std::fs::write(&kt, same).unwrap();
     let touched = dist(root);
-    assert!(
-        touched
-            .iter()
-            .all(|(id, o)| o == "up_to_date" || id == "preflight"),
-        "{touched:?}"
-    );
+    assert!(touched.iter().all(|(id, o)| o == "up_to_date" || id == "preflight"), "{touched:?}");
 }

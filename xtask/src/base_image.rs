@@ -1,0 +1,189 @@
+//! `cargo xtask base-image`: a build-base image from Debian packages, for machines that reach
+//! no image registry (air-gapped build farms, and our CI): debootstrap a rootfs of the
+//! target's arch (under binfmt QEMU for a foreign one), then `FROM scratch` + `ADD rootfs.tar /`
+//! built with `--platform`, which labels the image with the right platform (`docker import`
+//! would label it with the host's).
+//!
+//! The rootfs tarball is cached outside the checkout (`KT_CACHE_DIR`, default
+//! `~/.cache/kitchntabs`) with its stamp beside it, so clean clones reuse it; the image carries
+//! the rootfs fingerprint as a label, which is how a run knows it is current.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+
+use crate::{
+    arch::Arch,
+    config::Suite,
+    engine::Engine,
+    plan::{Action, Command, Probe, Step, StepKind, ToolPackage},
+};
+
+/// What a services build needs from the OS: Python with venv and its shared libpython
+/// (PyInstaller bundles it), gcc and zlib headers for PyInstaller's bootloader (no armv7l
+/// wheel), libjpeg and zlib headers for Pillow (no armv7l wheel), objcopy (PyInstaller adds
+/// its archive as an ELF section).
+pub const PACKAGES: &[&str] =
+    &["python3", "python3-venv", "python3-dev", "gcc", "libc6-dev", "zlib1g-dev", "libjpeg62-turbo-dev", "binutils"];
+
+pub const MIRROR: &str = "http://deb.debian.org/debian";
+
+/// The label that ties an image to the rootfs it was built from.
+const LABEL: &str = "com.kitchntabs.rootfs";
+
+pub fn tag(arch: Arch, suite: Suite) -> String {
+    format!("kitchntabs-build-base:{}-{arch}", suite.name())
+}
+
+pub fn cache_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("KT_CACHE_DIR").filter(|d| !d.is_empty()) {
+        return PathBuf::from(d);
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into())).join(".cache"));
+    base.join("kitchntabs")
+}
+
+/// The rootfs step and the image step for `arch` on `suite`, and the rootfs fingerprint the
+/// image is labelled with (builds on the image record it, so a new base rebuilds them).
+pub fn steps(
+    root: &std::path::Path,
+    arch: Arch,
+    suite: Suite,
+    engine: &Engine,
+    cache: &std::path::Path,
+) -> Result<(Vec<Step>, String)> {
+    let debian =
+        arch.debian_arch().ok_or_else(|| anyhow::anyhow!("{arch} has no Debian base image: it builds natively"))?;
+    let platform = arch.docker_platform().expect("Debian arches have a Docker platform");
+    let name = format!("{}-{debian}", suite.name());
+    let dir = cache.join("rootfs");
+    let tar = dir.join(format!("{name}.tar"));
+    let work = dir.join(format!("{name}.work"));
+
+    let mut rootfs =
+        Step::new("rootfs", format!("debootstrap {} {debian} rootfs", suite.name()), StepKind::Rootfs { suite });
+    rootfs.stamp = Some(dir.join(format!("{name}.stamp.json")));
+    rootfs.values.insert("suite".into(), suite.name().into());
+    rootfs.values.insert("arch".into(), debian.into());
+    rootfs.values.insert("mirror".into(), MIRROR.into());
+    rootfs.values.insert("packages".into(), PACKAGES.join(","));
+    rootfs.outputs.push(tar.clone());
+    rootfs.actions.push(Action::Clean { path: work.clone() });
+    rootfs.actions.push(Action::Run(
+        Command::new("debootstrap", root)
+            .args(["--variant=minbase", &format!("--arch={debian}"), &format!("--include={}", PACKAGES.join(","))])
+            .arg(suite.name())
+            .arg(&work)
+            .arg(MIRROR),
+    ));
+    let tmp_tar = crate::fsx::tmp_sibling(&tar);
+    // Numeric owners: the image must not depend on the host's user names.
+    rootfs.actions.push(Action::Run(
+        Command::new("tar", root)
+            .args(["--numeric-owner", "--sort=name", "-C"])
+            .arg(&work)
+            .arg("-cf")
+            .arg(&tmp_tar)
+            .arg("."),
+    ));
+    rootfs.actions.push(Action::Install { from: tmp_tar, to: tar.clone(), executable: false });
+    rootfs.actions.push(Action::Clean { path: work });
+    let digest = rootfs.fingerprint(root)?.digest();
+
+    let image_tag = tag(arch, suite);
+    let context = cache.join("base-image").join(&name);
+    let mut image =
+        Step::new("base-image", format!("build image {image_tag}"), StepKind::BaseImage { tag: image_tag.clone() });
+    image.probe = Some(Probe {
+        command: engine.image_label(&image_tag, LABEL, root).expect("a container engine"),
+        expect: digest.clone(),
+        missing: format!("{image_tag} is missing or was built from another rootfs"),
+    });
+    image.actions.push(Action::Clean { path: context.clone() });
+    image.actions.push(Action::Link { from: tar, to: context.join("rootfs.tar") });
+    image.actions.push(Action::WriteFile {
+        path: context.join("Dockerfile"),
+        contents: "FROM scratch\nADD rootfs.tar /\nENV LANG=C.UTF-8\nCMD [\"/bin/bash\"]\n".into(),
+    });
+    image.actions.push(Action::Run(
+        engine.image_build(platform, &image_tag, &[(LABEL, &digest)], &context).expect("a container engine"),
+    ));
+    image.actions.push(Action::Clean { path: context });
+    Ok((vec![rootfs, image], digest))
+}
+
+/// What the host needs for `steps`: debootstrap (installed when missing, as root) and tar.
+pub fn add_preflight(step: &mut Step) {
+    step.actions.push(Action::EnsurePackages {
+        needs: vec![ToolPackage { tool: "debootstrap".into(), package: "debootstrap".into() }],
+    });
+    step.actions.push(Action::RequireTool { tool: "tar".into(), fix: "install GNU tar (apt-get install tar)".into() });
+}
+
+#[derive(clap::Args)]
+pub struct BaseImageArgs {
+    /// Target arch of the image (armv7l, arm64, x64 and their aliases).
+    #[arg(long, value_parser = crate::parse_arch)]
+    arch: Arch,
+    /// Debian release: bookworm (glibc 2.36) or bullseye (glibc 2.31).
+    #[arg(long, value_enum, default_value = "bookworm")]
+    suite: Suite,
+    /// Container engine that will use the image (its store receives it).
+    #[arg(long, value_enum)]
+    engine: Option<crate::config::EngineChoice>,
+    /// Print the plan instead of running it.
+    #[arg(long)]
+    dry_run: bool,
+    /// With --dry-run: the plan as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Rebuild the rootfs and the image, or only STEP (rootfs, base-image).
+    #[arg(long, value_name = "STEP", num_args = 0..=1)]
+    force: Option<Option<String>>,
+    /// Stream debootstrap's and the engine's output.
+    #[arg(long, short)]
+    verbose: bool,
+}
+
+pub fn run(config: &crate::config::Config, args: &BaseImageArgs, what: &str) -> Result<()> {
+    use crate::plan::{Force, Plan, RunOptions};
+    let tools = crate::services::Tools::probe(config);
+    // A base image is built for a container engine even where the target is native.
+    let choice = match args.engine {
+        Some(crate::config::EngineChoice::Native) | Some(crate::config::EngineChoice::Auto) | None => {
+            crate::config::EngineChoice::Docker
+        }
+        Some(other) => other,
+    };
+    let engine = crate::dist::engine_for(config, args.arch, Arch::host(), Some(choice), &tools)?;
+    let mut preflight = Step::new("preflight", "check the host can build a base image", StepKind::Preflight);
+    preflight.always = true;
+    add_preflight(&mut preflight);
+    let (steps, _) = steps(&config.root, args.arch, args.suite, &engine, &tools.cache)?;
+    let plan = Plan {
+        product: config.dist.product.product_name.clone(),
+        version: config.version.clone(),
+        arch: args.arch,
+        host: Arch::host(),
+        env: "-".into(),
+        engine,
+        root: config.root.clone(),
+        steps: std::iter::once(preflight).chain(steps).collect(),
+    };
+    let force = Force::from_flag(args.force.clone());
+    plan.resolve_force(&force)?;
+    if args.dry_run {
+        if args.json {
+            println!("{}", plan.to_json()?);
+        } else {
+            print!("{}", plan.render(&force)?);
+        }
+        return Ok(());
+    }
+    let _lock = crate::lock::TreeLock::acquire(&tools.cache.join("base-image.lock"), what)?;
+    crate::plan::run(&plan, &RunOptions { force, verbose: args.verbose, keep_going: false })?;
+    Ok(())
+}
