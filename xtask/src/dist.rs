@@ -42,7 +42,7 @@ pub fn engine_for(
     let target = config.target(arch)?;
     let route = Route { context: target.context.clone(), docker_host: target.docker_host.clone() };
     let docker = tools.docker.as_deref().unwrap_or(&config.dist.docker.executable);
-    let engine = Engine::resolve(choice.unwrap_or(target.engine), arch, host, docker, route)?;
+    let engine = Engine::resolve(choice.unwrap_or(target.engine), arch, host, docker, route, &tools.path)?;
     Ok(engine.with_builder(target.builder.clone()))
 }
 
@@ -170,6 +170,8 @@ mod tests {
             venv: None,
             docker: None,
             cache: "/var/cache/kitchntabs".into(),
+            // Like this machine: a Docker 28 client without buildx ahead of Debian's 20.10.
+            path: crate::engine::tests::fake_path(&["new-docker", "buildkit"]),
         }
     }
 
@@ -177,10 +179,10 @@ mod tests {
         Request { arch, env: "prod".into(), engine, services: Vec::new() }
     }
 
-    fn rendered(req: &Request) -> String {
+    fn rendered(req: &Request) -> Result<String> {
         let config = Config::load(&repo_root()).unwrap();
-        let plan = plan(&config, req, Some(Arch::X64), &tools()).unwrap();
-        plan.render_with(None).unwrap().replace(&repo_root().to_string_lossy().into_owned(), "<root>")
+        let plan = plan(&config, req, Some(Arch::X64), &tools())?;
+        Ok(plan.render_with(None)?.replace(&repo_root().to_string_lossy().into_owned(), "<root>"))
     }
 
     /// Compare with `xtask/snapshots/NAME.txt`; `UPDATE_SNAPSHOTS=1` rewrites it.
@@ -210,10 +212,25 @@ mod tests {
         }
     }
 
+    /// Every engine × arch, from an x64 host. darwin-arm64 has no container engine.
     #[test]
     fn plan_snapshots_hold_the_exact_commands() {
+        let engines = [
+            (None, "auto"),
+            (Some(EngineChoice::Buildx), "buildx"),
+            (Some(EngineChoice::Docker), "docker"),
+            (Some(EngineChoice::Podman), "podman"),
+        ];
         for arch in Arch::ALL {
-            snapshot(&format!("dist-{arch}"), &rendered(&request(arch, None)));
+            for (choice, name) in engines {
+                match rendered(&request(arch, choice)) {
+                    Ok(text) => snapshot(&format!("dist-{arch}-{name}"), &text),
+                    Err(e) => {
+                        assert_eq!(arch, Arch::DarwinArm64, "{arch} with {name}: {e:#}");
+                        assert!(e.to_string().contains("builds natively on its own host"), "{e:#}");
+                    }
+                }
+            }
         }
     }
 

@@ -3,7 +3,11 @@
 //! Native where host = target; otherwise a container build under QEMU or on a remote native
 //! node: `docker buildx`, the Docker client's built-in BuildKit, or podman.
 
-use std::{fmt, path::Path};
+use std::{
+    ffi::OsStr,
+    fmt,
+    path::{Path, PathBuf},
+};
 
 use anyhow::{bail, Result};
 use serde::Serialize;
@@ -83,14 +87,45 @@ pub struct ContainerBuild<'a> {
 }
 
 impl Engine {
-    /// Pick the engine for `arch`. Container engines are not probed here yet: `auto` for a
-    /// foreign arch means the configured Docker client with built-in BuildKit.
-    pub fn resolve(choice: EngineChoice, arch: Arch, host: Option<Arch>, docker: &str, route: Route) -> Result<Engine> {
+    /// Pick the engine for `arch`. `auto`: native where host = target (and for darwin, which
+    /// has no container platform), else the first of buildx, built-in BuildKit, podman that
+    /// `path` offers. An explicit choice is taken as given; doctor checks it works.
+    pub fn resolve(
+        choice: EngineChoice,
+        arch: Arch,
+        host: Option<Arch>,
+        docker: &str,
+        route: Route,
+        path: &OsStr,
+    ) -> Result<Engine> {
         let native_possible = host == Some(arch);
         Ok(match choice {
             EngineChoice::Native => Engine::Native,
             EngineChoice::Auto if native_possible || arch.docker_platform().is_none() => Engine::Native,
-            EngineChoice::Auto | EngineChoice::Docker => Engine::DockerBuildkit { docker: docker.into(), route },
+            EngineChoice::Auto => {
+                let found = Detected::probe(docker, path);
+                match (found.buildx, found.builtin, found.podman) {
+                    (Some(d), _, _) => Engine::Buildx { docker: d, builder: None, route },
+                    (None, Some(d), _) => Engine::DockerBuildkit { docker: d, route },
+                    (None, None, Some(p)) if route == Route::default() => Engine::Podman { podman: p },
+                    _ => bail!(
+                        "no container engine can build {arch}: {}.\nfix: install Docker with the buildx plugin \
+                         (Debian: apt-get install docker.io docker-buildx), or podman; or point DOCKER at a client \
+                         with BuildKit built in (Debian's /usr/bin/docker 20.10)",
+                        if found.notes.is_empty() {
+                            "no docker or podman on PATH".into()
+                        } else {
+                            found.notes.join("; ")
+                        }
+                    ),
+                }
+            }
+            _ if arch.docker_platform().is_none() => {
+                bail!(
+                    "{arch} has no container platform: it builds natively on its own host (use --engine native there)"
+                )
+            }
+            EngineChoice::Docker => Engine::DockerBuildkit { docker: docker.into(), route },
             EngineChoice::Buildx => Engine::Buildx { docker: docker.into(), builder: None, route },
             EngineChoice::Podman => {
                 if route != Route::default() {
@@ -187,6 +222,65 @@ impl Engine {
     }
 }
 
+/// What a PATH offers for container builds, found by running the clients (no daemon needed).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Detected {
+    /// A docker client whose `buildx` plugin answers.
+    pub buildx: Option<String>,
+    /// A docker client older than 23, which runs BuildKit builds itself (`DOCKER_BUILDKIT=1`).
+    pub builtin: Option<String>,
+    pub podman: Option<String>,
+    /// Why each docker found is unusable, for the error when nothing is.
+    pub notes: Vec<String>,
+}
+
+impl Detected {
+    /// Every `docker` on `path` is considered, in order, not just the first: a machine may
+    /// have a new client without buildx ahead of one with BuildKit built in.
+    pub fn probe(docker: &str, path: &OsStr) -> Detected {
+        let cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());
+        let candidates: Vec<PathBuf> = if Path::new(docker).is_absolute() {
+            vec![PathBuf::from(docker)]
+        } else {
+            which::which_in_all(docker, Some(path), &cwd).map(|it| it.collect()).unwrap_or_default()
+        };
+        let mut found = Detected::default();
+        for c in candidates {
+            let name = c.to_string_lossy().into_owned();
+            let runs = |args: &[&str]| {
+                std::process::Command::new(&c)
+                    .args(args)
+                    .env("PATH", path)
+                    .stdin(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .output()
+                    .ok()
+                    .filter(|o| o.status.success())
+                    .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            };
+            if found.buildx.is_none() && runs(&["buildx", "version"]).is_some() {
+                found.buildx = Some(name);
+                continue;
+            }
+            match runs(&["--version"]).as_deref().and_then(docker_major) {
+                Some(major) if major < 23 => {
+                    found.builtin.get_or_insert(name);
+                }
+                Some(major) => found.notes.push(format!("{name} is Docker {major} without the buildx plugin")),
+                None => found.notes.push(format!("{name} does not answer `--version`")),
+            }
+        }
+        found.podman = which::which_in("podman", Some(path), &cwd).ok().map(|p| p.to_string_lossy().into_owned());
+        found
+    }
+}
+
+/// `Docker version 20.10.24+dfsg1, build 297e128` → 20.
+fn docker_major(version: &str) -> Option<u32> {
+    let rest = version.trim().strip_prefix("Docker version ")?;
+    rest.split('.').next()?.parse().ok()
+}
+
 fn docker_cmd(docker: &str, route: &Route, cwd: &Path) -> Command {
     let mut c = Command::new(docker, cwd);
     if let Some(h) = &route.docker_host {
@@ -196,4 +290,81 @@ fn docker_cmd(docker: &str, route: &Route, cwd: &Path) -> Command {
         c = c.args(["--context", ctx]);
     }
     c
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::ffi::OsString;
+
+    use super::*;
+
+    /// A PATH made of fixture folders (`xtask/tests/fake-path/<name>`), in order.
+    pub fn fake_path(dirs: &[&str]) -> OsString {
+        let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fake-path");
+        std::env::join_paths(dirs.iter().map(|d| base.join(d))).unwrap()
+    }
+
+    fn fixture(dir: &str, tool: &str) -> String {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fake-path")
+            .join(dir)
+            .join(tool)
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    fn auto(path: &[&str]) -> Result<Engine> {
+        Engine::resolve(EngineChoice::Auto, Arch::Armv7l, Some(Arch::X64), "docker", Route::default(), &fake_path(path))
+    }
+
+    #[test]
+    fn detection_prefers_buildx_then_builtin_buildkit_then_podman() {
+        let buildx = Engine::Buildx { docker: fixture("buildx", "docker"), builder: None, route: Route::default() };
+        let builtin = Engine::DockerBuildkit { docker: fixture("buildkit", "docker"), route: Route::default() };
+        let podman = Engine::Podman { podman: fixture("podman", "podman") };
+        assert_eq!(auto(&["buildkit", "buildx", "podman"]).unwrap(), buildx);
+        assert_eq!(auto(&["podman", "buildkit"]).unwrap(), builtin);
+        // A new client without buildx first on PATH (this machine's case) is skipped.
+        assert_eq!(auto(&["new-docker", "buildkit"]).unwrap(), builtin);
+        assert_eq!(auto(&["new-docker", "podman"]).unwrap(), podman);
+        assert_eq!(auto(&["podman"]).unwrap(), podman);
+    }
+
+    #[test]
+    fn detection_failure_says_why_and_how_to_fix() {
+        let err = auto(&["new-docker"]).unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("{} is Docker 28 without the buildx plugin", fixture("new-docker", "docker"))),
+            "{err}"
+        );
+        assert!(err.contains("fix: install Docker with the buildx plugin"), "{err}");
+        let err = auto(&[]).unwrap_err().to_string();
+        assert!(err.contains("no docker or podman on PATH"), "{err}");
+    }
+
+    #[test]
+    fn native_where_host_is_target_and_routes_keep_podman_out() {
+        let path = fake_path(&["buildx"]);
+        let native = Engine::resolve(EngineChoice::Auto, Arch::X64, Some(Arch::X64), "docker", Route::default(), &path);
+        assert_eq!(native.unwrap(), Engine::Native);
+        let routed = Route { context: None, docker_host: Some("tcp://arm64-node:2375".into()) };
+        let err = Engine::resolve(EngineChoice::Podman, Arch::Arm64, Some(Arch::X64), "docker", routed, &path);
+        assert!(err.unwrap_err().to_string().starts_with("podman cannot use a docker context or DOCKER_HOST"));
+        let err = Engine::resolve(
+            EngineChoice::Docker,
+            Arch::DarwinArm64,
+            Some(Arch::X64),
+            "docker",
+            Route::default(),
+            &path,
+        );
+        assert!(err.unwrap_err().to_string().starts_with("darwin-arm64 has no container platform"));
+    }
+
+    #[test]
+    fn docker_versions_parse() {
+        assert_eq!(docker_major("Docker version 20.10.24+dfsg1, build 297e128\n"), Some(20));
+        assert_eq!(docker_major("Docker version 28.2.2, build e6534b4"), Some(28));
+        assert_eq!(docker_major("podman version 4.3.1"), None);
+    }
 }

@@ -31,6 +31,8 @@ pub struct Tools {
     pub docker: Option<String>,
     /// Where rootfs tarballs and other slow set-up are cached between runs and clones.
     pub cache: PathBuf,
+    /// The PATH engines are detected on.
+    pub path: std::ffi::OsString,
 }
 
 impl Tools {
@@ -48,6 +50,7 @@ impl Tools {
             venv: std::env::var_os("KT_VENV").filter(|v| !v.is_empty()).map(PathBuf::from),
             docker: std::env::var("DOCKER").ok().filter(|d| !d.is_empty()),
             cache: crate::base_image::cache_dir(),
+            path: std::env::var_os("PATH").unwrap_or_default(),
         }
     }
 }
