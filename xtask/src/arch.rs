@@ -142,6 +142,27 @@ impl Arch {
         }
     }
 
+    /// The binfmt_misc entry QEMU registers for this arch's executables.
+    pub fn qemu_binfmt(self) -> Option<&'static str> {
+        match self {
+            Arch::Armv7l => Some("qemu-arm"),
+            Arch::Arm64 => Some("qemu-aarch64"),
+            Arch::X64 => Some("qemu-x86_64"),
+            Arch::DarwinArm64 => None,
+        }
+    }
+
+    /// `uname -m` inside a container of this platform: how doctor and the e2e tests know a
+    /// container really runs as the target.
+    pub fn uname_machine(self) -> &'static str {
+        match self {
+            Arch::Armv7l => "armv7l",
+            Arch::Arm64 => "aarch64",
+            Arch::X64 => "x86_64",
+            Arch::DarwinArm64 => "arm64",
+        }
+    }
+
     /// The arch of the userland this xtask was compiled for. That is deliberately not
     /// `uname -m`: a 32-bit Raspberry Pi OS on a 64-bit kernel says aarch64 there while its
     /// userland (and so every binary we must build) is armhf.

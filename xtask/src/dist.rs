@@ -90,6 +90,11 @@ pub fn plan(config: &Config, req: &Request, host: Option<Arch>, tools: &Tools) -
                 tool: container.program().unwrap_or_default().to_string(),
                 fix: "install Docker (Debian: apt-get install docker.io) or podman, or point DOCKER / docker.executable at the client".into(),
             });
+            preflight.actions.push(Action::EngineChecks {
+                arch: req.arch,
+                engine: container.clone(),
+                image: crate::doctor::base_image_name(config, req.arch)?,
+            });
             let base_steps = match config.target(req.arch)?.base {
                 Base::Debootstrap(suite) => {
                     base_image::add_preflight(&mut preflight);

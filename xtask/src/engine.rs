@@ -275,8 +275,21 @@ impl Detected {
     }
 }
 
+impl Engine {
+    /// The engine's client with its route (context, DOCKER_HOST) applied, ready for arguments.
+    pub fn command(&self, cwd: &Path) -> Command {
+        match self {
+            Engine::Native => Command::new("true", cwd),
+            Engine::Buildx { docker, route, .. } | Engine::DockerBuildkit { docker, route } => {
+                docker_cmd(docker, route, cwd)
+            }
+            Engine::Podman { podman } => Command::new(podman.clone(), cwd),
+        }
+    }
+}
+
 /// `Docker version 20.10.24+dfsg1, build 297e128` → 20.
-fn docker_major(version: &str) -> Option<u32> {
+pub fn docker_major(version: &str) -> Option<u32> {
     let rest = version.trim().strip_prefix("Docker version ")?;
     rest.split('.').next()?.parse().ok()
 }

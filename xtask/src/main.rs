@@ -5,6 +5,7 @@ mod arch;
 mod base_image;
 mod config;
 mod dist;
+mod doctor;
 mod engine;
 mod fingerprint;
 mod fsx;
@@ -46,6 +47,9 @@ enum Command {
     /// Build a build-base image from Debian packages (debootstrap, `FROM scratch`), for
     /// machines that reach no image registry. The rootfs tarball is cached and reused.
     BaseImage(base_image::BaseImageArgs),
+    /// Check (and with --fix repair) what builds need: tools, the container engine, QEMU
+    /// binfmt handlers, buildx platforms, disk space, the CA bundle. Exit 1 when a check fails.
+    Doctor(doctor::DoctorArgs),
     /// Run every test: Rust (cargo test), Python (pytest), setting up what they need.
     Test(test::TestArgs),
     /// List the target arches with their Docker platform, Debian arch, electron-builder
@@ -147,6 +151,7 @@ fn run(cli: Cli) -> Result<()> {
             dist::run(&config, &a.target.request(a.services.clone())?, &a.target.mode(), &what)
         }
         Command::BaseImage(a) => base_image::run(&config::Config::load(&root)?, &a, &what),
+        Command::Doctor(a) => doctor::run(&config::Config::load(&root)?, &a),
         Command::Test(a) => test::run(&root, &a),
         Command::Targets { json } => targets::run(&config::Config::load(&root)?, json),
     }

@@ -110,6 +110,13 @@ pub enum Action {
         arch: Arch,
         fix: String,
     },
+    /// doctor's checks of a container engine for one target (reachable, BuildKit, binfmt,
+    /// a container of the platform runs, disk space).
+    EngineChecks {
+        arch: Arch,
+        engine: Engine,
+        image: String,
+    },
     /// Install the Debian packages that provide missing tools (as root with apt-get), or
     /// fail with the command that would.
     EnsurePackages {
@@ -139,6 +146,7 @@ impl Action {
             Action::Link { from, to } => format!("link {} -> {}", from.display(), to.display()),
             Action::RequireTool { tool, .. } => format!("require `{tool}` on PATH"),
             Action::RequireHost { arch, .. } => format!("require a {arch} host"),
+            Action::EngineChecks { arch, engine, .. } => format!("doctor: {engine} can build {arch}"),
             Action::EnsurePackages { needs } => {
                 let pkgs: Vec<_> = needs.iter().map(|n| format!("{} (apt {})", n.tool, n.package)).collect();
                 format!("ensure installed: {}", pkgs.join(", "))
@@ -570,6 +578,7 @@ fn run_action(action: &Action, title: &str, opts: &RunOptions) -> Result<()> {
             Err(_) => bail!("`{tool}` is not on PATH: {fix}"),
         },
         Action::EnsurePackages { needs } => ensure_packages(needs, opts.verbose),
+        Action::EngineChecks { arch, engine, image } => crate::doctor::preflight(Path::new("/"), *arch, engine, image),
         Action::RequireHost { arch, fix } => {
             if Arch::host() == Some(*arch) {
                 Ok(())

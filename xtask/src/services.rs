@@ -8,7 +8,7 @@ use anyhow::Result;
 
 use crate::{
     arch::Arch,
-    config::{Base, Config, Service},
+    config::{Config, Service},
     engine::{ContainerBuild, Engine},
     plan::{Action, Command, Step, StepKind},
 };
@@ -243,10 +243,7 @@ pub fn cross_build_step(
     step.values.insert("build_info".into(), build_info(config, arch, env));
     step.outputs = services.iter().map(|s| layout.binary(s)).collect();
 
-    let base = match &target.base {
-        Base::Image(image) => image.clone(),
-        Base::Debootstrap(suite) => crate::base_image::tag(arch, *suite),
-    };
+    let base = crate::doctor::base_image_name(config, arch)?;
     step.values.insert("base".into(), format!("{:?}", target.base));
     let build = ContainerBuild {
         arch,

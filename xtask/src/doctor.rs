@@ -1,0 +1,612 @@
+//! `cargo xtask doctor`: everything seed 000's "Caveats and Troubleshooting" asks a person to
+//! check by hand, as checks that print the exact fix, and with `--fix` apply it where that is
+//! safe (registering QEMU handlers, creating a buildx builder). `dist` runs the engine checks
+//! for its target before any long step.
+
+use std::{
+    fmt::Write as _,
+    path::{Path, PathBuf},
+};
+
+use anyhow::{bail, Result};
+use serde::Serialize;
+
+use crate::{
+    arch::Arch,
+    config::{Base, Config},
+    engine::Engine,
+    plan::Command,
+    services::Tools,
+};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Ok,
+    /// Not a failure, but worth knowing (a check that could not run yet).
+    Warn,
+    Fail,
+    /// Was failing; `--fix` repaired it.
+    Fixed,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Finding {
+    pub check: String,
+    pub status: Status,
+    pub found: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fix: Option<String>,
+}
+
+impl Finding {
+    fn ok(check: impl Into<String>, found: impl Into<String>) -> Finding {
+        Finding { check: check.into(), status: Status::Ok, found: found.into(), fix: None }
+    }
+    fn fail(check: impl Into<String>, found: impl Into<String>, fix: impl Into<String>) -> Finding {
+        Finding { check: check.into(), status: Status::Fail, found: found.into(), fix: Some(fix.into()) }
+    }
+    fn warn(check: impl Into<String>, found: impl Into<String>, fix: impl Into<String>) -> Finding {
+        Finding { check: check.into(), status: Status::Warn, found: found.into(), fix: Some(fix.into()) }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub findings: Vec<Finding>,
+    pub ok: bool,
+}
+
+impl Report {
+    pub fn new(findings: Vec<Finding>) -> Report {
+        let ok = findings.iter().all(|f| f.status != Status::Fail);
+        Report { findings, ok }
+    }
+
+    pub fn render(&self) -> String {
+        let w = self.findings.iter().map(|f| f.check.len()).max().unwrap_or(5).max(5);
+        let mut out = String::new();
+        for f in &self.findings {
+            let status = match f.status {
+                Status::Ok => "ok",
+                Status::Warn => "warn",
+                Status::Fail => "FAIL",
+                Status::Fixed => "fixed",
+            };
+            let _ = writeln!(out, "{:<w$}  {status:<5}  {}", f.check, f.found);
+            if let (Some(fix), Status::Fail | Status::Warn) = (&f.fix, f.status) {
+                let _ = writeln!(out, "{:<w$}         fix: {fix}", "");
+            }
+        }
+        let failed = self.findings.iter().filter(|f| f.status == Status::Fail).count();
+        let _ = writeln!(
+            out,
+            "{}",
+            if failed == 0 {
+                "doctor: all checks pass".to_string()
+            } else {
+                format!("doctor: {failed} check(s) failed")
+            }
+        );
+        out
+    }
+}
+
+/// Where the kernel's binfmt_misc entries and qemu-user-static's handler definitions live
+/// (fixed in tests).
+#[derive(Clone, Debug)]
+pub struct Binfmt {
+    pub proc_dir: PathBuf,
+    pub conf_dir: PathBuf,
+}
+
+impl Default for Binfmt {
+    fn default() -> Binfmt {
+        Binfmt { proc_dir: "/proc/sys/fs/binfmt_misc".into(), conf_dir: "/usr/lib/binfmt.d".into() }
+    }
+}
+
+/// One binfmt_misc entry as the kernel shows it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct BinfmtEntry {
+    pub enabled: bool,
+    pub interpreter: String,
+    pub flags: String,
+}
+
+impl BinfmtEntry {
+    pub fn parse(text: &str) -> Option<BinfmtEntry> {
+        let mut lines = text.lines();
+        let enabled = match lines.next()?.trim() {
+            "enabled" => true,
+            "disabled" => false,
+            _ => return None,
+        };
+        let mut interpreter = None;
+        let mut flags = String::new();
+        for l in lines {
+            if let Some(i) = l.strip_prefix("interpreter ") {
+                interpreter = Some(i.trim().to_string());
+            } else if let Some(f) = l.strip_prefix("flags:") {
+                flags = f.trim().to_string();
+            }
+        }
+        Some(BinfmtEntry { enabled, interpreter: interpreter?, flags })
+    }
+}
+
+impl Binfmt {
+    /// Is QEMU registered for `arch`, usable from inside containers and chroots? The `F`
+    /// flag makes the kernel open the interpreter at registration, so it need not exist in
+    /// the container's file system: without it, an ARM container fails with
+    /// "exec format error" or "no such file" (seed 000, caveats 1 and 4).
+    pub fn check(&self, arch: Arch, fix: bool) -> Finding {
+        let name = "binfmt".to_string();
+        let Some(qemu) = arch.qemu_binfmt() else {
+            return Finding::ok(name, "not needed");
+        };
+        let entry_path = self.proc_dir.join(qemu);
+        let conf = self.conf_dir.join(format!("{qemu}.conf"));
+        let how = format!(
+            "register it from qemu-user-static's definition: `[ -e {p}/register ] || mount -t binfmt_misc binfmt_misc {p}; cat {c} > {p}/register` \
+             (as root; `apt-get install qemu-user-static` provides {c}), or where a registry is reachable: \
+             `docker run --privileged --rm tonistiigi/binfmt --install {short}`; or run `cargo xtask doctor --fix`",
+            p = self.proc_dir.display(),
+            c = conf.display(),
+            short = if qemu == "qemu-aarch64" { "arm64" } else { "arm" },
+        );
+        let state = std::fs::read_to_string(&entry_path).ok().and_then(|t| BinfmtEntry::parse(&t));
+        let problem = match &state {
+            None => format!("{} is not registered", entry_path.display()),
+            Some(e) if !e.enabled => format!("{} is disabled", entry_path.display()),
+            Some(e) if !e.flags.contains('F') => {
+                format!(
+                    "{} lacks the F flag (flags: {}): containers cannot find {}",
+                    entry_path.display(),
+                    e.flags,
+                    e.interpreter
+                )
+            }
+            Some(e) => return Finding::ok(name, format!("{} (flags {})", e.interpreter, e.flags)),
+        };
+        if fix {
+            match self.register(qemu, &conf, state.is_some()) {
+                Ok(()) => {
+                    return Finding {
+                        check: name,
+                        status: Status::Fixed,
+                        found: format!("{problem}; registered from {}", conf.display()),
+                        fix: None,
+                    }
+                }
+                Err(e) => return Finding::fail(name, format!("{problem}; --fix failed: {e:#}"), how),
+            }
+        }
+        Finding::fail(name, problem, how)
+    }
+
+    fn register(&self, qemu: &str, conf: &Path, exists: bool) -> Result<()> {
+        let definition = std::fs::read_to_string(conf)
+            .map_err(|e| anyhow::anyhow!("cannot read {}: {e} (apt-get install qemu-user-static)", conf.display()))?;
+        let register = self.proc_dir.join("register");
+        if !register.exists() {
+            let status = std::process::Command::new("mount")
+                .args(["-t", "binfmt_misc", "binfmt_misc"])
+                .arg(&self.proc_dir)
+                .status()?;
+            if !status.success() {
+                bail!("mount binfmt_misc failed ({status})");
+            }
+        }
+        if exists {
+            // A disabled or flag-less entry must go before it can be registered again.
+            std::fs::write(self.proc_dir.join(qemu), "-1")?;
+        }
+        let line = definition.lines().find(|l| l.starts_with(':')).unwrap_or(definition.trim());
+        std::fs::write(&register, line)?;
+        Ok(())
+    }
+}
+
+/// Parse `docker buildx inspect`'s `Platforms:` lines.
+pub fn buildx_platforms(inspect: &str) -> Vec<String> {
+    inspect
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("Platforms:"))
+        .flat_map(|p| p.split(','))
+        .map(|p| p.trim().trim_end_matches('*').to_string())
+        .filter(|p| !p.is_empty())
+        .collect()
+}
+
+/// `df -Pk DIR` → free bytes.
+fn free_bytes(dir: &str) -> Option<u64> {
+    let out = std::process::Command::new("df").args(["-Pk", dir]).output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let kib: u64 = text.lines().nth(1)?.split_whitespace().nth(3)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Run a command quietly; its trimmed stdout on success, else its stderr.
+fn capture(cmd: &Command) -> std::result::Result<String, String> {
+    let out = std::process::Command::new(&cmd.program)
+        .args(&cmd.args)
+        .envs(cmd.env.iter().map(|(k, v)| (k, v)))
+        .current_dir(&cmd.cwd)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", cmd.program))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    } else {
+        let err = String::from_utf8_lossy(&out.stderr);
+        Err(err.lines().find(|l| !l.trim().is_empty()).unwrap_or("failed").trim().to_string())
+    }
+}
+
+/// The checks one target's container engine must pass before `dist` starts a long build.
+/// `image` is the target's base image, which `container runs` starts.
+pub fn engine_checks(
+    root: &Path,
+    arch: Arch,
+    engine: &Engine,
+    image: &str,
+    binfmt: &Binfmt,
+    fix: bool,
+    min_free_gb: u64,
+) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let Some(program) = engine.program() else { return out };
+    let cwd = root;
+    let prefix = format!("{arch}: ");
+    let base_cmd = |args: &[&str]| -> Command {
+        let mut c = engine.command(cwd);
+        c = c.args(args);
+        c
+    };
+
+    // Reachable: "Cannot connect to the Docker daemon" is the first thing that goes wrong.
+    let (probe, what) = match engine {
+        Engine::Podman { .. } => (base_cmd(&["info", "--format", "{{.Version.Version}}"]), "podman"),
+        _ => (base_cmd(&["version", "--format", "{{.Server.Version}}"]), "docker engine"),
+    };
+    let reachable = match capture(&probe) {
+        Ok(v) => {
+            out.push(Finding::ok(format!("{prefix}engine reachable"), format!("{what} {v} via {program}")));
+            true
+        }
+        Err(e) => {
+            out.push(Finding::fail(
+                format!("{prefix}engine reachable"),
+                format!("{program}: {e}"),
+                match engine {
+                    Engine::Podman { .. } => "install podman (apt-get install podman)".to_string(),
+                    _ => "start the daemon (`systemctl start docker`, or `dockerd &` where there is no systemd), or fix DOCKER_HOST / the target's docker_host or context".to_string(),
+                },
+            ));
+            false
+        }
+    };
+
+    match engine {
+        Engine::Buildx { builder, .. } => {
+            let mut inspect = vec!["buildx", "inspect"];
+            if let Some(b) = builder {
+                inspect.push(b);
+            }
+            match capture(&base_cmd(&inspect)) {
+                Err(e) => out.push(Finding::fail(
+                    format!("{prefix}buildx builder"),
+                    e,
+                    "install the buildx plugin (apt-get install docker-buildx, or Docker Desktop)",
+                )),
+                Ok(text) => {
+                    let platforms = buildx_platforms(&text);
+                    let want = arch.docker_platform().unwrap_or_default();
+                    let create = "docker buildx create --name kt-builder --driver docker-container --platform linux/amd64,linux/arm64,linux/arm/v7 --bootstrap --use";
+                    if platforms.iter().any(|p| p == want) {
+                        out.push(Finding::ok(
+                            format!("{prefix}buildx platforms"),
+                            format!("{want} in {}", platforms.join(", ")),
+                        ));
+                    } else if fix && capture(&base_cmd(&create.split(' ').skip(1).collect::<Vec<_>>())).is_ok() {
+                        out.push(Finding {
+                            check: format!("{prefix}buildx platforms"),
+                            status: Status::Fixed,
+                            found: "created builder kt-builder".into(),
+                            fix: None,
+                        });
+                    } else {
+                        out.push(Finding::fail(
+                            format!("{prefix}buildx platforms"),
+                            format!("builder lists {} but not {want}", if platforms.is_empty() { "no platforms".into() } else { platforms.join(", ") }),
+                            format!("register QEMU (see binfmt) and recreate the builder: `docker buildx rm kt-builder; {create}`, then set `builder: kt-builder` for the target in dist.yaml"),
+                        ));
+                    }
+                }
+            }
+        }
+        Engine::DockerBuildkit { docker, .. } => {
+            let version = capture(&Command::new(docker.clone(), cwd).arg("--version")).unwrap_or_default();
+            match crate::engine::docker_major(&version) {
+                Some(m) if m < 23 => out.push(Finding::ok(format!("{prefix}BuildKit"), format!("built into {docker} ({version})"))),
+                _ => out.push(Finding::fail(
+                    format!("{prefix}BuildKit"),
+                    format!("{docker} ({version}) needs the buildx plugin for BuildKit builds"),
+                    "install the buildx plugin and use `--engine buildx`, or point DOCKER at a client with BuildKit built in (Debian's /usr/bin/docker 20.10)",
+                )),
+            }
+        }
+        _ => {}
+    }
+
+    let routed = matches!(engine, Engine::Buildx { route, .. } | Engine::DockerBuildkit { route, .. } if route.context.is_some() || route.docker_host.is_some());
+    if routed {
+        out.push(Finding::ok(format!("{prefix}binfmt"), "remote engine: its own host runs the builds"));
+    } else if Arch::host() != Some(arch) {
+        let mut f = binfmt.check(arch, fix);
+        f.check = format!("{prefix}{}", f.check);
+        out.push(f);
+        if reachable {
+            out.push(container_runs(root, arch, engine, image, &prefix));
+        }
+    }
+
+    if reachable && !routed {
+        let root_dir = match engine {
+            Engine::Podman { .. } => capture(&base_cmd(&["info", "--format", "{{.Store.GraphRoot}}"])),
+            _ => capture(&base_cmd(&["info", "--format", "{{.DockerRootDir}}"])),
+        };
+        if let Ok(dir) = root_dir {
+            match free_bytes(&dir) {
+                Some(free) if free >= min_free_gb << 30 => {
+                    out.push(Finding::ok(format!("{prefix}disk space"), format!("{} GB free in {dir}", free >> 30)))
+                }
+                Some(free) => out.push(Finding::fail(
+                    format!("{prefix}disk space"),
+                    format!("{} GB free in {dir}, below {min_free_gb} GB", free >> 30),
+                    format!("free space: `{program} builder prune -f` (build cache), then `{program} image prune -f`; `{program} system prune -a -f --volumes` removes everything unused"),
+                )),
+                None => out.push(Finding::warn(format!("{prefix}disk space"), format!("cannot read free space of {dir}"), "check `df -h` yourself")),
+            }
+        }
+    }
+    out
+}
+
+/// A container of the target platform really runs: QEMU registered is not QEMU working.
+fn container_runs(root: &Path, arch: Arch, engine: &Engine, image: &str, prefix: &str) -> Finding {
+    let check = format!("{prefix}container runs");
+    let inspect = engine.command(root).args(["image", "inspect", "--format", "{{.Architecture}}", image]);
+    if capture(&inspect).is_err() {
+        return Finding::warn(
+            check,
+            format!("not checked: image {image} is not here yet"),
+            format!("`cargo xtask base-image --arch {arch}` (dist builds it before the services)"),
+        );
+    }
+    let platform = arch.docker_platform().unwrap_or_default();
+    let run =
+        engine.command(root).args(["run", "--rm", "--platform", platform, "--network", "none", image, "uname", "-m"]);
+    match capture(&run) {
+        Ok(m) if m == arch.uname_machine() => Finding::ok(check, format!("`uname -m` in {image} says {m}")),
+        Ok(m) => Finding::fail(
+            check,
+            format!("`uname -m` in {image} says {m}, expected {}", arch.uname_machine()),
+            "the image is for another platform: rebuild it with `cargo xtask base-image --arch ... --force`",
+        ),
+        Err(e) => Finding::fail(
+            check,
+            format!("{platform} container does not start: {e}"),
+            "register QEMU for this arch (see binfmt above), then retry",
+        ),
+    }
+}
+
+/// Host tools and the CA bundle: the checks that do not depend on an arch.
+fn host_checks(tools: &Tools) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());
+    let find = |names: &[&str]| names.iter().find_map(|n| which::which_in(n, Some(&tools.path), &cwd).ok());
+    let wanted: [(&str, &[&str], &str); 4] = [
+        ("tool docker or podman", &["docker", "podman"], "apt-get install docker.io (or podman)"),
+        ("tool python3", &["python3"], "apt-get install python3 python3-venv"),
+        ("tool node", &["node"], "apt-get install nodejs (Node 20+)"),
+        ("tool pnpm or npm", &["pnpm", "npm"], "apt-get install npm (or `npm install -g pnpm`)"),
+    ];
+    for (check, names, fix) in wanted {
+        out.push(match find(names) {
+            Some(p) => Finding::ok(check, p.display().to_string()),
+            None => Finding::fail(check, format!("none of {} on PATH", names.join(", ")), fix),
+        });
+    }
+    out.push(match &tools.ca_bundle {
+        Some(ca) => Finding::ok(
+            "CA bundle",
+            format!("{} is handed to container builds as BuildKit secret `cacert`", ca.display()),
+        ),
+        None => Finding::ok("CA bundle", "none on this host: builds use their image's CA roots"),
+    });
+    out
+}
+
+/// The image a target's container builds start from.
+pub fn base_image_name(config: &Config, arch: Arch) -> Result<String> {
+    Ok(match &config.target(arch)?.base {
+        Base::Image(i) => i.clone(),
+        Base::Debootstrap(suite) => crate::base_image::tag(arch, *suite),
+    })
+}
+
+/// What `dist`'s preflight runs for a container target: the engine checks, failing with
+/// every fix at once before any long step starts.
+pub fn preflight(root: &Path, arch: Arch, engine: &Engine, image: &str) -> Result<()> {
+    let findings = engine_checks(root, arch, engine, image, &Binfmt::default(), false, DIST_MIN_FREE_GB);
+    let report = Report::new(findings);
+    if !report.ok {
+        bail!("the {arch} build cannot start:\n{}", report.render());
+    }
+    Ok(())
+}
+
+/// `dist` asks for less room than `doctor`'s default: a warm cache needs little more.
+pub const DIST_MIN_FREE_GB: u64 = 5;
+
+#[derive(clap::Args)]
+pub struct DoctorArgs {
+    /// Check these arches (default: every configured target this host can build).
+    #[arg(long = "arch", value_parser = crate::parse_arch)]
+    arches: Vec<Arch>,
+    /// Repair what can be repaired safely (QEMU registration, the buildx builder).
+    #[arg(long)]
+    fix: bool,
+    #[arg(long)]
+    json: bool,
+    /// Minimum free space for the engine's data root.
+    #[arg(long, default_value_t = 20)]
+    min_free_gb: u64,
+}
+
+pub fn run(config: &Config, args: &DoctorArgs) -> Result<()> {
+    let tools = Tools::probe(config);
+    let arches: Vec<Arch> = if args.arches.is_empty() {
+        config
+            .dist
+            .targets
+            .keys()
+            .copied()
+            .filter(|a| a.docker_platform().is_some() || Arch::host() == Some(*a))
+            .collect()
+    } else {
+        args.arches.clone()
+    };
+    let mut findings = host_checks(&tools);
+    for arch in arches {
+        match crate::dist::engine_for(config, arch, Arch::host(), None, &tools) {
+            Ok(Engine::Native) => findings.push(Finding::ok(format!("{arch}: engine"), "native build on this host")),
+            Ok(engine) => {
+                findings.push(Finding::ok(format!("{arch}: engine"), engine.to_string()));
+                let image = base_image_name(config, arch)?;
+                findings.extend(engine_checks(
+                    &config.root,
+                    arch,
+                    &engine,
+                    &image,
+                    &Binfmt::default(),
+                    args.fix,
+                    args.min_free_gb,
+                ));
+            }
+            Err(e) => findings.push(Finding::fail(format!("{arch}: engine"), format!("{e:#}"), "see above")),
+        }
+    }
+    let report = Report::new(findings);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.render());
+    }
+    if !report.ok {
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ARM_ENABLED: &str = "enabled\ninterpreter /usr/libexec/qemu-binfmt/arm-binfmt-P\nflags: POF\noffset 0\nmagic 7f454c4601010100000000000000000002002800\nmask ffffffffffffff00fffffffffffffffffeffffff\n";
+
+    fn binfmt_with(entries: &[(&str, &str)]) -> (tempfile::TempDir, Binfmt) {
+        let d = tempfile::tempdir().unwrap();
+        let proc_dir = d.path().join("proc");
+        std::fs::create_dir_all(&proc_dir).unwrap();
+        for (name, text) in entries {
+            std::fs::write(proc_dir.join(name), text).unwrap();
+        }
+        let b = Binfmt { proc_dir, conf_dir: d.path().join("binfmt.d") };
+        (d, b)
+    }
+
+    #[test]
+    fn binfmt_entries_parse() {
+        let e = BinfmtEntry::parse(ARM_ENABLED).unwrap();
+        assert_eq!(
+            e,
+            BinfmtEntry {
+                enabled: true,
+                interpreter: "/usr/libexec/qemu-binfmt/arm-binfmt-P".into(),
+                flags: "POF".into()
+            }
+        );
+        assert!(!BinfmtEntry::parse("disabled\ninterpreter /usr/bin/qemu-aarch64-static\nflags: \n").unwrap().enabled);
+        assert_eq!(BinfmtEntry::parse("garbage"), None);
+        assert_eq!(BinfmtEntry::parse("enabled\nflags: F\n"), None, "no interpreter");
+    }
+
+    #[test]
+    fn binfmt_check_reports_missing_disabled_and_flagless_entries_with_the_fix() {
+        let (_d, b) = binfmt_with(&[("qemu-arm", ARM_ENABLED)]);
+        assert_eq!(b.check(Arch::Armv7l, false).status, Status::Ok);
+        let missing = b.check(Arch::Arm64, false);
+        assert_eq!(missing.status, Status::Fail);
+        assert!(missing.found.ends_with("proc/qemu-aarch64 is not registered"), "{}", missing.found);
+        assert!(missing.fix.as_ref().unwrap().contains("binfmt.d/qemu-aarch64.conf > "), "{:?}", missing.fix);
+        assert!(missing.fix.as_ref().unwrap().contains("tonistiigi/binfmt --install arm64"), "{:?}", missing.fix);
+
+        let (_d, b) = binfmt_with(&[("qemu-arm", &ARM_ENABLED.replace("enabled", "disabled"))]);
+        assert!(b.check(Arch::Armv7l, false).found.ends_with("qemu-arm is disabled"));
+        let (_d, b) = binfmt_with(&[("qemu-arm", &ARM_ENABLED.replace("flags: POF", "flags: "))]);
+        assert!(b.check(Arch::Armv7l, false).found.contains("lacks the F flag"));
+    }
+
+    #[test]
+    fn binfmt_fix_registers_from_the_conf_file() {
+        let (d, b) = binfmt_with(&[("register", "")]);
+        std::fs::create_dir_all(&b.conf_dir).unwrap();
+        let def = ":qemu-aarch64:M::\\x7fELF\\x02:\\xff:/usr/libexec/qemu-binfmt/aarch64-binfmt-P:OPF";
+        std::fs::write(b.conf_dir.join("qemu-aarch64.conf"), format!("# comment\n{def}\n")).unwrap();
+        let f = b.check(Arch::Arm64, true);
+        assert_eq!(f.status, Status::Fixed, "{f:?}");
+        assert_eq!(std::fs::read_to_string(d.path().join("proc/register")).unwrap(), def);
+    }
+
+    #[test]
+    fn buildx_inspect_platforms_parse() {
+        let text = "Name:   kt-builder\nDriver: docker-container\n\nNodes:\nName:      kt-builder0\nEndpoint:  unix:///var/run/docker.sock\nStatus:    running\nPlatforms: linux/amd64*, linux/arm64*, linux/arm/v7*,\n           linux/386\n";
+        // Continuation lines are not prefixed; buildx prints all on one line in practice.
+        assert_eq!(buildx_platforms(text), ["linux/amd64", "linux/arm64", "linux/arm/v7"]);
+        assert!(buildx_platforms("Name: x\n").is_empty());
+    }
+
+    #[test]
+    fn report_renders_fixes_and_serialises_its_shape() {
+        let r = Report::new(vec![
+            Finding::ok("tool node", "/usr/bin/node"),
+            Finding::fail("armv7l: binfmt", "qemu-arm is not registered", "cat conf > register"),
+        ]);
+        assert!(!r.ok);
+        let text = r.render();
+        assert!(text.contains("armv7l: binfmt  FAIL   qemu-arm is not registered"), "{text}");
+        assert!(text.contains("fix: cat conf > register"), "{text}");
+        assert!(text.ends_with("doctor: 1 check(s) failed\n"), "{text}");
+        let json: serde_json::Value = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["ok"], false);
+        assert_eq!(json["findings"][1]["status"], "fail");
+        assert_eq!(json["findings"][1]["fix"], "cat conf > register");
+        assert!(json["findings"][0].get("fix").is_none());
+    }
+
+    #[test]
+    fn host_checks_follow_the_path() {
+        let config = Config::load(Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()).unwrap();
+        let mut tools = Tools::probe(&config);
+        tools.path = crate::engine::tests::fake_path(&["podman"]);
+        let f = host_checks(&tools);
+        assert_eq!(f[0].status, Status::Ok, "{f:?}");
+        assert!(f[0].found.ends_with("fake-path/podman/podman"));
+        assert_eq!(f[1].status, Status::Fail, "no python3 on that PATH");
+        assert_eq!(f[1].fix.as_deref(), Some("apt-get install python3 python3-venv"));
+    }
+}
