@@ -55,6 +55,7 @@ pub fn plan(config: &Config, req: &Request, host: Option<Arch>, tools: &Tools) -
 
     let mut preflight = Step::new("preflight", "check the host can build this target", StepKind::Preflight);
     preflight.always = true;
+    preflight.guard = true;
     let mut steps = Vec::new();
     match &engine {
         Engine::Native => {

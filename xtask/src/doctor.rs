@@ -452,6 +452,64 @@ pub fn preflight(root: &Path, arch: Arch, engine: &Engine, image: &str) -> Resul
 /// `dist` asks for less room than `doctor`'s default: a warm cache needs little more.
 pub const DIST_MIN_FREE_GB: u64 = 5;
 
+/// Start a Docker daemon in the background when none answers (CI machines start with none).
+/// Its log goes to `log`; it outlives this process on purpose, like a service would.
+pub fn ensure_dockerd(log: &Path) -> Result<()> {
+    let cwd = Path::new("/");
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let docker = crate::engine::Detected::probe("docker", &path);
+    let client = docker
+        .buildx
+        .or(docker.builtin)
+        .ok_or_else(|| anyhow::anyhow!("no usable docker client: {}", docker.notes.join("; ")))?;
+    let ping = Command::new(client.clone(), cwd).args(["version", "--format", "{{.Server.Version}}"]);
+    if capture(&ping).is_ok() {
+        return Ok(());
+    }
+    let dockerd =
+        which::which("dockerd").map_err(|_| anyhow::anyhow!("dockerd is not installed: apt-get install docker.io"))?;
+    if let Some(dir) = log.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    eprintln!("    starting {} (log: {})", dockerd.display(), log.display());
+    let out = std::fs::File::create(log)?;
+    std::process::Command::new(&dockerd)
+        .stdout(out.try_clone()?)
+        .stderr(out)
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("cannot start {}: {e}", dockerd.display()))?;
+    for _ in 0..60 {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        if capture(&ping).is_ok() {
+            return Ok(());
+        }
+    }
+    let tail = std::fs::read_to_string(log).unwrap_or_default();
+    let tail: Vec<&str> = tail.lines().rev().take(15).collect();
+    bail!(
+        "dockerd did not answer within 30 s; last lines of {}:\n{}",
+        log.display(),
+        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+    )
+}
+
+/// Register QEMU for each arch (as `doctor --fix` does), failing with the fix when it cannot.
+pub fn register_binfmt(arches: &[Arch]) -> Result<()> {
+    let b = Binfmt::default();
+    let failed: Vec<String> = arches
+        .iter()
+        .map(|a| b.check(*a, true))
+        .filter(|f| f.status == Status::Fail)
+        .map(|f| format!("{}: {} (fix: {})", f.check, f.found, f.fix.unwrap_or_default()))
+        .collect();
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        bail!("QEMU is not usable: {}", failed.join("; "))
+    }
+}
+
 #[derive(clap::Args)]
 pub struct DoctorArgs {
     /// Check these arches (default: every configured target this host can build).

@@ -80,6 +80,8 @@ pub struct ContainerBuild<'a> {
     pub arch: Arch,
     pub root: &'a Path,
     pub dockerfile: &'a Path,
+    /// The stage whose files are exported.
+    pub target: String,
     pub build_args: Vec<(String, String)>,
     /// The host's CA bundle, handed over as a BuildKit secret (never a layer or build arg).
     pub ca_bundle: Option<&'a Path>,
@@ -172,7 +174,8 @@ impl Engine {
             }
             Engine::Podman { podman } => Command::new(podman.clone(), b.root).args(["build", "--pull=never"]),
         };
-        cmd = cmd.args(["--platform", platform, "--network", "host", "--file"]).arg(b.dockerfile);
+        cmd =
+            cmd.args(["--platform", platform, "--network", "host", "--target", &b.target, "--file"]).arg(b.dockerfile);
         for (k, v) in &b.build_args {
             cmd = cmd.arg("--build-arg").arg(format!("{k}={v}"));
         }

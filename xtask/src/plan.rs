@@ -117,6 +117,14 @@ pub enum Action {
         engine: Engine,
         image: String,
     },
+    /// Start dockerd in the background when no engine answers (its log at `log`).
+    StartDockerd {
+        log: PathBuf,
+    },
+    /// Register QEMU binfmt handlers for these arches from qemu-user-static's definitions.
+    RegisterBinfmt {
+        arches: Vec<Arch>,
+    },
     /// Install the Debian packages that provide missing tools (as root with apt-get), or
     /// fail with the command that would.
     EnsurePackages {
@@ -147,6 +155,11 @@ impl Action {
             Action::RequireTool { tool, .. } => format!("require `{tool}` on PATH"),
             Action::RequireHost { arch, .. } => format!("require a {arch} host"),
             Action::EngineChecks { arch, engine, .. } => format!("doctor: {engine} can build {arch}"),
+            Action::StartDockerd { log } => format!("start dockerd unless one answers (log {})", log.display()),
+            Action::RegisterBinfmt { arches } => {
+                let names: Vec<_> = arches.iter().map(|a| a.name()).collect();
+                format!("register QEMU binfmt handlers for {}", names.join(", "))
+            }
             Action::EnsurePackages { needs } => {
                 let pkgs: Vec<_> = needs.iter().map(|n| format!("{} (apt {})", n.tool, n.package)).collect();
                 format!("ensure installed: {}", pkgs.join(", "))
@@ -198,6 +211,8 @@ pub struct Step {
     pub actions: Vec<Action>,
     /// Run every time (checks): never stamped.
     pub always: bool,
+    /// A check that only guards the other steps: skipped when none of them has work.
+    pub guard: bool,
     /// Where the stamp lives when not under `target/` (outputs cached outside the checkout
     /// keep their stamp beside them, so a clean clone reuses them).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -227,6 +242,7 @@ impl Step {
             outputs: Vec::new(),
             actions: Vec::new(),
             always: false,
+            guard: false,
             stamp: None,
             probe: None,
         }
@@ -481,8 +497,14 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<RunReport> {
     let mut reports = Vec::new();
     let mut failed: Vec<anyhow::Error> = Vec::new();
     let n = plan.steps.len();
+    // Checks guard long steps: when every other step is up to date there is nothing to guard,
+    // and a no-op run should not start containers to find that out.
+    let work = plan
+        .steps
+        .iter()
+        .any(|s| !s.guard && (opts.force.covers(s) || !matches!(plan.freshness(s), Ok(Freshness::UpToDate))));
     for (i, step) in plan.steps.iter().enumerate() {
-        if !failed.is_empty() && !opts.keep_going {
+        if (!failed.is_empty() && !opts.keep_going) || (step.guard && !work) {
             reports.push(StepReport { id: step.id.clone(), outcome: Outcome::Skipped, seconds: 0.0, reason: None });
             continue;
         }
@@ -578,6 +600,8 @@ fn run_action(action: &Action, title: &str, opts: &RunOptions) -> Result<()> {
             Err(_) => bail!("`{tool}` is not on PATH: {fix}"),
         },
         Action::EnsurePackages { needs } => ensure_packages(needs, opts.verbose),
+        Action::StartDockerd { log } => crate::doctor::ensure_dockerd(log),
+        Action::RegisterBinfmt { arches } => crate::doctor::register_binfmt(arches),
         Action::EngineChecks { arch, engine, image } => crate::doctor::preflight(Path::new("/"), *arch, engine, image),
         Action::RequireHost { arch, fix } => {
             if Arch::host() == Some(*arch) {
@@ -733,6 +757,26 @@ mod tests {
         let bad = RunOptions { force: Force::Step("nope".into()), verbose: false, keep_going: false };
         let err = run(&plan, &bad).unwrap_err().to_string();
         assert_eq!(err, "--force nope: no such step in this plan; steps are: hello, after");
+    }
+
+    #[test]
+    fn guards_run_only_when_another_step_has_work() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("in.txt"), "v1").unwrap();
+        let mut plan = plan_in(d.path());
+        plan.steps.truncate(1);
+        let mut guard = Step::new("preflight", "check", StepKind::Preflight);
+        guard.always = true;
+        guard.guard = true;
+        // The guard leaves a trace each time it really runs.
+        guard.actions.push(Action::Run(Command::new("sh", d.path()).args(["-c", "echo x >> guard.log"])));
+        plan.steps.insert(0, guard);
+        let opts = RunOptions { force: Force::None, verbose: false, keep_going: false };
+        assert_eq!(run(&plan, &opts).unwrap().outcome("preflight"), Some(Outcome::Passed));
+        assert_eq!(run(&plan, &opts).unwrap().outcome("preflight"), Some(Outcome::Skipped));
+        let forced = RunOptions { force: Force::Step("hello".into()), ..opts };
+        assert_eq!(run(&plan, &forced).unwrap().outcome("preflight"), Some(Outcome::Passed));
+        assert_eq!(std::fs::read_to_string(d.path().join("guard.log")).unwrap(), "x\nx\n");
     }
 
     #[test]

@@ -249,6 +249,11 @@ pub fn cross_build_step(
         arch,
         root: &layout.root,
         dockerfile: &dockerfile,
+        // All services: the stage that exports them all (built in parallel); one: its own.
+        target: match services {
+            [one] if config.dist.services.len() > 1 => format!("export-{one}"),
+            _ => "export".into(),
+        },
         build_args: vec![
             ("BASE_IMAGE".into(), base),
             ("REQUIREMENTS".into(), requirements.to_string_lossy().into_owned()),

@@ -27,6 +27,9 @@ pub enum Suite {
     Python,
     /// `cargo test --workspace`: unit tests, plan snapshots and the real native builds.
     Rust,
+    /// End-to-end: real cross-builds for armv7l and arm64 under QEMU through Docker, run on
+    /// their platform; a second engine endpoint. Installs and starts what it needs.
+    E2e,
 }
 
 pub fn run(root: &Path, args: &TestArgs) -> Result<()> {
@@ -58,6 +61,33 @@ pub fn run(root: &Path, args: &TestArgs) -> Result<()> {
         s.actions.push(Action::Run(
             Command::new(cargo, root).args(["test", "--workspace"]).env("KT_VENV", layout.venv.to_string_lossy()),
         ));
+        steps.push(s);
+    }
+    if wants(Suite::E2e) {
+        let mut s = Step::new("e2e", "end-to-end cross-builds (Docker BuildKit under QEMU)", StepKind::Preflight);
+        s.always = true;
+        let need = |tool: &str, package: &str| ToolPackage { tool: tool.into(), package: package.into() };
+        s.actions.push(Action::EnsurePackages {
+            needs: vec![
+                need("dockerd", "docker.io"),
+                need("qemu-aarch64-static", "qemu-user-static"),
+                need("debootstrap", "debootstrap"),
+            ],
+        });
+        s.actions.push(Action::StartDockerd { log: root.join("target/xtask/dockerd.log") });
+        s.actions.push(Action::RegisterBinfmt { arches: vec![Arch::Armv7l, Arch::Arm64] });
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        s.actions.push(Action::Run(Command::new(cargo, root).args([
+            "test",
+            "-p",
+            "xtask",
+            "--test",
+            "cross_build",
+            "--",
+            "--ignored",
+            "--test-threads=1",
+            "--nocapture",
+        ])));
         steps.push(s);
     }
     let names: Vec<_> = steps.iter().skip(1).map(|s| s.title.as_str()).collect();

@@ -2,18 +2,11 @@
 //! repository so edits do not touch the checkout: cold build, no-op run, a one-service edit,
 //! and a touch that must rebuild nothing.
 
-use std::{
-    path::{Path, PathBuf},
-    process::Command,
-};
+mod common;
 
-use serde_json::Value;
+use std::{path::Path, process::Command};
 
-const SERVICES: [&str; 3] = ["kt_service", "print_service", "tts_service"];
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
+use common::{copy_repo, outcome, outcomes, repo_root, version, xtask_json, SERVICES};
 
 fn host_arch() -> &'static str {
     match std::env::consts::ARCH {
@@ -25,54 +18,16 @@ fn host_arch() -> &'static str {
     }
 }
 
-/// Copy what a native dist reads: dist.yaml, the version source and the Python project
-/// (without its venv and build outputs).
-fn copy_repo(to: &Path) {
-    let from = repo_root();
-    let skip = [".venv", "dist", "build", "__pycache__", ".pytest_cache"];
-    for top in ["dist.yaml", "electron-app/package.json", "python-service"] {
-        for entry in walkdir::WalkDir::new(from.join(top))
-            .into_iter()
-            .filter_entry(|e| !skip.contains(&e.file_name().to_string_lossy().as_ref()))
-        {
-            let entry = entry.unwrap();
-            let dest = to.join(entry.path().strip_prefix(&from).unwrap());
-            if entry.file_type().is_dir() {
-                std::fs::create_dir_all(&dest).unwrap();
-            } else {
-                std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
-                std::fs::copy(entry.path(), &dest).unwrap();
-            }
-        }
-    }
-}
-
 /// Run `dist --json` in `root`; return the run report (step id → outcome).
 fn dist(root: &Path) -> Vec<(String, String)> {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_xtask"));
-    cmd.arg("--root").arg(root).args(["dist", "--json"]);
     // Share the checkout's venv (synced by `cargo xtask test`) rather than download another.
-    if std::env::var_os("KT_VENV").is_none() && repo_root().join("python-service/.venv/bin/python").exists() {
-        cmd.env("KT_VENV", repo_root().join("python-service/.venv"));
-    }
-    let out = cmd.output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "dist failed:\n{stderr}");
-    assert!(
-        stderr.contains("step") && stderr.contains("result") && stderr.contains("seconds"),
-        "no summary table:\n{stderr}"
-    );
-    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
-    json["report"]["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| (s["id"].as_str().unwrap().to_string(), s["outcome"].as_str().unwrap().to_string()))
-        .collect()
-}
-
-fn outcome<'a>(report: &'a [(String, String)], id: &str) -> &'a str {
-    &report.iter().find(|(s, _)| s == id).unwrap_or_else(|| panic!("no step {id} in {report:?}")).1
+    let venv = repo_root().join("python-service/.venv");
+    let env = match std::env::var("KT_VENV") {
+        Ok(v) => v,
+        Err(_) if venv.join("bin/python").exists() => venv.to_string_lossy().into_owned(),
+        Err(_) => String::new(),
+    };
+    outcomes(&xtask_json(root, &["dist"], &[("KT_VENV", &env)]))
 }
 
 fn run_binary(bin: &Path, arg: &str) -> String {
@@ -87,11 +42,7 @@ fn native_dist_builds_runs_and_rebuilds_only_what_changed() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
     copy_repo(root);
-    let version = {
-        let pkg: Value =
-            serde_json::from_str(&std::fs::read_to_string(root.join("electron-app/package.json")).unwrap()).unwrap();
-        pkg["version"].as_str().unwrap().to_string()
-    };
+    let version = version(root);
 
     let cold = dist(root);
     for s in SERVICES {
@@ -109,10 +60,7 @@ fn native_dist_builds_runs_and_rebuilds_only_what_changed() {
     }
 
     // A real edit to one service rebuilds that service alone.
-    let entry = root.join("python-service/src/print_service.py");
-    let mut text = std::fs::read_to_string(&entry).unwrap();
-    text.push_str("\n# edited by the native_build test\n");
-    std::fs::write(&entry, text).unwrap();
+    common::edit(&root.join("python-service/src/print_service.py"));
     let edited = dist(root);
     assert_eq!(outcome(&edited, "print_service"), "built", "{edited:?}");
     assert_eq!(outcome(&edited, "kt_service"), "up_to_date", "{edited:?}");

@@ -1,0 +1,206 @@
+//! End-to-end cross-builds: the three services built for armv7l and arm64 by `cargo xtask
+//! dist` through Docker BuildKit under QEMU, checked as ELF for the right machine, run on
+//! their platform, rebuilt after a real one-service edit, and a no-op second run; then a
+//! second engine endpoint (another dockerd on its own socket) serving one arch.
+//!
+//! Ignored by a plain `cargo test`: `cargo xtask test --only e2e` (and so `.ci/run`) installs
+//! docker.io, qemu-user-static and debootstrap, starts dockerd, registers QEMU and runs these.
+//! Where Docker cannot start, that command fails; nothing here is skipped silently.
+
+mod common;
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use common::{copy_repo, edit, elf_machine, outcome, outcomes, sha256, version, xtask_json, SERVICES};
+
+/// A docker wrapper that logs each invocation, so a test can tell whether a run built anything.
+fn logging_docker(dir: &Path, real: &str) -> (PathBuf, PathBuf) {
+    let log = dir.join("docker-calls.log");
+    let wrapper = dir.join("docker");
+    std::fs::write(&wrapper, format!("#!/bin/sh\necho \"$*\" >> '{}'\nexec '{real}' \"$@\"\n", log.display())).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (wrapper, log)
+}
+
+/// The docker client `dist` detects on this machine (from its plan).
+fn detected_docker(root: &Path, arch: &str) -> String {
+    let plan = xtask_json(root, &["dist", "--arch", arch, "--dry-run"], &[]);
+    plan["engine"]["docker"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no docker engine in plan: {}", plan["engine"]))
+        .to_string()
+}
+
+fn docker_run(docker: &str, host: Option<&str>, platform: &str, image: &str, dist: &Path, args: &[&str]) -> String {
+    let mut cmd = Command::new(docker);
+    if let Some(h) = host {
+        cmd.env("DOCKER_HOST", h);
+    }
+    // --tmpfs /tmp: one-file binaries unpack there; under QEMU on ext4 the cleanup can fail.
+    cmd.args(["run", "--rm", "--network", "none", "--platform", platform, "--tmpfs", "/tmp", "-v"])
+        .arg(format!("{}:/b:ro", dist.display()))
+        .arg(image)
+        .args(args);
+    let out = cmd.output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{args:?} on {platform} failed: {text}");
+    text
+}
+
+fn cross_build(arch: &str, platform: &str, class: u8, machine: u16) {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("repo");
+    copy_repo(&root);
+    let real = detected_docker(&root, arch);
+    let (wrapper, log) = logging_docker(tmp.path(), &real);
+    let env = [("DOCKER", wrapper.to_str().unwrap())];
+    let image = format!("kitchntabs-build-base:bookworm-{arch}");
+    let dist_dir = root.join("python-service/dist").join(arch);
+
+    let cold = xtask_json(&root, &["dist", "--arch", arch], &env);
+    let report = outcomes(&cold);
+    assert_eq!(outcome(&report, "cross-build"), "built", "{report:?}");
+    eprintln!("{arch}: cold cross-build {:.1} s", common::seconds(&cold, "cross-build"));
+    let version = version(&root);
+    for s in SERVICES {
+        let bin = dist_dir.join(s);
+        assert_eq!(elf_machine(&bin), (class, machine), "{}", bin.display());
+        let v = docker_run(&real, None, platform, &image, &dist_dir, &[&format!("/b/{s}"), "--version"]);
+        assert_eq!(v.trim(), format!("{s} {version} (default, {arch})"));
+        let t = docker_run(&real, None, platform, &image, &dist_dir, &[&format!("/b/{s}"), "--self-test"]);
+        assert!(t.contains(&format!("self-test ok: {s}")), "{t}");
+    }
+
+    // A real edit of one service: the step runs again, BuildKit rebuilds that stage alone,
+    // so the other two binaries come back byte for byte.
+    let before: Vec<String> = SERVICES.iter().map(|s| sha256(&dist_dir.join(s))).collect();
+    edit(&root.join("python-service/src/print_service.py"));
+    let edited = xtask_json(&root, &["dist", "--arch", arch], &env);
+    assert_eq!(outcome(&outcomes(&edited), "cross-build"), "built");
+    let after: Vec<String> = SERVICES.iter().map(|s| sha256(&dist_dir.join(s))).collect();
+    assert_eq!(before[0], after[0], "kt_service was rebuilt");
+    assert_ne!(before[1], after[1], "print_service was not rebuilt");
+    assert_eq!(before[2], after[2], "tts_service was rebuilt");
+    eprintln!("{arch}: one-service edit {:.1} s", common::seconds(&edited, "cross-build"));
+
+    // Nothing changed: every step is up to date and the engine builds nothing.
+    std::fs::write(&log, "").unwrap();
+    let again = xtask_json(&root, &["dist", "--arch", arch], &env);
+    for (id, o) in outcomes(&again) {
+        assert!(o == "up_to_date" || (id == "preflight" && o == "skipped"), "{id}: {o}");
+    }
+    let calls = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        !calls.lines().any(|l| l.contains("build") || l.starts_with("run")),
+        "the engine was asked to work:\n{calls}"
+    );
+}
+
+#[test]
+#[ignore = "end-to-end: `cargo xtask test --only e2e` sets up Docker and QEMU, then runs it"]
+fn armv7l_services_cross_build_run_on_their_platform_and_rebuild_alone() {
+    cross_build("armv7l", "linux/arm/v7", 1, 40);
+}
+
+#[test]
+#[ignore = "end-to-end: `cargo xtask test --only e2e` sets up Docker and QEMU, then runs it"]
+fn arm64_services_cross_build_run_on_their_platform_and_rebuild_alone() {
+    cross_build("arm64", "linux/arm64", 2, 183);
+}
+
+/// A second dockerd on its own socket, stopped when the test ends.
+struct SecondDaemon {
+    child: std::process::Child,
+    host: String,
+}
+
+impl SecondDaemon {
+    fn start(docker: &str) -> SecondDaemon {
+        let base = Path::new("/var/lib/kitchntabs-e2e-dockerd2");
+        let run = Path::new("/run/kitchntabs-e2e-dockerd2");
+        std::fs::create_dir_all(run).unwrap();
+        let sock = run.join("docker.sock");
+        let host = format!("unix://{}", sock.display());
+        let log = std::fs::File::create(run.join("dockerd.log")).unwrap();
+        let child = Command::new("dockerd")
+            .arg("--host")
+            .arg(&host)
+            .arg("--data-root")
+            .arg(base)
+            .arg("--exec-root")
+            .arg(run.join("exec"))
+            .arg("--pidfile")
+            .arg(run.join("dockerd.pid"))
+            .args(["--bridge", "none", "--iptables=false"])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("dockerd must be installed for the e2e tests (apt-get install docker.io)");
+        for _ in 0..60 {
+            let ok = Command::new(docker)
+                .env("DOCKER_HOST", &host)
+                .args(["version"])
+                .output()
+                .is_ok_and(|o| o.status.success());
+            if ok {
+                return SecondDaemon { child, host };
+            }
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+        panic!("the second dockerd did not answer on {host}; see {}", run.join("dockerd.log").display());
+    }
+}
+
+impl Drop for SecondDaemon {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg(self.child.id().to_string()).status();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+#[ignore = "end-to-end: `cargo xtask test --only e2e` sets up Docker and QEMU, then runs it"]
+fn a_target_routed_to_another_engine_endpoint_builds_there() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("repo");
+    copy_repo(&root);
+    let docker = detected_docker(&root, "arm64");
+    let second = SecondDaemon::start(&docker);
+
+    // arm64 goes to the second engine (as it would to a native arm64 node); armv7l stays.
+    let yaml = std::fs::read_to_string(root.join("dist.yaml")).unwrap();
+    let routed = yaml.replacen("  arm64:\n", &format!("  arm64:\n    docker_host: {}\n", second.host), 1);
+    assert_ne!(yaml, routed);
+    std::fs::write(root.join("dist.yaml"), routed).unwrap();
+    let plan = xtask_json(&root, &["dist", "--arch", "arm64", "--dry-run"], &[]);
+    assert_eq!(plan["engine"]["route"]["docker_host"], second.host.as_str());
+    let other = xtask_json(&root, &["dist", "--arch", "armv7l", "--dry-run"], &[]);
+    assert!(other["engine"].get("route").and_then(|r| r.get("docker_host")).is_none(), "{}", other["engine"]);
+
+    let run = xtask_json(&root, &["build-services", "--arch", "arm64", "--service", "tts_service"], &[]);
+    assert_eq!(outcome(&outcomes(&run), "cross-build"), "built");
+    let dist = root.join("python-service/dist/arm64");
+    assert_eq!(elf_machine(&dist.join("tts_service")), (2, 183));
+    // The base image and the build cache live in the second engine, not the first.
+    let inspect = |host: Option<&str>| {
+        let mut c = Command::new(&docker);
+        if let Some(h) = host {
+            c.env("DOCKER_HOST", h);
+        }
+        c.args(["image", "inspect", "kitchntabs-build-base:bookworm-arm64"]).output().unwrap().status.success()
+    };
+    assert!(inspect(Some(&second.host)), "base image missing on the routed engine");
+    let v = docker_run(
+        &docker,
+        Some(&second.host),
+        "linux/arm64",
+        "kitchntabs-build-base:bookworm-arm64",
+        &dist,
+        &["/b/tts_service", "--version"],
+    );
+    assert!(v.starts_with("tts_service "), "{v}");
+}
