@@ -140,18 +140,20 @@ impl SecondDaemon {
             .stderr(log)
             .spawn()
             .expect("dockerd must be installed for the e2e tests (apt-get install docker.io)");
+        // Owned from here on: a failed start below still stops it (Drop).
+        let daemon = SecondDaemon { child, host };
         for _ in 0..60 {
             let ok = Command::new(docker)
-                .env("DOCKER_HOST", &host)
+                .env("DOCKER_HOST", &daemon.host)
                 .args(["version"])
                 .output()
                 .is_ok_and(|o| o.status.success());
             if ok {
-                return SecondDaemon { child, host };
+                return daemon;
             }
             std::thread::sleep(std::time::Duration::from_millis(500));
         }
-        panic!("the second dockerd did not answer on {host}; see {}", run.join("dockerd.log").display());
+        panic!("the second dockerd did not answer on {}; see {}", daemon.host, run.join("dockerd.log").display());
     }
 }
 
