@@ -35,9 +35,14 @@ pub fn tag(arch: Arch, suite: Suite) -> String {
     format!("kitchntabs-build-base:{}-{arch}", suite.name())
 }
 
+/// `KT_CACHE_DIR`, else the system cache `/var/cache/kitchntabs` for root (debootstrap needs
+/// root anyway, and CI runs as root), else the user's XDG cache.
 pub fn cache_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("KT_CACHE_DIR").filter(|d| !d.is_empty()) {
         return PathBuf::from(d);
+    }
+    if crate::fsx::is_root() {
+        return PathBuf::from("/var/cache/kitchntabs");
     }
     let base = std::env::var_os("XDG_CACHE_HOME")
         .filter(|d| !d.is_empty())

@@ -60,6 +60,14 @@ pub fn remove_all(path: &Path) -> Result<()> {
     }
 }
 
+/// Whether this process runs as root (effective uid 0), from /proc: no libc binding needed.
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(2) == Some("0")))
+        .unwrap_or(false)
+}
+
 /// `path` relative to `root` when it is inside it, for messages and stamps.
 pub fn rel<'a>(root: &Path, path: &'a Path) -> &'a Path {
     path.strip_prefix(root).unwrap_or(path)

@@ -289,7 +289,10 @@ pub enum Freshness {
 
 impl Plan {
     pub fn stamp_path(&self, step: &Step) -> PathBuf {
-        self.root.join("target/xtask/stamps").join(self.arch.name()).join(format!("{}.json", step.id))
+        match &step.stamp {
+            Some(path) => path.clone(),
+            None => self.root.join("target/xtask/stamps").join(self.arch.name()).join(format!("{}.json", step.id)),
+        }
     }
 
     pub fn freshness(&self, step: &Step) -> Result<Freshness> {
@@ -623,8 +626,7 @@ fn ensure_packages(needs: &[ToolPackage], verbose: bool) -> Result<()> {
         return Ok(());
     }
     let install = format!("apt-get install -y --no-install-recommends {}", missing.join(" "));
-    let is_root = std::process::Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"));
-    if !is_root || which::which("apt-get").is_err() {
+    if !fsx::is_root() || which::which("apt-get").is_err() {
         bail!("missing {}: install with `sudo apt-get update && sudo {install}`", missing.join(", "));
     }
     eprintln!("    installing {}", missing.join(" "));
@@ -757,6 +759,20 @@ mod tests {
         let bad = RunOptions { force: Force::Step("nope".into()), verbose: false, keep_going: false };
         let err = run(&plan, &bad).unwrap_err().to_string();
         assert_eq!(err, "--force nope: no such step in this plan; steps are: hello, after");
+    }
+
+    #[test]
+    fn an_explicit_stamp_path_is_used_and_survives_a_clean_tree() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("in.txt"), "v1").unwrap();
+        let mut plan = plan_in(d.path());
+        plan.steps.truncate(1);
+        let cache = d.path().join("cache/hello.stamp.json");
+        plan.steps[0].stamp = Some(cache.clone());
+        run(&plan, &RunOptions { force: Force::None, verbose: false, keep_going: false }).unwrap();
+        assert!(cache.exists());
+        assert!(!d.path().join("target").exists(), "no stamp under target/");
+        assert_eq!(plan.freshness(&plan.steps[0]).unwrap(), Freshness::UpToDate);
     }
 
     #[test]
