@@ -8,7 +8,7 @@ use std::{
     str::FromStr,
 };
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::arch::Arch;
@@ -380,15 +380,15 @@ impl Config {
         // A bundle needs the glibc of the OS it was built on (libpython, libexpat inside it):
         // a bookworm base cannot serve a bullseye target, whatever the bootloader needs.
         for (arch, t) in &self.dist.targets {
-            if let (Base::Debootstrap(suite), Some(floor)) = (&t.base, t.glibc) {
-                if suite.glibc() > floor {
-                    missing.push(format!(
+            if let (Base::Debootstrap(suite), Some(floor)) = (&t.base, t.glibc)
+                && suite.glibc() > floor
+            {
+                missing.push(format!(
                         "{CONFIG_FILE}: targets.{arch}.base: {} has glibc {}, above the target's floor {floor}; \
                          binaries built on it would not run there: use a base with glibc <= {floor} (e.g. `debootstrap: bullseye`)",
                         suite.name(),
                         suite.glibc()
                     ));
-                }
             }
         }
         if self.dist.services.is_empty() {
@@ -397,11 +397,7 @@ impl Config {
         if !self.dist.envs.contains_key("default") {
             missing.push(format!("{CONFIG_FILE}: envs: no `default` env; add `default: config.yaml`"));
         }
-        if missing.is_empty() {
-            Ok(())
-        } else {
-            bail!("{}", missing.join("\n"))
-        }
+        if missing.is_empty() { Ok(()) } else { bail!("{}", missing.join("\n")) }
     }
 }
 

@@ -1,6 +1,6 @@
 //! `cargo xtask dist` and `cargo xtask build-services`: config + arch → plan → run.
 
-use anyhow::{bail, Result};
+use anyhow::{Result, bail};
 
 use crate::{
     arch::Arch,
@@ -295,10 +295,9 @@ mod tests {
         let mut tools = tools();
         tools.docker = Some("/usr/bin/docker".into());
         let p = plan(&config, &request(Arch::Armv7l, None), Some(Arch::X64), &tools).unwrap();
-        assert!(p
-            .render_with(None)
-            .unwrap()
-            .contains("DOCKER_BUILDKIT=1 /usr/bin/docker build --platform linux/arm/v7"));
+        assert!(
+            p.render_with(None).unwrap().contains("DOCKER_BUILDKIT=1 /usr/bin/docker build --platform linux/arm/v7")
+        );
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use anyhow::{bail, Result};
+use anyhow::{Result, bail};
 use serde::Serialize;
 
 use crate::{
@@ -177,7 +177,7 @@ impl Binfmt {
                         status: Status::Fixed,
                         found: format!("{problem}; registered from {}", conf.display()),
                         fix: None,
-                    }
+                    };
                 }
                 Err(e) => return Finding::fail(name, format!("{problem}; --fix failed: {e:#}"), how),
             }
@@ -503,11 +503,7 @@ pub fn register_binfmt(arches: &[Arch]) -> Result<()> {
         .filter(|f| f.status == Status::Fail)
         .map(|f| format!("{}: {} (fix: {})", f.check, f.found, f.fix.unwrap_or_default()))
         .collect();
-    if failed.is_empty() {
-        Ok(())
-    } else {
-        bail!("QEMU is not usable: {}", failed.join("; "))
-    }
+    if failed.is_empty() { Ok(()) } else { bail!("QEMU is not usable: {}", failed.join("; ")) }
 }
 
 #[derive(clap::Args)]

@@ -9,7 +9,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use anyhow::{bail, Result};
+use anyhow::{Result, bail};
 use serde::Serialize;
 
 use crate::{arch::Arch, config::EngineChoice, plan::Command};
@@ -131,7 +131,9 @@ impl Engine {
             EngineChoice::Buildx => Engine::Buildx { docker: docker.into(), builder: None, route },
             EngineChoice::Podman => {
                 if route != Route::default() {
-                    bail!("podman cannot use a docker context or DOCKER_HOST; remove them from the target or pick engine docker/buildx");
+                    bail!(
+                        "podman cannot use a docker context or DOCKER_HOST; remove them from the target or pick engine docker/buildx"
+                    );
                 }
                 Engine::Podman { podman: "podman".into() }
             }

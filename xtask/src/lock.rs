@@ -2,7 +2,7 @@
 
 use std::{fs::File, io::Write, path::Path};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 
 /// Held for the life of a run; the OS releases the lock when the process ends, even on a crash
 /// or Ctrl-C, so a stale lock file never blocks the next run.
@@ -34,7 +34,7 @@ impl TreeLock {
                 );
             }
             Err(std::fs::TryLockError::Error(e)) => {
-                return Err(e).with_context(|| format!("cannot lock {}", path.display()))
+                return Err(e).with_context(|| format!("cannot lock {}", path.display()));
             }
         }
         file.set_len(0)?;

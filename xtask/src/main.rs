@@ -14,6 +14,7 @@ mod plan;
 mod services;
 mod targets;
 mod test;
+mod verify;
 
 use std::path::PathBuf;
 
@@ -50,6 +51,10 @@ enum Command {
     /// Check (and with --fix repair) what builds need: tools, the container engine, QEMU
     /// binfmt handlers, buildx platforms, disk space, the CA bundle. Exit 1 when a check fails.
     Doctor(doctor::DoctorArgs),
+    /// Check that binaries, unpacked apps, .debs and PyInstaller one-file executables can run
+    /// on the target: ELF class/machine, ARM float ABI, interpreter, glibc floor, including
+    /// every library inside PyInstaller archives. Exit 0 clean, 1 a check failed, 2 unreadable.
+    Verify(verify::VerifyArgs),
     /// Run every test: Rust (cargo test), Python (pytest), setting up what they need.
     Test(test::TestArgs),
     /// List the target arches with their Docker platform, Debian arch, electron-builder
@@ -153,6 +158,10 @@ fn run(cli: Cli) -> Result<()> {
         Command::BaseImage(a) => base_image::run(&config::Config::load(&root)?, &a, &what),
         Command::Doctor(a) => doctor::run(&config::Config::load(&root)?, &a),
         Command::Test(a) => test::run(&root, &a),
+        Command::Verify(a) => {
+            let code = verify::run(&config::Config::load(&root)?, &a)?;
+            std::process::exit(code);
+        }
         Command::Targets { json } => targets::run(&config::Config::load(&root)?, json),
     }
 }

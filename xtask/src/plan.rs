@@ -11,7 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
 use crate::{
@@ -117,6 +117,13 @@ pub enum Action {
         engine: Engine,
         image: String,
     },
+    /// verify: every binary under `paths` runs on `arch` (machine, float ABI, interpreter,
+    /// glibc floor, libraries inside PyInstaller archives), else the step fails.
+    Verify {
+        paths: Vec<PathBuf>,
+        arch: Arch,
+        glibc: Option<crate::config::GlibcVersion>,
+    },
     /// Start dockerd in the background when no engine answers (its log at `log`).
     StartDockerd {
         log: PathBuf,
@@ -155,6 +162,11 @@ impl Action {
             Action::RequireTool { tool, .. } => format!("require `{tool}` on PATH"),
             Action::RequireHost { arch, .. } => format!("require a {arch} host"),
             Action::EngineChecks { arch, engine, .. } => format!("doctor: {engine} can build {arch}"),
+            Action::Verify { paths, arch, glibc } => {
+                let names: Vec<_> = paths.iter().map(|p| p.display().to_string()).collect();
+                let floor = glibc.map(|g| format!(", glibc <= {g}")).unwrap_or_default();
+                format!("verify {} runs on {arch}{floor}", names.join(" "))
+            }
             Action::StartDockerd { log } => format!("start dockerd unless one answers (log {})", log.display()),
             Action::RegisterBinfmt { arches } => {
                 let names: Vec<_> = arches.iter().map(|a| a.name()).collect();
@@ -336,11 +348,11 @@ impl Plan {
 
     /// Check `--force STEP` names a step of this plan (services may be named bare).
     pub fn resolve_force(&self, force: &Force) -> Result<()> {
-        if let Force::Step(name) = force {
-            if !self.steps.iter().any(|s| s.id == *name) {
-                let ids: Vec<_> = self.steps.iter().map(|s| s.id.as_str()).collect();
-                bail!("--force {name}: no such step in this plan; steps are: {}", ids.join(", "));
-            }
+        if let Force::Step(name) = force
+            && !self.steps.iter().any(|s| s.id == *name)
+        {
+            let ids: Vec<_> = self.steps.iter().map(|s| s.id.as_str()).collect();
+            bail!("--force {name}: no such step in this plan; steps are: {}", ids.join(", "));
         }
         Ok(())
     }
@@ -603,6 +615,7 @@ fn run_action(action: &Action, title: &str, opts: &RunOptions) -> Result<()> {
             Err(_) => bail!("`{tool}` is not on PATH: {fix}"),
         },
         Action::EnsurePackages { needs } => ensure_packages(needs, opts.verbose),
+        Action::Verify { paths, arch, glibc } => crate::verify::check_release(paths, *arch, *glibc),
         Action::StartDockerd { log } => crate::doctor::ensure_dockerd(log),
         Action::RegisterBinfmt { arches } => crate::doctor::register_binfmt(arches),
         Action::EngineChecks { arch, engine, image } => crate::doctor::preflight(Path::new("/"), *arch, engine, image),

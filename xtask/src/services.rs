@@ -208,6 +208,8 @@ pub fn native_service_step(
 
     step.actions.push(Action::Clean { path: tmp.clone() });
     step.actions.push(Action::Run(cmd));
+    // Verified before it is installed: a binary that cannot run never reaches dist/.
+    step.actions.push(Action::Verify { paths: vec![tmp.join(service)], arch, glibc: config.target(arch)?.glibc });
     step.actions.push(Action::Install { from: tmp.join(service), to: layout.binary(service), executable: true });
     step.actions.push(Action::Clean { path: tmp });
     Ok(step)
@@ -280,6 +282,11 @@ pub fn cross_build_step(
     let cmd = engine.container_build(&build).expect("cross builds use a container engine");
     step.actions.push(Action::Clean { path: tmp.clone() });
     step.actions.push(Action::Run(cmd));
+    step.actions.push(Action::Verify {
+        paths: services.iter().map(|s| tmp.join(s)).collect(),
+        arch,
+        glibc: target.glibc,
+    });
     for s in services {
         step.actions.push(Action::Install { from: tmp.join(s), to: layout.binary(s), executable: true });
     }

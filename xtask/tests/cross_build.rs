@@ -14,7 +14,7 @@ use std::{
     process::Command,
 };
 
-use common::{copy_repo, edit, elf_machine, outcome, outcomes, sha256, version, xtask_json, SERVICES};
+use common::{SERVICES, copy_repo, edit, elf_machine, outcome, outcomes, sha256, version, xtask_json};
 
 /// A docker wrapper that logs each invocation, so a test can tell whether a run built anything.
 fn logging_docker(dir: &Path, real: &str) -> (PathBuf, PathBuf) {

@@ -6,7 +6,7 @@ mod common;
 
 use std::{path::Path, process::Command};
 
-use common::{copy_repo, outcome, outcomes, repo_root, version, xtask_json, SERVICES};
+use common::{SERVICES, copy_repo, outcome, outcomes, repo_root, version, xtask_json};
 
 fn host_arch() -> &'static str {
     match std::env::consts::ARCH {

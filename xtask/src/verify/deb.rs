@@ -1,0 +1,463 @@
+//! .deb packages, read in place as one stream: ar members, then the control
+//! and data tar (plain, gz, xz, zst), nothing extracted to disk.
+//!
+//! The ar layer is read by hand. The `ar` crate (0.9) was the first choice, but
+//! its reader indexes the GNU name table with an unchecked offset (a member
+//! named "/99" with no table panics) and allocates the table from the header's
+//! size field; a .deb only uses the common format (names of at most 15
+//! characters, dpkg adds no tables), which is 60-byte headers and padding.
+
+use std::cell::Cell;
+use std::fs::File;
+use std::io::{self, BufReader, Read};
+use std::path::Path;
+use std::rc::Rc;
+
+mod decode;
+
+use decode::{DecoderError, decoder, is_decode_error};
+
+use super::elf::{ELF_MAGIC, macho};
+use super::report::{Check, InputError, InputErrorKind, Issue, Report};
+use super::target::Target;
+use super::walk::{self, Expect, Origin};
+
+const AR_MAGIC: &[u8; 8] = b"!<arch>\n";
+const AR_HEADER_LEN: u64 = 60;
+/// Largest control file read; real ones are a few KiB.
+const MAX_CONTROL: u64 = 1 << 20;
+/// Initial buffer cap for a member's bytes; the Vec grows with data actually read.
+const MAX_PREALLOC: u64 = 64 << 20;
+
+/// True when `head` (the first bytes of a file) is an ar archive whose first
+/// member is `debian-binary`.
+pub fn is_deb_head(head: &[u8]) -> bool {
+    head.starts_with(AR_MAGIC) && head.get(8..21) == Some(b"debian-binary")
+}
+
+pub fn verify_deb_file(path: &Path, target: &Target) -> Result<Report, InputError> {
+    let file = File::open(path).map_err(|err| InputError::io(path, &err))?;
+    verify_deb_reader(BufReader::with_capacity(1 << 16, file), path, target)
+}
+
+/// Check a .deb from any byte stream; `path` names it in findings and errors.
+pub fn verify_deb_reader<R: Read>(reader: R, path: &Path, target: &Target) -> Result<Report, InputError> {
+    let mut ar = ArReader::new(reader, path)?;
+    let mut report = Report::default();
+
+    let member = ar
+        .next_member()?
+        .ok_or_else(|| ar.error(InputErrorKind::MissingMember, "no members: debian-binary expected first").at(8))?;
+    if member.name != "debian-binary" {
+        return Err(ar
+            .error(InputErrorKind::MissingMember, format!("first member is {:?}, expected debian-binary", member.name))
+            .at(member.header_offset));
+    }
+    let mut version = Vec::new();
+    ar.member_reader(&member)
+        .take(64)
+        .read_to_end(&mut version)
+        .map_err(|err| ar.io_error(&err).member("debian-binary"))?;
+    ar.finish_member(&member)?;
+    if !version.starts_with(b"2.") {
+        return Err(ar
+            .error(
+                InputErrorKind::DebianBinary,
+                format!("debian-binary holds {:?}, expected \"2.0\\n\"", String::from_utf8_lossy(&version)),
+            )
+            .member("debian-binary")
+            .at(member.data_offset));
+    }
+
+    let control = ar.next_required("control.tar")?;
+    let mut control_info = ControlInfo::default();
+    ar.read_tar(&control, &mut |entry, display| {
+        read_control_entry(entry, display, path, &control.name, &mut control_info, &mut report)
+    })?;
+    check_architecture(&control_info, &control.name, path, target, &mut report);
+
+    let data = ar.next_required("data.tar")?;
+    ar.read_tar(&data, &mut |entry, display| check_data_entry(entry, display, path, target, &mut report))?;
+    Ok(report)
+}
+
+// ---------------------------------------------------------------- ar layer
+
+/// Counts bytes read; shared so the position stays readable while a member
+/// reader borrows the stream.
+struct Counting<R> {
+    inner: R,
+    pos: Rc<Cell<u64>>,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.pos.set(self.pos.get() + n as u64);
+        Ok(n)
+    }
+}
+
+struct ArReader<'p, R> {
+    src: Counting<R>,
+    pos: Rc<Cell<u64>>,
+    file: &'p Path,
+}
+
+struct ArMember {
+    name: String,
+    size: u64,
+    header_offset: u64,
+    data_offset: u64,
+}
+
+impl<'p, R: Read> ArReader<'p, R> {
+    fn new(reader: R, file: &'p Path) -> Result<Self, InputError> {
+        let pos = Rc::new(Cell::new(0));
+        let mut ar = ArReader { src: Counting { inner: reader, pos: pos.clone() }, pos, file };
+        let mut magic = [0u8; 8];
+        let n = read_up_to(&mut ar.src, &mut magic).map_err(|err| ar.io_error(&err))?;
+        if &magic[..n] != AR_MAGIC {
+            return Err(ar.error(InputErrorKind::ArHeader, "not an ar archive: missing \"!<arch>\\n\"").at(0));
+        }
+        Ok(ar)
+    }
+
+    fn error(&self, kind: InputErrorKind, detail: impl Into<String>) -> InputError {
+        InputError::new(self.file, kind, detail)
+    }
+
+    fn io_error(&self, err: &io::Error) -> InputError {
+        InputError::io(self.file, err).at(self.pos.get())
+    }
+
+    fn next_member(&mut self) -> Result<Option<ArMember>, InputError> {
+        let header_offset = self.pos.get();
+        let mut hdr = [0u8; AR_HEADER_LEN as usize];
+        let n = read_up_to(&mut self.src, &mut hdr).map_err(|err| self.io_error(&err))?;
+        if n == 0 {
+            return Ok(None);
+        }
+        if n < hdr.len() {
+            return Err(self
+                .error(InputErrorKind::Truncated, format!("file ends inside an ar member header ({n} of 60 bytes)"))
+                .at(header_offset));
+        }
+        if &hdr[58..60] != b"`\n" {
+            return Err(self
+                .error(InputErrorKind::ArHeader, "ar member header does not end in \"`\\n\"")
+                .at(header_offset + 58));
+        }
+        let raw_name = String::from_utf8_lossy(&hdr[..16]);
+        let name = raw_name.trim_end_matches(' ');
+        // GNU ar ends names with '/'; dpkg accepts both spellings.
+        let name = name.strip_suffix('/').unwrap_or(name).to_string();
+        let size = std::str::from_utf8(&hdr[48..58])
+            .ok()
+            .and_then(|s| s.trim_end_matches(' ').parse::<u64>().ok())
+            .ok_or_else(|| {
+                self.error(
+                    InputErrorKind::ArHeader,
+                    format!(
+                        "member {name:?}: size field {:?} is not a decimal number",
+                        String::from_utf8_lossy(&hdr[48..58])
+                    ),
+                )
+                .at(header_offset + 48)
+            })?;
+        Ok(Some(ArMember { name, size, header_offset, data_offset: header_offset + AR_HEADER_LEN }))
+    }
+
+    /// Next member whose name starts with `prefix` ("control.tar", "data.tar"),
+    /// skipping the `_`-prefixed members dpkg allows.
+    fn next_required(&mut self, prefix: &str) -> Result<ArMember, InputError> {
+        loop {
+            let Some(member) = self.next_member()? else {
+                return Err(self
+                    .error(InputErrorKind::MissingMember, format!("no {prefix}.* member"))
+                    .at(self.pos.get()));
+            };
+            if member.name.starts_with('_') {
+                self.finish_member(&member)?;
+                continue;
+            }
+            if !member.name.starts_with(prefix) {
+                return Err(self
+                    .error(
+                        InputErrorKind::MissingMember,
+                        format!("member {:?} where {prefix}.* was expected", member.name),
+                    )
+                    .at(member.header_offset));
+            }
+            return Ok(member);
+        }
+    }
+
+    fn member_reader(&mut self, member: &ArMember) -> io::Take<&mut Counting<R>> {
+        let left = (member.data_offset + member.size).saturating_sub(self.pos.get());
+        (&mut self.src).take(left)
+    }
+
+    /// Skip what the consumer left of the member and its padding byte; a file
+    /// that ends before the declared size is reported as truncated.
+    fn finish_member(&mut self, member: &ArMember) -> Result<(), InputError> {
+        let end = member.data_offset + member.size;
+        let mut rest = self.member_reader(member);
+        io::copy(&mut rest, &mut io::sink()).map_err(|err| self.io_error(&err).member(&member.name))?;
+        if self.pos.get() < end {
+            return Err(self
+                .error(
+                    InputErrorKind::Truncated,
+                    format!(
+                        "file ends at byte {} inside member {} (declared {} bytes from byte {})",
+                        self.pos.get(),
+                        member.name,
+                        member.size,
+                        member.data_offset
+                    ),
+                )
+                .member(&member.name)
+                .at(self.pos.get()));
+        }
+        if member.size % 2 == 1 {
+            let mut pad = [0u8; 1];
+            let n = read_up_to(&mut self.src, &mut pad).map_err(|err| self.io_error(&err))?;
+            if n == 1 && pad[0] != b'\n' {
+                return Err(self
+                    .error(
+                        InputErrorKind::ArHeader,
+                        format!("padding byte after member {} is {:#04x}, expected '\\n'", member.name, pad[0]),
+                    )
+                    .at(end));
+            }
+        }
+        Ok(())
+    }
+
+    /// Stream the member through its decompressor and the tar reader, handing
+    /// each entry to `visit`; then drain the decompressor so a corrupt or cut
+    /// tail (checksums sit at the end) is noticed even after the tar's end marker.
+    fn read_tar(&mut self, member: &ArMember, visit: &mut Visitor<'_>) -> Result<(), InputError> {
+        let file = self.file;
+        let file_pos = self.pos.clone();
+        let name = member.name.clone();
+        let decoded = Rc::new(Cell::new(0u64));
+        // Where the next tar header should start: the offset named when a header
+        // is bad (the tar crate has read past it by then).
+        let next_header = Cell::new(0u64);
+        let fail = |err: io::Error, entry: Option<&str>, tar_at: u64| {
+            classify(err, file, &name, entry, file_pos.get(), tar_at)
+        };
+        let result = (|| {
+            let raw = self.member_reader(member);
+            let stream: Box<dyn Read + '_> = Box::new(Counting {
+                inner: decoder(raw, &name).map_err(|e| e.into_input_error(file, &name))?,
+                pos: decoded.clone(),
+            });
+            let mut archive = tar::Archive::new(stream);
+            let entries = archive.entries().map_err(|err| fail(err, None, 0))?;
+            for entry in entries {
+                let mut entry = entry.map_err(|err| fail(err, None, next_header.get()))?;
+                let header_at = entry.raw_header_position();
+                let data_end = entry.size().div_ceil(512).saturating_mul(512);
+                next_header.set(entry.raw_file_position().saturating_add(data_end));
+                let display = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+                visit(&mut entry, &display).map_err(|err| fail(err, Some(&display), header_at))?;
+            }
+            let mut stream = archive.into_inner();
+            io::copy(&mut stream, &mut io::sink()).map_err(|err| fail(err, None, decoded.get()))?;
+            Ok(())
+        })();
+        // A cut file shows up as a decoder or tar error first; name the real cause.
+        match (result, self.finish_member(member)) {
+            (Ok(()), finish) => finish,
+            (Err(_), Err(cut)) if cut.kind == InputErrorKind::Truncated => Err(cut),
+            (Err(err), _) => Err(err),
+        }
+    }
+}
+
+/// Called for each tar entry with its path as text; io errors get file,
+/// member and offset added by `read_tar`.
+type Visitor<'v> = dyn FnMut(&mut tar::Entry<'_, Box<dyn Read + '_>>, &str) -> io::Result<()> + 'v;
+
+impl DecoderError {
+    fn into_input_error(self, file: &Path, member: &str) -> InputError {
+        match self {
+            DecoderError::Unsupported(what) => {
+                InputError::new(file, InputErrorKind::UnsupportedCompression, what).member(member)
+            }
+            DecoderError::Init(what) => InputError::new(file, InputErrorKind::Decompress, what).member(member),
+        }
+    }
+}
+
+/// Decoder errors carry the file offset of the compressed data reached; tar
+/// errors `tar_at`, the offset of the tar header concerned in the decompressed stream.
+fn classify(err: io::Error, file: &Path, member: &str, entry: Option<&str>, file_pos: u64, tar_at: u64) -> InputError {
+    let where_ = match entry {
+        Some(entry) => format!("{member} -> {entry}"),
+        None => member.to_string(),
+    };
+    if is_decode_error(&err) {
+        InputError::new(
+            file,
+            InputErrorKind::Decompress,
+            format!("{member}: compressed data is corrupt near file byte {file_pos}: {err}"),
+        )
+        .member(where_)
+        .at(file_pos)
+    } else {
+        InputError::new(
+            file,
+            InputErrorKind::Tar,
+            format!(
+                "{member}: tar stream unreadable at the header at byte {tar_at} of the \
+                 decompressed data: {err}"
+            ),
+        )
+        .member(where_)
+        .at(tar_at)
+    }
+}
+
+// ---------------------------------------------------------------- tar members
+
+/// Absolute paths and `..` components escape the install root: refuse them.
+pub fn unsafe_member_path(path: &[u8]) -> Option<&'static str> {
+    if path.first() == Some(&b'/') {
+        return Some("absolute path");
+    }
+    if path.split(|&b| b == b'/').any(|part| part == b"..") {
+        return Some("`..` component");
+    }
+    None
+}
+
+fn unsafe_path_finding(display: &str, why: &str, file: &Path, inner: String, report: &mut Report) {
+    report.findings.push(
+        Issue::error(
+            Check::UnsafeMemberPath,
+            "a relative path inside the package (./usr/..., no `..`)".to_string(),
+            format!("{display:?}: {why}"),
+            "rebuild the package with dpkg-deb or another packager; never hand-edit member names".to_string(),
+        )
+        .into_finding(file, Some(inner)),
+    );
+}
+
+#[derive(Default)]
+struct ControlInfo {
+    architecture: Option<String>,
+    seen_control: bool,
+}
+
+fn read_control_entry<R: Read>(
+    entry: &mut tar::Entry<'_, R>,
+    display: &str,
+    file: &Path,
+    member: &str,
+    info: &mut ControlInfo,
+    report: &mut Report,
+) -> io::Result<()> {
+    let raw = entry.path_bytes().into_owned();
+    if let Some(why) = unsafe_member_path(&raw) {
+        unsafe_path_finding(display, why, file, format!("{member} -> {display}"), report);
+        return Ok(());
+    }
+    if display.trim_start_matches("./") != "control" || !entry.header().entry_type().is_file() {
+        return Ok(());
+    }
+    info.seen_control = true;
+    let mut text = Vec::new();
+    entry.take(MAX_CONTROL).read_to_end(&mut text)?;
+    let text = String::from_utf8_lossy(&text);
+    info.architecture = text.lines().find_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        key.trim().eq_ignore_ascii_case("Architecture").then(|| value.trim().to_string())
+    });
+    Ok(())
+}
+
+fn check_architecture(info: &ControlInfo, member: &str, file: &Path, target: &Target, report: &mut Report) {
+    let Some(want) = target.debian_arch() else {
+        return;
+    };
+    let inner = Some(format!("{member} -> ./control"));
+    let found = match &info.architecture {
+        Some(arch) if arch == want || arch == "all" => return,
+        Some(arch) => arch.clone(),
+        None if info.seen_control => "no Architecture field".to_string(),
+        None => "no control file".to_string(),
+    };
+    report.findings.push(
+        Issue::error(
+            Check::DebArchitecture,
+            format!("Architecture: {want} (or all)"),
+            found,
+            format!("build the package for Debian arch {want} (Debian calls armv7l \"armhf\")"),
+        )
+        .into_finding(file, inner),
+    );
+}
+
+fn check_data_entry<R: Read>(
+    entry: &mut tar::Entry<'_, R>,
+    display: &str,
+    file: &Path,
+    target: &Target,
+    report: &mut Report,
+) -> io::Result<()> {
+    let raw = entry.path_bytes().into_owned();
+    if let Some(why) = unsafe_member_path(&raw) {
+        unsafe_path_finding(display, why, file, display.to_string(), report);
+        return Ok(());
+    }
+    let header = entry.header();
+    let kind = header.entry_type();
+    if !(kind.is_file() || kind.is_contiguous()) {
+        return Ok(()); // directories, links, devices: no bytes of their own
+    }
+    let mode = header.mode().unwrap_or(0);
+    let size = entry.size();
+    report.files_checked += 1;
+    let base = display.rsplit('/').next().unwrap_or(display);
+    let expect = walk::expectation(base, mode);
+
+    let mut head = [0u8; 8];
+    let n = read_up_to(entry, &mut head)?;
+    let head = &head[..n];
+    let is_object = head.starts_with(&ELF_MAGIC) || macho::is_macho_magic(head);
+    let want = if is_object {
+        size
+    } else if expect != Expect::Any {
+        size.min(walk::SNIFF_LEN as u64)
+    } else {
+        return Ok(());
+    };
+    let mut bytes = Vec::with_capacity(want.min(MAX_PREALLOC) as usize);
+    bytes.extend_from_slice(head);
+    entry.take(want.saturating_sub(n as u64)).read_to_end(&mut bytes)?;
+    if (bytes.len() as u64) < want {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!("member data ends after {} of {size} bytes", bytes.len()),
+        ));
+    }
+    let origin = Origin::new(file, Some(display.to_string()));
+    walk::check_bytes(&bytes, &origin, expect, target, report, 0);
+    Ok(())
+}
+
+fn read_up_to<R: Read + ?Sized>(r: &mut R, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match r.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(filled)
+}

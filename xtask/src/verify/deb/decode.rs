@@ -1,0 +1,158 @@
+//! Decompressors for control.tar.* / data.tar.*, chosen by member name, with
+//! memory bounded against what a header may ask for, and errors tagged so they
+//! can be told apart from tar errors after the tar crate has wrapped them.
+
+use std::io::{self, BufRead, BufReader, Read};
+
+use ruzstd::decoding::errors::{FrameDecoderError, ReadFrameHeaderError};
+use ruzstd::decoding::{BlockDecodingStrategy, FrameDecoder};
+
+/// xz/lzma dictionary memory allowed: xz -9 needs 65 MiB; a header asking for
+/// more is refused instead of allocated.
+const XZ_MEMLIMIT: u64 = 256 << 20;
+/// zstd window ceiling: 128 MiB, the reference decoder's default limit too.
+const ZSTD_MAX_WINDOW: u64 = 128 << 20;
+
+/// An error raised by a decompressor.
+#[derive(Debug)]
+pub(super) struct DecodeError(String);
+
+impl std::fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+/// Marks every error of the wrapped decoder as a `DecodeError`.
+struct Tagged<R>(R);
+
+impl<R: Read> Read for Tagged<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf).map_err(|err| io::Error::new(err.kind(), DecodeError(err.to_string())))
+    }
+}
+
+pub(super) enum DecoderError {
+    Unsupported(String),
+    Init(String),
+}
+
+/// The decoder for a member named `<stem>.tar<suffix>`.
+pub(super) fn decoder<'a, R: Read + 'a>(raw: R, name: &str) -> Result<Box<dyn Read + 'a>, DecoderError> {
+    let suffix = name.split_once(".tar").map(|(_, s)| s).unwrap_or("");
+    Ok(match suffix {
+        "" => Box::new(raw),
+        ".gz" => Box::new(Tagged(flate2::read::MultiGzDecoder::new(raw))),
+        ".xz" => {
+            let stream = liblzma::stream::Stream::new_stream_decoder(XZ_MEMLIMIT, liblzma::stream::CONCATENATED)
+                .map_err(|err| DecoderError::Init(format!("xz decoder: {err}")))?;
+            Box::new(Tagged(liblzma::read::XzDecoder::new_stream(raw, stream)))
+        }
+        ".lzma" => {
+            let stream = liblzma::stream::Stream::new_lzma_decoder(XZ_MEMLIMIT)
+                .map_err(|err| DecoderError::Init(format!("lzma decoder: {err}")))?;
+            Box::new(Tagged(liblzma::read::XzDecoder::new_stream(raw, stream)))
+        }
+        ".zst" => Box::new(Tagged(ZstdFrames::new(raw))),
+        other => {
+            return Err(DecoderError::Unsupported(format!(
+                "member {name}: compression {other:?} is not supported (gz, xz, lzma, zst, none)"
+            )));
+        }
+    })
+}
+
+/// True when `err` (or an error it wraps) came from a decompressor.
+pub(super) fn is_decode_error(err: &io::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = err.get_ref().map(|e| e as _);
+    while let Some(e) = source {
+        if e.is::<DecodeError>() {
+            return true;
+        }
+        if let Some(io) = e.downcast_ref::<io::Error>()
+            && io.get_ref().is_some_and(|inner| inner.is::<DecodeError>())
+        {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
+
+/// Pure-Rust zstd (ruzstd: the C zstd-sys build alone took 35 s of a release
+/// build). Reads every frame of the stream, skips skippable frames and checks
+/// each frame's content checksum when present.
+struct ZstdFrames<R> {
+    src: BufReader<R>,
+    dec: FrameDecoder,
+    in_frame: bool,
+}
+
+impl<R: Read> ZstdFrames<R> {
+    fn new(raw: R) -> Self {
+        let mut dec = FrameDecoder::new();
+        dec.set_max_window_size(ZSTD_MAX_WINDOW);
+        ZstdFrames { src: BufReader::with_capacity(1 << 16, raw), dec, in_frame: false }
+    }
+
+    fn start_frame(&mut self) -> io::Result<bool> {
+        loop {
+            if self.src.fill_buf()?.is_empty() {
+                return Ok(false);
+            }
+            match self.dec.reset(&mut self.src) {
+                Ok(()) => return Ok(true),
+                Err(FrameDecoderError::ReadFrameHeaderError(ReadFrameHeaderError::SkipFrame { length, .. })) => {
+                    let want = u64::from(length);
+                    let skipped = io::copy(&mut (&mut self.src).take(want), &mut io::sink())?;
+                    if skipped < want {
+                        return Err(zstd_error("skippable frame cut short"));
+                    }
+                }
+                Err(err) => return Err(zstd_error(&err.to_string())),
+            }
+        }
+    }
+}
+
+fn zstd_error(msg: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, format!("zstd: {msg}"))
+}
+
+impl<R: Read> Read for ZstdFrames<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            if !self.in_frame {
+                if !self.start_frame()? {
+                    return Ok(0);
+                }
+                self.in_frame = true;
+            }
+            while self.dec.can_collect() == 0 && !self.dec.is_finished() {
+                self.dec
+                    .decode_blocks(&mut self.src, BlockDecodingStrategy::UptoBlocks(1))
+                    .map_err(|err| zstd_error(&err.to_string()))?;
+            }
+            let n = self.dec.read(buf)?;
+            if n > 0 {
+                return Ok(n);
+            }
+            if self.dec.is_finished() && self.dec.can_collect() == 0 {
+                if let (Some(stored), Some(computed)) =
+                    (self.dec.get_checksum_from_data(), self.dec.get_calculated_checksum())
+                    && stored != computed
+                {
+                    return Err(zstd_error(&format!(
+                        "content checksum {stored:#010x} does not match the data ({computed:#010x})"
+                    )));
+                }
+                self.in_frame = false;
+            }
+        }
+    }
+}

@@ -1,0 +1,91 @@
+//! Release binary verification: make sure no release carries a binary that
+//! cannot run on its target (architecture, float ABI, loader, glibc floor),
+//! looking inside directories, .deb packages and PyInstaller one-file archives.
+//!
+
+pub mod deb;
+pub mod elf;
+pub mod pyinstaller;
+pub mod report;
+mod target;
+pub mod walk;
+
+pub use target::Target;
+pub use walk::verify_paths;
+
+// The rest of the readers' surface, used by the tests.
+#[cfg(test)]
+pub use report::{Check, Finding, InputError, InputErrorKind, Report, Severity};
+#[cfg(any(test, fuzzing))]
+pub use walk::verify_bytes;
+
+// The command-line glue below needs the rest of the xtask; the fuzz targets (xtask/fuzz)
+// include this module alone, built with `--cfg fuzzing`.
+
+/// `cargo xtask verify`: exit 0 clean, 1 when a check fails, 2 when an input cannot be read.
+#[cfg(not(fuzzing))]
+#[derive(clap::Args)]
+pub struct VerifyArgs {
+    /// Binaries, unpacked app folders, .deb packages or PyInstaller one-file executables.
+    #[arg(required = true, value_name = "PATH")]
+    paths: Vec<std::path::PathBuf>,
+    /// The target they must run on (armv7l, arm64, x64, darwin-arm64 or an alias).
+    #[arg(long, value_parser = crate::parse_arch)]
+    arch: crate::arch::Arch,
+    /// The highest glibc they may need (default: the target's floor in dist.yaml).
+    #[arg(long, value_name = "X.Y")]
+    glibc: Option<crate::config::GlibcVersion>,
+    /// The findings as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Exit code for a report: 0 clean, 1 a check failed.
+#[cfg(not(fuzzing))]
+pub fn run(config: &crate::config::Config, args: &VerifyArgs) -> anyhow::Result<i32> {
+    let floor = match args.glibc {
+        Some(g) => Some(g),
+        None => config.dist.targets.get(&args.arch).and_then(|t| t.glibc),
+    };
+    let target = Target::for_arch(args.arch, floor);
+    let report = match verify_paths(&args.paths, &target) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(2);
+        }
+    };
+    if args.json {
+        println!("{}", report.to_json()?);
+    } else {
+        if !report.findings.is_empty() {
+            print!("{}", report.render_table());
+        }
+        println!("{}", report.verdict(&target.describe()));
+    }
+    Ok(if report.has_errors() { 1 } else { 0 })
+}
+
+/// `dist`'s check of freshly built binaries: any error stops the release, naming the file
+/// and the cause.
+#[cfg(not(fuzzing))]
+pub fn check_release(
+    paths: &[std::path::PathBuf],
+    arch: crate::arch::Arch,
+    glibc: Option<crate::config::GlibcVersion>,
+) -> anyhow::Result<()> {
+    let target = Target::for_arch(arch, glibc);
+    let report = verify_paths(paths, &target).map_err(|e| anyhow::anyhow!("verify: {e}"))?;
+    if report.has_errors() {
+        anyhow::bail!(
+            "verify: these binaries cannot run on {}:\n{}{}",
+            target.describe(),
+            report.render_table(),
+            report.verdict(&target.describe())
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,365 @@
+//! Findings, the report that collects them, its text table, verdict and JSON.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Serialize, Serializer};
+
+/// What was checked. One variant per rule so callers and tests match on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Check {
+    /// A file that must be a binary has zero bytes.
+    Empty,
+    /// A structure points past the end of the data (a cut copy or download).
+    Truncated,
+    /// Structure inside the data is inconsistent (bad ident, entry sizes...).
+    Malformed,
+    /// A Git LFS pointer was packaged instead of the object it points to.
+    LfsPointer,
+    /// Not the executable format of the target (script given explicitly, Mach-O on Linux...).
+    Format,
+    Class,
+    Endianness,
+    Machine,
+    ArmEabi,
+    FloatAbi,
+    Interpreter,
+    /// `GLIBC_x.y` required above the target's floor.
+    Glibc,
+    /// `GLIBC_PRIVATE` or a GLIBC tag this tool does not know: reported, not compared.
+    GlibcTag,
+    /// Mach-O CPU type (or no matching slice in a fat binary).
+    MachoCpu,
+    /// PyInstaller cookie / TOC unreadable.
+    PyinstallerArchive,
+    /// One PyInstaller TOC entry unreadable (bounds, inflate, size).
+    PyinstallerEntry,
+    /// Tar member with an absolute path or a `..` component.
+    UnsafeMemberPath,
+    /// The .deb's control `Architecture:` does not match the target.
+    DebArchitecture,
+}
+
+impl Check {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Check::Empty => "empty",
+            Check::Truncated => "truncated",
+            Check::Malformed => "malformed",
+            Check::LfsPointer => "lfs_pointer",
+            Check::Format => "format",
+            Check::Class => "class",
+            Check::Endianness => "endianness",
+            Check::Machine => "machine",
+            Check::ArmEabi => "arm_eabi",
+            Check::FloatAbi => "float_abi",
+            Check::Interpreter => "interpreter",
+            Check::Glibc => "glibc",
+            Check::GlibcTag => "glibc_tag",
+            Check::MachoCpu => "macho_cpu",
+            Check::PyinstallerArchive => "pyinstaller_archive",
+            Check::PyinstallerEntry => "pyinstaller_entry",
+            Check::UnsafeMemberPath => "unsafe_member_path",
+            Check::DebArchitecture => "deb_architecture",
+        }
+    }
+}
+
+impl fmt::Display for Check {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    #[serde(serialize_with = "lossy_path")]
+    pub file: PathBuf,
+    /// Where inside `file`: a .deb member, a PyInstaller entry, or
+    /// "deb member -> pyinstaller entry".
+    pub inner: Option<String>,
+    pub check: Check,
+    pub severity: Severity,
+    pub expected: String,
+    pub found: String,
+    pub fix: String,
+    /// Byte offset the finding refers to, within the innermost object named.
+    pub offset: Option<u64>,
+}
+
+/// A finding before it is tied to a file: what the per-object rules return.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Issue {
+    pub check: Check,
+    pub severity: Severity,
+    pub expected: String,
+    pub found: String,
+    pub fix: String,
+    pub offset: Option<u64>,
+}
+
+impl Issue {
+    pub fn error(check: Check, expected: String, found: String, fix: String) -> Issue {
+        Issue { check, severity: Severity::Error, expected, found, fix, offset: None }
+    }
+
+    pub fn into_finding(self, file: &Path, inner: Option<String>) -> Finding {
+        Finding {
+            file: file.to_path_buf(),
+            inner,
+            check: self.check,
+            severity: self.severity,
+            expected: self.expected,
+            found: self.found,
+            fix: self.fix,
+            offset: self.offset,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ArchiveSummary {
+    #[serde(serialize_with = "lossy_path")]
+    pub path: PathBuf,
+    /// Set when the archive sits inside a .deb member.
+    pub inner: Option<String>,
+    /// major*100 + minor, as the cookie stores it (311 = Python 3.11).
+    pub python_version: u32,
+    pub python_libname: String,
+    /// TOC entries.
+    pub entries: u32,
+    /// Entries that are ELF (or Mach-O) objects and were checked.
+    pub binaries: u32,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Report {
+    pub findings: Vec<Finding>,
+    /// Files looked at on disk or in .deb data members (not counting archive entries).
+    pub files_checked: u64,
+    /// ELF / Mach-O objects checked, including those nested in archives.
+    pub elfs_checked: u64,
+    pub archives: Vec<ArchiveSummary>,
+}
+
+impl Report {
+    pub fn errors(&self) -> usize {
+        self.count(Severity::Error)
+    }
+
+    pub fn warnings(&self) -> usize {
+        self.count(Severity::Warning)
+    }
+
+    pub fn has_errors(&self) -> bool {
+        self.errors() > 0
+    }
+
+    fn count(&self, severity: Severity) -> usize {
+        self.findings.iter().filter(|f| f.severity == severity).count()
+    }
+
+    /// Findings with the given check, for callers and tests.
+    #[cfg(test)]
+    pub fn with_check(&self, check: Check) -> Vec<&Finding> {
+        self.findings.iter().filter(|f| f.check == check).collect()
+    }
+
+    pub(crate) fn merge(&mut self, other: Report) {
+        self.findings.extend(other.findings);
+        self.files_checked += other.files_checked;
+        self.elfs_checked += other.elfs_checked;
+        self.archives.extend(other.archives);
+    }
+
+    /// Stable order: by file, then inner path, then check; workers finish in any order.
+    pub(crate) fn sort(&mut self) {
+        self.findings.sort_by(|a, b| {
+            (&a.file, &a.inner, a.check, a.severity, a.offset).cmp(&(&b.file, &b.inner, b.check, b.severity, b.offset))
+        });
+        self.archives.sort_by(|a, b| (&a.path, &a.inner).cmp(&(&b.path, &b.inner)));
+    }
+
+    /// One line: "FAIL ..." when any error finding exists, else "OK ...".
+    pub fn verdict(&self, target_name: &str) -> String {
+        let (errors, warnings) = (self.errors(), self.warnings());
+        let word = if errors > 0 { "FAIL" } else { "OK" };
+        format!(
+            "{word}: {errors} error(s), {warnings} warning(s) for target {target_name}; \
+             {} file(s), {} binary object(s), {} PyInstaller archive(s) checked",
+            self.files_checked,
+            self.elfs_checked,
+            self.archives.len()
+        )
+    }
+
+    /// Plain-text table of the findings (header row, then one row per finding).
+    pub fn render_table(&self) -> String {
+        const HEADERS: [&str; 7] = ["SEVERITY", "FILE", "INNER", "CHECK", "EXPECTED", "FOUND", "FIX"];
+        let rows: Vec<[String; 7]> = self
+            .findings
+            .iter()
+            .map(|f| {
+                [
+                    match f.severity {
+                        Severity::Error => "error".to_string(),
+                        Severity::Warning => "warning".to_string(),
+                    },
+                    f.file.to_string_lossy().into_owned(),
+                    f.inner.clone().unwrap_or_else(|| "-".to_string()),
+                    f.check.to_string(),
+                    f.expected.clone(),
+                    match f.offset {
+                        Some(off) => format!("{} (at byte {off})", f.found),
+                        None => f.found.clone(),
+                    },
+                    f.fix.clone(),
+                ]
+            })
+            .collect();
+        let mut widths = HEADERS.map(str::len);
+        for row in &rows {
+            for (w, cell) in widths.iter_mut().zip(row) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+        let mut out = String::new();
+        let mut push_row = |cells: &[&str]| {
+            let last = cells.len() - 1;
+            for (i, cell) in cells.iter().enumerate() {
+                out.push_str(cell);
+                if i < last {
+                    let pad = widths[i] - cell.chars().count();
+                    out.extend(std::iter::repeat_n(' ', pad + 2));
+                }
+            }
+            out.push('\n');
+        };
+        push_row(&HEADERS);
+        for row in &rows {
+            let cells: Vec<&str> = row.iter().map(String::as_str).collect();
+            push_row(&cells);
+        }
+        out
+    }
+
+    pub fn to_json(&self) -> serde_json::Result<String> {
+        serde_json::to_string_pretty(self)
+    }
+}
+
+/// The input could not be read at all, so nothing can be said about it (exit 2).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InputError {
+    #[serde(serialize_with = "lossy_path")]
+    pub file: PathBuf,
+    /// The .deb member (ar member, or "ar member -> tar member") being read.
+    pub member: Option<String>,
+    /// Byte offset in the file, or in the member's (decompressed) stream when `member` is set.
+    pub offset: Option<u64>,
+    pub kind: InputErrorKind,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InputErrorKind {
+    /// open/read/metadata failed.
+    Io,
+    /// Not an ar archive, or an ar member header is invalid. Offset: in the file.
+    ArHeader,
+    /// The file ends before an ar member's declared size. Offset: in the file.
+    Truncated,
+    /// `debian-binary` is not "2.x".
+    DebianBinary,
+    /// A required member (control.tar.*, data.tar.*) is missing or out of order.
+    MissingMember,
+    /// data.tar / control.tar compressed with a codec not supported here.
+    UnsupportedCompression,
+    /// The compressed stream is corrupt or cut. Offset: compressed data reached, in the file.
+    Decompress,
+    /// The tar stream is corrupt or cut (checksum, header, short data).
+    /// Offset: in the member's decompressed stream.
+    Tar,
+}
+
+impl InputError {
+    pub(crate) fn new(file: &Path, kind: InputErrorKind, detail: impl Into<String>) -> Self {
+        InputError { file: file.to_path_buf(), member: None, offset: None, kind, detail: detail.into() }
+    }
+
+    pub(crate) fn at(mut self, offset: u64) -> Self {
+        self.offset = Some(offset);
+        self
+    }
+
+    pub(crate) fn member(mut self, member: impl Into<String>) -> Self {
+        self.member = Some(member.into());
+        self
+    }
+
+    pub(crate) fn io(file: &Path, err: &std::io::Error) -> Self {
+        InputError::new(file, InputErrorKind::Io, err.to_string())
+    }
+}
+
+impl fmt::Display for InputError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "cannot read {}", self.file.display())?;
+        if let Some(member) = &self.member {
+            write!(f, ", member {member}")?;
+        }
+        if let Some(offset) = self.offset {
+            write!(f, ", at byte {offset}")?;
+        }
+        write!(f, ": {}", self.detail)
+    }
+}
+
+impl std::error::Error for InputError {}
+
+/// Paths are not always UTF-8; JSON output must not fail because of one.
+fn lossy_path<P: AsRef<Path>, S: Serializer>(path: &P, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&path.as_ref().to_string_lossy())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn check_names_match_json() {
+        use Check::*;
+        for check in [
+            Empty,
+            Truncated,
+            Malformed,
+            LfsPointer,
+            Format,
+            Class,
+            Endianness,
+            Machine,
+            ArmEabi,
+            FloatAbi,
+            Interpreter,
+            Glibc,
+            GlibcTag,
+            MachoCpu,
+            PyinstallerArchive,
+            PyinstallerEntry,
+            UnsafeMemberPath,
+            DebArchitecture,
+        ] {
+            let json = serde_json::to_value(check).unwrap();
+            assert_eq!(json, check.as_str(), "{check:?}");
+        }
+    }
+}

@@ -1,0 +1,283 @@
+//! .deb packages, streamed: dpkg-deb built (xz, gzip, zstd, none), hand-made
+//! with unsafe member names, and corrupted copies.
+
+use std::path::{Path, PathBuf};
+
+use super::common::*;
+use crate::verify::{Check, InputErrorKind, Severity};
+
+/// An armhf package with one x86_64 binary in usr/bin.
+fn wrong_arch_tree(fx: &Fx) -> PathBuf {
+    deb_tree(
+        fx,
+        "kitchntabs",
+        "armhf",
+        &[
+            ("usr/bin/kt-helper", std::fs::read(fx.x64_dyn()).unwrap(), 0o755),
+            ("opt/KitchnTabs/kitchntabs", std::fs::read(fx.armhf_dyn()).unwrap(), 0o755),
+            ("opt/KitchnTabs/libEGL.so", std::fs::read(fx.armhf_so()).unwrap(), 0o644),
+            ("opt/KitchnTabs/resources/app.asar", b"not a binary".to_vec(), 0o644),
+            ("usr/share/doc/kt-test/copyright", b"MIT\n".to_vec(), 0o644),
+        ],
+    )
+}
+
+fn assert_wrong_arch_report(report: &crate::verify::Report, deb: &Path) {
+    let f = only(report);
+    assert_finding(f, Check::Machine, Severity::Error, "ELF32 EM_ARM (40)", "ELF64 EM_X86_64 (62)");
+    assert_eq!(f.file, deb);
+    assert_eq!(f.inner.as_deref(), Some("./usr/bin/kt-helper"));
+    assert_eq!(report.files_checked, 5);
+    assert_eq!(report.elfs_checked, 3);
+}
+
+#[test]
+fn wrong_arch_member_xz() {
+    let fx = Fx::new();
+    let deb = dpkg_build(&fx, &wrong_arch_tree(&fx), "xz");
+    assert_wrong_arch_report(&verify(&[&deb], &target("armv7l").with_glibc_floor(2, 36)), &deb);
+}
+
+#[test]
+fn wrong_arch_member_gzip() {
+    let fx = Fx::new();
+    let deb = dpkg_build(&fx, &wrong_arch_tree(&fx), "gzip");
+    assert_wrong_arch_report(&verify(&[&deb], &target("armv7l").with_glibc_floor(2, 36)), &deb);
+}
+
+#[test]
+fn wrong_arch_member_zstd() {
+    let fx = Fx::new();
+    let deb = dpkg_build(&fx, &wrong_arch_tree(&fx), "zstd");
+    let head = std::fs::read(&deb).unwrap();
+    assert!(head.windows(12).any(|w| w == b"data.tar.zst"), "dpkg-deb wrote a zstd member");
+    assert_wrong_arch_report(&verify(&[&deb], &target("armv7l").with_glibc_floor(2, 36)), &deb);
+}
+
+#[test]
+fn wrong_arch_member_uncompressed() {
+    let fx = Fx::new();
+    let deb = dpkg_build(&fx, &wrong_arch_tree(&fx), "none");
+    assert_wrong_arch_report(&verify(&[&deb], &target("armv7l").with_glibc_floor(2, 36)), &deb);
+}
+
+#[test]
+fn deb_inside_a_directory_is_read() {
+    let fx = Fx::new();
+    let deb = dpkg_build(&fx, &wrong_arch_tree(&fx), "xz");
+    let dist = fx.path("dist");
+    std::fs::create_dir_all(&dist).unwrap();
+    let copy = dist.join("kitchntabs_1.0.19_armhf.deb");
+    std::fs::copy(&deb, &copy).unwrap();
+    assert_wrong_arch_report(&verify(&[&dist], &target("armv7l")), &copy);
+}
+
+#[test]
+fn control_architecture_must_match() {
+    let fx = Fx::new();
+    let root = deb_tree(&fx, "amd64pkg", "amd64", &[("usr/bin/ok", std::fs::read(fx.armhf_dyn()).unwrap(), 0o755)]);
+    let deb = dpkg_build(&fx, &root, "xz");
+    let report = verify(&[&deb], &target("armv7l"));
+    let f = only(&report);
+    assert_finding(f, Check::DebArchitecture, Severity::Error, "Architecture: armhf (or all)", "amd64");
+    assert_eq!(f.inner.as_deref(), Some("control.tar.xz -> ./control"));
+    // "all" is fine for any target.
+    let root = deb_tree(&fx, "allpkg", "all", &[("usr/share/x", b"x".to_vec(), 0o644)]);
+    assert_clean(&verify(&[&dpkg_build(&fx, &root, "gzip")], &target("arm64")));
+}
+
+#[test]
+fn pyinstaller_app_inside_deb() {
+    let fx = Fx::new();
+    let app = pyi_app(&fx);
+    let root = deb_tree(&fx, "pyapp-pkg", "amd64", &[("usr/bin/kt-service", std::fs::read(&app.path).unwrap(), 0o755)]);
+    let deb = dpkg_build(&fx, &root, "xz");
+    let report = verify(&[&deb], &target("x64"));
+    let f = only(&report);
+    assert_eq!(f.check, Check::Machine);
+    assert_eq!(f.inner.as_deref(), Some("./usr/bin/kt-service -> libforeign.so"));
+    assert_eq!(report.archives.len(), 1);
+    assert_eq!(report.archives[0].inner.as_deref(), Some("./usr/bin/kt-service"));
+    assert_eq!(report.archives[0].python_version, 311);
+}
+
+/// debian-binary, a good control.tar.gz, and the given data member.
+fn handmade_deb(fx: &Fx, name: &str, data_name: &str, data: Vec<u8>) -> PathBuf {
+    let path = fx.path(name);
+    write_ar(
+        &path,
+        &[("debian-binary", b"2.0\n".to_vec()), ("control.tar.gz", control_tar_gz("armhf")), (data_name, data)],
+    );
+    path
+}
+
+#[test]
+fn dotdot_member_is_refused() {
+    let fx = Fx::new();
+    let armhf = std::fs::read(fx.armhf_dyn()).unwrap();
+    let tar = raw_tar(&[
+        ("./usr/bin/good", &armhf, 0o755),
+        ("./../evil", b"#!/bin/sh\nrm -rf /\n", 0o755),
+        ("/etc/cron.d/abs", b"* * * * * root true\n", 0o644),
+    ]);
+    let deb = handmade_deb(&fx, "evil.deb", "data.tar.gz", gzip(&tar));
+    let report = verify(&[&deb], &target("armv7l"));
+    let unsafe_paths = report.with_check(Check::UnsafeMemberPath);
+    assert_eq!(report.findings.len(), 2, "{}", report.render_table());
+    assert_eq!(unsafe_paths[0].inner.as_deref(), Some("./../evil"));
+    assert_finding(
+        unsafe_paths[0],
+        Check::UnsafeMemberPath,
+        Severity::Error,
+        "a relative path inside the package (./usr/..., no `..`)",
+        "\"./../evil\": `..` component",
+    );
+    assert_eq!(unsafe_paths[1].inner.as_deref(), Some("/etc/cron.d/abs"));
+    assert_eq!(unsafe_paths[1].found, "\"/etc/cron.d/abs\": absolute path");
+    assert_eq!(report.files_checked, 1, "refused members are not read further");
+}
+
+#[test]
+fn handmade_uncompressed_and_lzma_members() {
+    let fx = Fx::new();
+    let x64 = std::fs::read(fx.x64_dyn()).unwrap();
+    let tar = raw_tar(&[("./usr/bin/x", &x64, 0o755)]);
+    let plain = handmade_deb(&fx, "plain.deb", "data.tar", tar.clone());
+    assert_eq!(only(&verify(&[&plain], &target("armv7l"))).inner.as_deref(), Some("./usr/bin/x"));
+    let mut lzma = Vec::new();
+    {
+        use std::io::Read;
+        let opts = liblzma::stream::LzmaOptions::new_preset(6).unwrap();
+        let stream = liblzma::stream::Stream::new_lzma_encoder(&opts).unwrap();
+        liblzma::read::XzEncoder::new_stream(&tar[..], stream).read_to_end(&mut lzma).unwrap();
+    }
+    let old = handmade_deb(&fx, "lzma.deb", "data.tar.lzma", lzma);
+    assert_eq!(only(&verify(&[&old], &target("armv7l"))).check, Check::Machine);
+}
+
+// ------------------------------------------------------------ input errors
+
+fn input_error(path: &Path) -> crate::verify::InputError {
+    match crate::verify::verify_paths(&[path.to_path_buf()], &target("armv7l")) {
+        Err(err) => err,
+        Ok(report) => panic!("expected an input error, got:\n{}", report.render_table()),
+    }
+}
+
+#[test]
+fn unsupported_compression_is_named() {
+    let fx = Fx::new();
+    let deb = handmade_deb(&fx, "bz.deb", "data.tar.bz2", b"BZh91AY&SY".to_vec());
+    let err = input_error(&deb);
+    assert_eq!(err.kind, InputErrorKind::UnsupportedCompression);
+    assert_eq!(err.member.as_deref(), Some("data.tar.bz2"));
+    assert_eq!(err.file, deb);
+}
+
+#[test]
+fn bad_debian_binary() {
+    let fx = Fx::new();
+    let path = fx.path("v3.deb");
+    write_ar(&path, &[("debian-binary", b"3.0\n".to_vec())]);
+    let err = input_error(&path);
+    assert_eq!(err.kind, InputErrorKind::DebianBinary);
+    assert_eq!(err.member.as_deref(), Some("debian-binary"));
+    assert_eq!(err.offset, Some(68));
+}
+
+#[test]
+fn missing_data_member() {
+    let fx = Fx::new();
+    let path = fx.path("nodata.deb");
+    write_ar(&path, &[("debian-binary", b"2.0\n".to_vec()), ("control.tar.gz", control_tar_gz("armhf"))]);
+    let err = input_error(&path);
+    assert_eq!(err.kind, InputErrorKind::MissingMember);
+    assert!(err.detail.contains("no data.tar.* member"), "{err}");
+}
+
+#[test]
+fn truncated_debs() {
+    let fx = Fx::new();
+    let deb = dpkg_build(&fx, &wrong_arch_tree(&fx), "xz");
+    let bytes = std::fs::read(&deb).unwrap();
+    let data_hdr = find(&bytes, b"data.tar.xz");
+    let control_hdr = find(&bytes, b"control.tar.xz");
+    // (cut, expected kind, expected member)
+    let cases: Vec<(usize, InputErrorKind, Option<&str>)> = vec![
+        (4, InputErrorKind::ArHeader, None),
+        (30, InputErrorKind::Truncated, None),
+        (control_hdr + 100, InputErrorKind::Truncated, Some("control.tar.xz")),
+        (data_hdr + 30, InputErrorKind::Truncated, None),
+        (data_hdr + 60 + 200, InputErrorKind::Truncated, Some("data.tar.xz")),
+        (bytes.len() - 1, InputErrorKind::Truncated, Some("data.tar.xz")),
+    ];
+    for (cut, kind, member) in cases {
+        let path = fx.write(&format!("cut-{cut}.deb"), &bytes[..cut]);
+        let err = input_error(&path);
+        assert_eq!(err.kind, kind, "cut at {cut}: {err}");
+        assert_eq!(err.member.as_deref(), member, "cut at {cut}: {err}");
+        assert_eq!(err.file, path);
+        if kind == InputErrorKind::Truncated {
+            assert!(err.offset.is_some_and(|o| o <= cut as u64), "cut at {cut}: {err}");
+        }
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> usize {
+    hay.windows(needle.len()).position(|w| w == needle).unwrap()
+}
+
+#[test]
+fn corrupted_debs() {
+    let fx = Fx::new();
+    let deb = dpkg_build(&fx, &wrong_arch_tree(&fx), "xz");
+    let bytes = std::fs::read(&deb).unwrap();
+    let data_hdr = find(&bytes, b"data.tar.xz");
+    let flip = |name: &str, at: usize, value: u8| {
+        let mut b = bytes.clone();
+        b[at] = value;
+        fx.write(name, &b)
+    };
+    // ar magic
+    let err = input_error(&flip("magic.deb", 1, b'X'));
+    assert_eq!((err.kind, err.offset), (InputErrorKind::ArHeader, Some(0)));
+    // size field of the data member header
+    let err = input_error(&flip("size.deb", data_hdr + 48, b'z'));
+    assert_eq!((err.kind, err.offset), (InputErrorKind::ArHeader, Some(data_hdr as u64 + 48)));
+    // header terminator
+    let err = input_error(&flip("term.deb", data_hdr + 58, b'x'));
+    assert_eq!((err.kind, err.offset), (InputErrorKind::ArHeader, Some(data_hdr as u64 + 58)));
+    // a byte in the middle of the xz stream
+    let mid = data_hdr + 60 + (bytes.len() - data_hdr - 60) / 2;
+    let err = input_error(&flip("xz.deb", mid, bytes[mid] ^ 0xff));
+    assert_eq!(err.kind, InputErrorKind::Decompress, "{err}");
+    // The member, and the tar entry being read when the stream broke.
+    assert!(err.member.as_deref().unwrap().starts_with("data.tar.xz"), "{err}");
+    assert!(err.offset.is_some_and(|o| o > data_hdr as u64), "{err}");
+    // first member renamed
+    let err = input_error(&flip("first.deb", 8, b'X'));
+    assert_eq!((err.kind, err.offset), (InputErrorKind::MissingMember, Some(8)));
+}
+
+#[test]
+fn corrupted_tar_header_checksum() {
+    let fx = Fx::new();
+    let x64 = std::fs::read(fx.x64_dyn()).unwrap();
+    let mut tar = raw_tar(&[("./usr/bin/a", b"#!/bin/sh\n", 0o755), ("./usr/bin/x", &x64, 0o755)]);
+    // Second header starts after the first (512 header + 512 data). Break its checksum.
+    tar[1024 + 148] = b'9';
+    tar[1024 + 149] = b'9';
+    let deb = handmade_deb(&fx, "cksum.deb", "data.tar", tar);
+    let err = input_error(&deb);
+    assert_eq!(err.kind, InputErrorKind::Tar, "{err}");
+    assert_eq!(err.member.as_deref(), Some("data.tar"));
+    assert_eq!(err.offset, Some(1024), "offset in the decompressed stream");
+}
+
+#[test]
+fn dpkg_deb_lists_the_fixture() {
+    // The dpkg-deb fixture is a real package: dpkg-deb itself can list it.
+    let fx = Fx::new();
+    let deb = dpkg_build(&fx, &wrong_arch_tree(&fx), "xz");
+    run_tool("dpkg-deb", &["--contents", deb.to_str().unwrap()]);
+}
