@@ -124,6 +124,11 @@ pub enum Action {
         arch: Arch,
         glibc: Option<crate::config::GlibcVersion>,
     },
+    /// `npm install -g PACKAGE` when `tool` is not on PATH.
+    EnsureNpmTool {
+        tool: String,
+        package: String,
+    },
     /// Start dockerd in the background when no engine answers (its log at `log`).
     StartDockerd {
         log: PathBuf,
@@ -167,6 +172,7 @@ impl Action {
                 let floor = glibc.map(|g| format!(", glibc <= {g}")).unwrap_or_default();
                 format!("verify {} runs on {arch}{floor}", names.join(" "))
             }
+            Action::EnsureNpmTool { tool, package } => format!("ensure `{tool}` (npm install -g {package})"),
             Action::StartDockerd { log } => format!("start dockerd unless one answers (log {})", log.display()),
             Action::RegisterBinfmt { arches } => {
                 let names: Vec<_> = arches.iter().map(|a| a.name()).collect();
@@ -617,6 +623,15 @@ fn run_action(action: &Action, title: &str, opts: &RunOptions) -> Result<()> {
         Action::EnsurePackages { needs } => ensure_packages(needs, opts.verbose),
         Action::Verify { paths, arch, glibc } => crate::verify::check_release(paths, *arch, *glibc),
         Action::StartDockerd { log } => crate::doctor::ensure_dockerd(log),
+        Action::EnsureNpmTool { tool, package } => {
+            if which::which(tool).is_ok() {
+                return Ok(());
+            }
+            let npm = Command::new("npm", Path::new("/")).args(["install", "-g", package]);
+            run_command(&npm, &format!("npm install -g {package}"), opts.verbose).with_context(|| {
+                format!("`{tool}` is missing and could not be installed; install it with `npm install -g {package}`")
+            })
+        }
         Action::RegisterBinfmt { arches } => crate::doctor::register_binfmt(arches),
         Action::EngineChecks { arch, engine, image } => crate::doctor::preflight(Path::new("/"), *arch, engine, image),
         Action::RequireHost { arch, fix } => {

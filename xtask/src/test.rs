@@ -27,9 +27,40 @@ pub enum Suite {
     Python,
     /// `cargo test --workspace`: unit tests, plan snapshots and the real native builds.
     Rust,
+    /// `node --test` for the Electron main-process logic (no Electron binary needed).
+    Node,
     /// End-to-end: real cross-builds for armv7l and arm64 under QEMU through Docker, run on
     /// their platform; a second engine endpoint. Installs and starts what it needs.
     E2e,
+}
+
+/// `pnpm install --frozen-lockfile` in electron-app/, only when the manifest or lockfile
+/// changed; pnpm itself (the version `packageManager` pins) from npm when it is missing.
+/// Electron's binary download is skipped: it cannot be fetched here, and no test needs it.
+pub fn node_modules_step(root: &Path) -> Result<Step> {
+    let app = root.join("electron-app");
+    let manifest: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(app.join("package.json"))?)?;
+    let pnpm = manifest["packageManager"].as_str().filter(|p| p.starts_with("pnpm@")).ok_or_else(|| {
+        anyhow::anyhow!("electron-app/package.json: packageManager must pin pnpm, e.g. \"pnpm@12.18.0\"")
+    })?;
+    let mut s = Step::new("node-modules", "install electron-app/node_modules (pnpm)", StepKind::Preflight);
+    s.inputs = ["package.json", "pnpm-lock.yaml", "pnpm-workspace.yaml"].iter().map(|f| app.join(f)).collect();
+    s.values.insert("node".into(), tool_version("node"));
+    s.outputs.push(app.join("node_modules/.modules.yaml"));
+    s.actions.push(Action::EnsureNpmTool { tool: "pnpm".into(), package: pnpm.into() });
+    s.actions.push(Action::Run(
+        Command::new("pnpm", &app).args(["install", "--frozen-lockfile"]).env("ELECTRON_SKIP_BINARY_DOWNLOAD", "1"),
+    ));
+    Ok(s)
+}
+
+fn tool_version(tool: &str) -> String {
+    std::process::Command::new(tool)
+        .arg("--version")
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "missing".into())
 }
 
 pub fn run(root: &Path, args: &TestArgs) -> Result<()> {
@@ -39,7 +70,11 @@ pub fn run(root: &Path, args: &TestArgs) -> Result<()> {
     let tools = Tools::probe(&config);
     let layout = Layout::new(&config, host, "default", &tools);
 
-    let mut steps = vec![services::venv_step(&config, &layout, &tools)];
+    // The venv serves pytest and the native-build test in the Rust suite.
+    let mut steps = Vec::new();
+    if wants(Suite::Python) || wants(Suite::Rust) {
+        steps.push(services::venv_step(&config, &layout, &tools));
+    }
     if wants(Suite::Python) {
         let mut s = Step::new("pytest", "Python service tests (pytest)", StepKind::Preflight);
         s.always = true;
@@ -50,6 +85,13 @@ pub fn run(root: &Path, args: &TestArgs) -> Result<()> {
         s.actions.push(Action::Run(
             Command::new(layout.venv_python().to_string_lossy(), &config.python_dir()).args(["-m", "pytest", "-q"]),
         ));
+        steps.push(s);
+    }
+    if wants(Suite::Node) {
+        steps.push(node_modules_step(root)?);
+        let mut s = Step::new("node-test", "Electron app tests (node --test)", StepKind::Preflight);
+        s.always = true;
+        s.actions.push(Action::Run(Command::new("node", &root.join("electron-app")).args(["--test", "test/"])));
         steps.push(s);
     }
     if wants(Suite::Rust) {
@@ -90,7 +132,7 @@ pub fn run(root: &Path, args: &TestArgs) -> Result<()> {
         ])));
         steps.push(s);
     }
-    let names: Vec<_> = steps.iter().skip(1).map(|s| s.title.as_str()).collect();
+    let names: Vec<_> = steps.iter().filter(|s| s.always).map(|s| s.title.as_str()).collect();
     eprintln!("cargo xtask test: {}", names.join("; "));
     let plan = Plan {
         product: config.dist.product.product_name.clone(),
