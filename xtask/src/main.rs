@@ -3,6 +3,7 @@
 
 mod arch;
 mod base_image;
+mod bench;
 mod config;
 mod dist;
 mod doctor;
@@ -45,6 +46,8 @@ enum Command {
     Dist(DistArgs),
     /// Build only the Python services (all, or those named with --service).
     BuildServices(BuildServicesArgs),
+    /// Measure against the peer tool on the same input and record the ratios in BENCHMARKS.md.
+    Bench(bench::BenchArgs),
     /// Build a build-base image from Debian packages (debootstrap, `FROM scratch`), for
     /// machines that reach no image registry. The rootfs tarball is cached and reused.
     BaseImage(base_image::BaseImageArgs),
@@ -158,6 +161,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::BaseImage(a) => base_image::run(&config::Config::load(&root)?, &a, &what),
         Command::Doctor(a) => doctor::run(&config::Config::load(&root)?, &a),
         Command::Test(a) => test::run(&root, &a),
+        Command::Bench(a) => bench::run(&config::Config::load(&root)?, &a),
         Command::Verify(a) => {
             let code = verify::run(&config::Config::load(&root)?, &a)?;
             std::process::exit(code);

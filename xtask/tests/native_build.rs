@@ -54,6 +54,29 @@ fn native_dist_builds_runs_and_rebuilds_only_what_changed() {
         assert!(t.contains(&format!("self-test ok: {s}")), "{t}");
     }
 
+    // The real one-file binaries pass verify, every library inside their archives included,
+    // and a floor below the build OS's glibc is caught inside the archive (libpython).
+    let bins: Vec<String> = SERVICES
+        .iter()
+        .map(|s| root.join("python-service/dist").join(host_arch()).join(s).display().to_string())
+        .collect();
+    let mut args = vec!["verify", "--arch", host_arch()];
+    args.extend(bins.iter().map(String::as_str));
+    let clean = common::xtask_json(root, &args, &[]);
+    assert_eq!(clean["findings"].as_array().unwrap().len(), 0, "{clean}");
+    let archives = clean["archives"].as_array().unwrap();
+    assert_eq!(archives.len(), 3, "{clean}");
+    for a in archives {
+        assert_eq!(a["python_version"], 311, "{a}");
+        assert!(a["entries"].as_u64().unwrap() > 40, "{a}");
+        assert!(a["binaries"].as_u64().unwrap() > 10, "{a}");
+    }
+    args.extend(["--glibc", "2.17"]);
+    let out = Command::new(env!("CARGO_BIN_EXE_xtask")).arg("--root").arg(root).args(&args).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "a 2.17 floor must fail");
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("libpython3.11.so.1.0"), "{table}");
+
     let again = dist(root);
     for s in SERVICES.iter().chain(&["venv", "stage"]) {
         assert_eq!(outcome(&again, s), "up_to_date", "{again:?}");

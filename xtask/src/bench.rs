@@ -1,0 +1,334 @@
+//! `cargo xtask bench <case>`: our tool against the peer tool on the same input, in one run,
+//! with the ratios written to BENCHMARKS.md under the command that produced them.
+
+use std::{
+    fmt::Write as _,
+    path::{Path, PathBuf},
+    process::Command,
+    time::Instant,
+};
+
+use anyhow::{Context, Result, bail};
+
+use crate::{arch::Arch, config::Config};
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    #[arg(value_enum)]
+    case: Case,
+    /// Timed runs per measurement (the median is kept).
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Print the results without updating BENCHMARKS.md.
+    #[arg(long)]
+    no_write: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Case {
+    /// Native service builds: `cargo xtask dist` (cold, no change, one service edited) against
+    /// seed 000's build: PyInstaller for each service in turn, every time.
+    Native,
+    /// `cargo xtask verify` over a ~250 MB tree of a few hundred files against
+    /// `find -type f -exec file {} +` plus `readelf -V` over the same tree.
+    Verify,
+}
+
+struct Row {
+    case: String,
+    ours: f64,
+    peer: f64,
+    note: String,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// Wall seconds of a command that must succeed (its output discarded).
+fn timed(cmd: &mut Command) -> Result<f64> {
+    let t = Instant::now();
+    let out = cmd.output().with_context(|| format!("cannot run {cmd:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "{cmd:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr).lines().rev().take(20).collect::<Vec<_>>().join("\n")
+        );
+    }
+    Ok(t.elapsed().as_secs_f64())
+}
+
+fn xtask() -> Result<PathBuf> {
+    std::env::current_exe().context("cannot find the running xtask")
+}
+
+pub fn run(config: &Config, args: &BenchArgs) -> Result<()> {
+    let runs = args.runs.max(1);
+    let (title, rows) = match args.case {
+        Case::Native => ("native", native(config, runs)?),
+        Case::Verify => ("verify", verify(config, runs)?),
+    };
+    let section = render(title, &rows, runs);
+    print!("{section}");
+    if !args.no_write {
+        write_section(&config.root.join("BENCHMARKS.md"), title, &section)?;
+        eprintln!("updated BENCHMARKS.md ({title})");
+    }
+    Ok(())
+}
+
+fn render(title: &str, rows: &[Row], runs: usize) -> String {
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load = load.split_whitespace().next().unwrap_or("?");
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let mut s = format!(
+        "<!-- bench:{title} -->\n### {title}\n\n`cargo xtask bench {title} --runs {runs}` — median of {runs}, {cores} cores, load {load} at the end.\n\n"
+    );
+    let _ = writeln!(s, "| case | ours (s) | peer (s) | peer / ours | notes |\n|---|---:|---:|---:|---|");
+    for r in rows {
+        let _ = writeln!(
+            s,
+            "| {} | {:.3} | {:.3} | {:.1}× | {} |",
+            r.case,
+            r.ours,
+            r.peer,
+            r.peer / r.ours.max(1e-9),
+            r.note
+        );
+    }
+    let _ = writeln!(s, "<!-- /bench:{title} -->");
+    s
+}
+
+/// Replace this case's section of BENCHMARKS.md (or append it), through a temporary file.
+fn write_section(path: &Path, title: &str, section: &str) -> Result<()> {
+    let old = std::fs::read_to_string(path).unwrap_or_else(|_| {
+        "# Benchmarks\n\nEach section is written by the command it names; rerun it to refresh it.\n".into()
+    });
+    let (start, end) = (format!("<!-- bench:{title} -->"), format!("<!-- /bench:{title} -->\n"));
+    let new = match (old.find(&start), old.find(&end)) {
+        (Some(a), Some(b)) if a < b => format!("{}{section}{}", &old[..a], &old[b + end.len()..]),
+        _ => format!("{}\n{section}", old.trim_end_matches('\n').to_string() + "\n"),
+    };
+    crate::fsx::write_atomic(path, new.as_bytes())
+}
+
+/// A scratch copy of what a native dist reads.
+fn scratch_repo(config: &Config) -> Result<PathBuf> {
+    let dir = config.root.join("target/xtask/bench/native");
+    crate::fsx::remove_all(&dir)?;
+    let skip = [".venv", "dist", "build", "__pycache__", ".pytest_cache"];
+    for top in ["dist.yaml", "electron-app/package.json", "python-service"] {
+        for e in walkdir::WalkDir::new(config.root.join(top))
+            .into_iter()
+            .filter_entry(|e| !skip.contains(&e.file_name().to_string_lossy().as_ref()))
+        {
+            let e = e?;
+            let dest = dir.join(e.path().strip_prefix(&config.root)?);
+            if e.file_type().is_dir() {
+                std::fs::create_dir_all(&dest)?;
+            } else {
+                std::fs::create_dir_all(dest.parent().unwrap())?;
+                std::fs::copy(e.path(), &dest)?;
+            }
+        }
+    }
+    Ok(dir)
+}
+
+fn native(config: &Config, runs: usize) -> Result<Vec<Row>> {
+    let host = Arch::host().context("no native target on this host")?;
+    let venv = config.python_dir().join(".venv");
+    if !venv.join("bin/python").exists() {
+        bail!("no venv at {}: run `cargo xtask dist` (or `cargo xtask test`) once first", venv.display());
+    }
+    let repo = scratch_repo(config)?;
+    let dist = |_: ()| -> Result<f64> {
+        timed(
+            Command::new(xtask()?).arg("--root").arg(&repo).args(["dist", "--arch", host.name()]).env("KT_VENV", &venv),
+        )
+    };
+    let cold = dist(())?;
+    let noop = median((0..runs).map(|_| dist(())).collect::<Result<_>>()?);
+    let mut edits = Vec::new();
+    for i in 0..runs {
+        let entry = repo.join("python-service/src/print_service.py");
+        let mut text = std::fs::read_to_string(&entry)?;
+        let _ = write!(text, "\n# bench edit {i}\n");
+        std::fs::write(&entry, text)?;
+        edits.push(dist(())?);
+    }
+    let edit = median(edits);
+
+    // Seed 000's native build: each service through PyInstaller in turn, on every build.
+    let py = repo.join("python-service");
+    let peer_build = || -> Result<f64> {
+        let t = Instant::now();
+        for (name, svc) in &config.dist.services {
+            let mut cmd = Command::new(venv.join("bin/python"));
+            cmd.current_dir(&py).args(["-m", "PyInstaller", "--noconfirm", "--onefile", "--log-level", "WARN"]);
+            cmd.args([
+                "--distpath",
+                "peer-dist",
+                "--workpath",
+                "peer-build",
+                "--specpath",
+                "peer-build",
+                "--name",
+                name,
+            ]);
+            cmd.arg("--add-data").arg(format!("{}:.", py.join("config.yaml").display()));
+            for c in &svc.collect_data {
+                cmd.args(["--collect-data", c]);
+            }
+            cmd.arg(&svc.entry);
+            timed(&mut cmd)?;
+        }
+        Ok(t.elapsed().as_secs_f64())
+    };
+    let peer_cold = peer_build()?;
+    let peer_warm = median((0..runs).map(|_| peer_build()).collect::<Result<_>>()?);
+    Ok(vec![
+        Row {
+            case: "cold build, 3 services".into(),
+            ours: cold,
+            peer: peer_cold,
+            note: "both empty caches; ours also syncs the venv and verifies each binary".into(),
+        },
+        Row {
+            case: "no change".into(),
+            ours: noop,
+            peer: peer_warm,
+            note: "the seed rebuilds everything every time".into(),
+        },
+        Row {
+            case: "print_service edited".into(),
+            ours: edit,
+            peer: peer_warm,
+            note: "ours rebuilds that service alone".into(),
+        },
+    ])
+}
+
+/// A tree shaped like an unpacked Electron app: real ELF libraries of this host (a few
+/// hundred, copied from the system) and data files, ~250 MB. Built once, reused.
+fn verify_tree(root: &Path) -> Result<PathBuf> {
+    let tree = root.join("target/xtask/bench/verify-tree");
+    let done = tree.join(".complete");
+    if done.exists() {
+        return Ok(tree);
+    }
+    crate::fsx::remove_all(&tree)?;
+    let libs = tree.join("resources/lib");
+    std::fs::create_dir_all(&libs)?;
+    let mut total = 0u64;
+    let mut count = 0;
+    let system = Path::new("/usr/lib/x86_64-linux-gnu");
+    let system = if system.exists() { system.to_path_buf() } else { PathBuf::from("/usr/lib") };
+    let mut candidates: Vec<PathBuf> = std::fs::read_dir(&system)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && p.to_string_lossy().contains(".so"))
+        .collect();
+    candidates.sort();
+    for lib in candidates {
+        // Libraries up to 8 MB: a few giants (libLLVM) would fill the budget alone.
+        let small = std::fs::metadata(&lib).is_ok_and(|m| m.len() <= 8 << 20);
+        let head = small && std::fs::read(&lib).map(|b| b.starts_with(b"\x7fELF")).unwrap_or(false);
+        if !head || count >= 250 || total > 160 << 20 {
+            continue;
+        }
+        total += std::fs::copy(&lib, libs.join(lib.file_name().unwrap()))?;
+        count += 1;
+    }
+    // Data files (assets, locales, pak files) up to ~250 MB, deterministic bytes.
+    let data = tree.join("resources/assets");
+    std::fs::create_dir_all(&data)?;
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let mut i = 0;
+    while total < 250 << 20 {
+        let size = (512 << 10) + (i % 7) * (128 << 10);
+        let bytes: Vec<u8> = (0..size)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        std::fs::write(data.join(format!("asset-{i:03}.pak")), &bytes)?;
+        total += size as u64;
+        i += 1;
+    }
+    std::fs::write(&done, format!("{count} libraries, {i} data files, {total} bytes\n"))?;
+    Ok(tree)
+}
+
+fn verify(config: &Config, runs: usize) -> Result<Vec<Row>> {
+    let host = Arch::host().context("no target for this host")?;
+    let tree = verify_tree(&config.root)?;
+    let files =
+        walkdir::WalkDir::new(&tree).into_iter().filter(|e| e.as_ref().is_ok_and(|e| e.file_type().is_file())).count();
+    // Warm the page cache once so both sides read from memory.
+    let _ = Command::new("cat")
+        .arg("--")
+        .args(std::fs::read_dir(tree.join("resources/lib"))?.filter_map(|e| e.ok().map(|e| e.path())))
+        .output();
+    let ours = median(
+        (0..runs)
+            .map(|_| {
+                timed(
+                    Command::new(xtask()?)
+                        .args(["verify", "--arch", host.name()])
+                        .arg(&tree)
+                        .stdout(std::process::Stdio::null()),
+                )
+            })
+            .collect::<Result<_>>()?,
+    );
+    let peer_once = || -> Result<f64> {
+        let t = Instant::now();
+        let mut find_file = Command::new("find");
+        find_file.arg(&tree).args(["-type", "f", "-exec", "file", "{}", "+"]);
+        timed(&mut find_file)?;
+        // readelf exits non-zero on non-ELF files; only its time matters here.
+        let _ = Command::new("find").arg(&tree).args(["-type", "f", "-exec", "readelf", "-V", "{}", "+"]).output()?;
+        Ok(t.elapsed().as_secs_f64())
+    };
+    let peer = median((0..runs).map(|_| peer_once()).collect::<Result<_>>()?);
+    Ok(vec![Row {
+        case: format!("{files} files, ~250 MB, warm cache"),
+        ours,
+        peer,
+        note: "ours also checks float ABI, interpreter, glibc floor and PyInstaller contents".into(),
+    }])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sections_are_replaced_in_place_and_others_kept() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("BENCHMARKS.md");
+        let a = render("native", &[Row { case: "x".into(), ours: 1.0, peer: 4.0, note: "n".into() }], 3);
+        assert!(a.contains("| x | 1.000 | 4.000 | 4.0× | n |"), "{a}");
+        write_section(&path, "native", &a).unwrap();
+        let b = render("verify", &[Row { case: "y".into(), ours: 0.5, peer: 10.0, note: String::new() }], 3);
+        write_section(&path, "verify", &b).unwrap();
+        let a2 = render("native", &[Row { case: "x".into(), ours: 2.0, peer: 4.0, note: "n".into() }], 3);
+        write_section(&path, "native", &a2).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.matches("<!-- bench:native -->").count(), 1, "{text}");
+        assert!(text.contains("| x | 2.000 | 4.000 | 2.0× |"), "{text}");
+        assert!(text.contains("| y | 0.500 | 10.000 | 20.0× |"), "{text}");
+        assert!(text.starts_with("# Benchmarks"), "{text}");
+    }
+
+    #[test]
+    fn median_is_the_middle_value() {
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(vec![5.0]), 5.0);
+    }
+}
