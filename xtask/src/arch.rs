@@ -111,6 +111,17 @@ impl Arch {
         }
     }
 
+    /// Inverse of [`Arch::electron_arch_enum`], for the afterPack shim, which passes
+    /// electron-builder's number and platform name (`linux`, `darwin`).
+    pub fn from_electron(platform: &str, arch_enum: u8) -> Option<Arch> {
+        let os = match platform {
+            "linux" => Os::Linux,
+            "darwin" | "mac" => Os::Darwin,
+            _ => return None,
+        };
+        Arch::ALL.into_iter().find(|a| a.os() == os && a.electron_arch_enum() == arch_enum)
+    }
+
     /// The folder electron-builder's `dir` target writes under `release/`.
     pub fn unpacked_dir(self) -> &'static str {
         match self {
@@ -281,6 +292,12 @@ mod tests {
         assert_eq!(Arch::Arm64.electron_arch_enum(), 3);
         assert_eq!(Arch::X64.electron_arch_enum(), 1);
         assert_eq!(Arch::Armv7l.electron_builder_flags(), ["--linux", "--armv7l"]);
+        assert_eq!(Arch::from_electron("linux", 2), Some(Arch::Armv7l));
+        assert_eq!(Arch::from_electron("linux", 3), Some(Arch::Arm64));
+        assert_eq!(Arch::from_electron("linux", 1), Some(Arch::X64));
+        assert_eq!(Arch::from_electron("darwin", 3), Some(Arch::DarwinArm64));
+        assert_eq!(Arch::from_electron("linux", 0), None, "ia32 is not a target");
+        assert_eq!(Arch::from_electron("win32", 1), None);
         match Arch::Armv7l.binary_format() {
             BinaryFormat::Elf { class, machine, interpreter, hard_float } => {
                 assert_eq!((class, machine, interpreter, hard_float), (32, 40, "/lib/ld-linux-armhf.so.3", true));

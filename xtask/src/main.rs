@@ -1,6 +1,7 @@
 //! `cargo xtask`: builds, verifies and packages KitchnTabs. This file only parses flags and
 //! dispatches; each command lives in the module of the same name.
 
+mod afterpack;
 mod arch;
 mod base_image;
 mod bench;
@@ -46,6 +47,9 @@ enum Command {
     Dist(DistArgs),
     /// Build only the Python services (all, or those named with --service).
     BuildServices(BuildServicesArgs),
+    /// electron-builder's afterPack step: check an unpacked app is for the target, inject the
+    /// per-arch service binaries (0755, atomically) and write their manifest.
+    Afterpack(afterpack::AfterpackArgs),
     /// Measure against the peer tool on the same input and record the ratios in BENCHMARKS.md.
     Bench(bench::BenchArgs),
     /// Build a build-base image from Debian packages (debootstrap, `FROM scratch`), for
@@ -161,6 +165,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::BaseImage(a) => base_image::run(&config::Config::load(&root)?, &a, &what),
         Command::Doctor(a) => doctor::run(&config::Config::load(&root)?, &a),
         Command::Test(a) => test::run(&root, &a),
+        Command::Afterpack(a) => afterpack::run(&config::Config::load(&root)?, &a),
         Command::Bench(a) => bench::run(&config::Config::load(&root)?, &a),
         Command::Verify(a) => {
             let code = verify::run(&config::Config::load(&root)?, &a)?;

@@ -88,4 +88,4 @@ pub fn check_release(
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

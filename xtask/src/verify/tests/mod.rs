@@ -2,7 +2,7 @@
 //! apt), corrupted and truncated copies, and seeded mutation runs.
 #![allow(dead_code)] // the fixture helpers serve several of these modules
 
-mod common;
+pub(crate) mod common;
 mod corrupt;
 mod deb;
 mod elf_checks;

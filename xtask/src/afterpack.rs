@@ -1,0 +1,239 @@
+//! `cargo xtask afterpack`: electron-builder's afterPack step, in Rust. The hook in
+//! `electron-app/electron-builder.config.js` is a thin shim that calls this, so plain
+//! electron-builder runs get it too; `dist` runs it itself after electron-builder.
+//!
+//! It refuses an unpacked app built for another arch (seed 000, caveat 5: "afterPack hook
+//! using wrong source directory"), injects the per-arch service binaries atomically with mode
+//! 0755, and records what it injected in `resources/python-service/manifest.json`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use serde::Serialize;
+
+use crate::{
+    arch::{Arch, Os},
+    config::Config,
+    fingerprint::hash_file,
+    fsx,
+};
+
+#[derive(clap::Args)]
+pub struct AfterpackArgs {
+    /// The unpacked app electron-builder wrote (its `context.appOutDir`).
+    #[arg(long, value_name = "DIR")]
+    app_out_dir: PathBuf,
+    /// electron-builder's Arch enum number (x64 1, armv7l 2, arm64 3) or an arch name.
+    #[arg(long)]
+    arch: String,
+    /// electron-builder's platform name: linux or darwin.
+    #[arg(long, default_value = "linux")]
+    platform: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Manifest {
+    pub arch: Arch,
+    pub version: String,
+    pub services: Vec<InjectedService>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct InjectedService {
+    pub service: String,
+    pub version: String,
+    pub sha256: String,
+    pub size: u64,
+    pub arch: Arch,
+}
+
+impl AfterpackArgs {
+    fn target(&self) -> Result<Arch> {
+        match self.arch.parse::<u8>() {
+            Ok(n) => Arch::from_electron(&self.platform, n).with_context(|| {
+                format!(
+                    "--arch {n} --platform {}: not a target (electron-builder Arch enum: x64 1, armv7l 2, arm64 3)",
+                    self.platform
+                )
+            }),
+            Err(_) => self.arch.parse::<Arch>().map_err(Into::into),
+        }
+    }
+}
+
+/// Where an unpacked app keeps its executable and its resources.
+pub struct AppLayout {
+    pub executable: PathBuf,
+    pub resources: PathBuf,
+}
+
+impl AppLayout {
+    pub fn new(config: &Config, arch: Arch, app: &Path) -> AppLayout {
+        let product = &config.dist.product;
+        match arch.os() {
+            Os::Linux => AppLayout { executable: app.join(&product.name), resources: app.join("resources") },
+            Os::Darwin => {
+                let bundle = app.join(format!("{}.app", product.product_name));
+                AppLayout {
+                    executable: bundle.join("Contents/MacOS").join(&product.product_name),
+                    resources: bundle.join("Contents/Resources"),
+                }
+            }
+        }
+    }
+
+    pub fn services(&self) -> PathBuf {
+        self.resources.join("python-service")
+    }
+}
+
+pub fn run(config: &Config, args: &AfterpackArgs) -> Result<()> {
+    let arch = args.target()?;
+    let manifest = afterpack(config, arch, &args.app_out_dir)?;
+    eprintln!(
+        "afterpack: {} service(s) for {arch} injected into {}",
+        manifest.services.len(),
+        AppLayout::new(config, arch, &args.app_out_dir).services().display()
+    );
+    Ok(())
+}
+
+pub fn afterpack(config: &Config, arch: Arch, app: &Path) -> Result<Manifest> {
+    let layout = AppLayout::new(config, arch, app);
+    if !layout.executable.is_file() {
+        bail!(
+            "{} is not an unpacked {arch} app: {} is missing (electron-builder --dir writes {})",
+            app.display(),
+            layout.executable.display(),
+            arch.unpacked_dir()
+        );
+    }
+    // The app's own executable must be for the target: injecting ARM services into an x64
+    // app (or the reverse) is exactly the mistake this step exists to stop.
+    crate::verify::check_release(std::slice::from_ref(&layout.executable), arch, None)
+        .with_context(|| format!("{} was not built for {arch}", app.display()))?;
+
+    let built = config.python_dir().join("dist").join(arch.name());
+    let dest = layout.services();
+    std::fs::create_dir_all(&dest).with_context(|| format!("cannot create {}", dest.display()))?;
+    let mut services = Vec::new();
+    for name in config.dist.services.keys() {
+        let from = built.join(name);
+        if !from.is_file() {
+            bail!(
+                "{} is missing: build it first with `cargo xtask build-services --arch {arch}` (or run `cargo xtask dist --arch {arch}`)",
+                fsx::rel(&config.root, &from).display()
+            );
+        }
+        let to = dest.join(name);
+        let tmp = fsx::tmp_sibling(&to);
+        std::fs::copy(&from, &tmp).with_context(|| format!("cannot copy {} to {}", from.display(), tmp.display()))?;
+        set_mode_755(&tmp)?;
+        std::fs::rename(&tmp, &to).with_context(|| format!("cannot move {} into place", to.display()))?;
+        services.push(InjectedService {
+            service: name.clone(),
+            version: config.version.clone(),
+            sha256: hash_file(&to)?,
+            size: std::fs::metadata(&to)?.len(),
+            arch,
+        });
+    }
+    let manifest = Manifest { arch, version: config.version.clone(), services };
+    fsx::write_atomic(
+        &dest.join("manifest.json"),
+        format!("{}\n", serde_json::to_string_pretty(&manifest)?).as_bytes(),
+    )?;
+    Ok(manifest)
+}
+
+fn set_mode_755(path: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+        .with_context(|| format!("cannot chmod {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::verify::tests::common::Fx;
+
+    /// A config whose python-service/dist is in a scratch root, with every service "built".
+    fn scratch_config(arch: Arch, service_elf: &Path) -> (tempfile::TempDir, Config) {
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let mut config = Config::load(repo).unwrap();
+        let d = tempfile::tempdir().unwrap();
+        config.root = d.path().to_path_buf();
+        let built = config.python_dir().join("dist").join(arch.name());
+        std::fs::create_dir_all(&built).unwrap();
+        for s in config.dist.services.keys() {
+            std::fs::copy(service_elf, built.join(s)).unwrap();
+        }
+        (d, config)
+    }
+
+    fn unpacked_app(dir: &Path, executable: &Path) -> PathBuf {
+        let app = dir.join("linux-unpacked");
+        std::fs::create_dir_all(app.join("resources")).unwrap();
+        std::fs::copy(executable, app.join("kitchntabs")).unwrap();
+        app
+    }
+
+    #[test]
+    fn injects_every_service_with_mode_755_and_a_manifest() {
+        let fx = Fx::new();
+        let (d, config) = scratch_config(Arch::Arm64, &fx.arm64_dyn());
+        let app = unpacked_app(d.path(), &fx.arm64_dyn());
+        let manifest = afterpack(&config, Arch::Arm64, &app).unwrap();
+        assert_eq!(manifest.services.len(), 3);
+        use std::os::unix::fs::PermissionsExt;
+        for s in &manifest.services {
+            let path = app.join("resources/python-service").join(&s.service);
+            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o755);
+            assert_eq!(s.sha256, hash_file(&path).unwrap());
+            assert_eq!(s.size, std::fs::metadata(&path).unwrap().len());
+        }
+        let json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(app.join("resources/python-service/manifest.json")).unwrap())
+                .unwrap();
+        assert_eq!(json["arch"], "arm64");
+        assert_eq!(json["services"][1]["service"], "print_service");
+        assert_eq!(json["services"][1]["version"], config.version.as_str());
+        let leftovers: Vec<_> = std::fs::read_dir(app.join("resources/python-service"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with('.'))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+
+    #[test]
+    fn refuses_an_app_of_another_arch_and_missing_binaries() {
+        let fx = Fx::new();
+        let (d, config) = scratch_config(Arch::Armv7l, &fx.armhf_dyn());
+        // An x64 Electron with armv7l services: the seed's caveat 5.
+        let app = unpacked_app(d.path(), &fx.x64_dyn());
+        let err = format!("{:#}", afterpack(&config, Arch::Armv7l, &app).unwrap_err());
+        assert!(err.contains("was not built for armv7l"), "{err}");
+        assert!(err.contains("machine"), "{err}");
+        assert!(!app.join("resources/python-service/kt_service").exists());
+
+        let app = unpacked_app(&d.path().join("ok"), &fx.armhf_dyn());
+        std::fs::remove_file(config.python_dir().join("dist/armv7l/tts_service")).unwrap();
+        let err = format!("{:#}", afterpack(&config, Arch::Armv7l, &app).unwrap_err());
+        assert!(err.contains("python-service/dist/armv7l/tts_service is missing: build it first with `cargo xtask build-services --arch armv7l`"), "{err}");
+
+        let err = format!("{:#}", afterpack(&config, Arch::Armv7l, &d.path().join("nope")).unwrap_err());
+        assert!(err.contains("is not an unpacked armv7l app"), "{err}");
+    }
+
+    #[test]
+    fn arch_flag_takes_the_enum_number_or_a_name() {
+        let a = |arch: &str, platform: &str| {
+            AfterpackArgs { app_out_dir: "x".into(), arch: arch.into(), platform: platform.into() }.target()
+        };
+        assert_eq!(a("2", "linux").unwrap(), Arch::Armv7l);
+        assert_eq!(a("3", "darwin").unwrap(), Arch::DarwinArm64);
+        assert_eq!(a("aarch64", "linux").unwrap(), Arch::Arm64);
+        assert!(a("0", "linux").unwrap_err().to_string().contains("not a target"));
+    }
+}
