@@ -59,8 +59,15 @@ fn timed(cmd: &mut Command) -> Result<f64> {
     Ok(t.elapsed().as_secs_f64())
 }
 
+/// A private copy of this xtask binary: a rebuild of the checkout during a long benchmark
+/// must not pull the binary out from under it.
 fn xtask() -> Result<PathBuf> {
-    std::env::current_exe().context("cannot find the running xtask")
+    let copy = std::env::temp_dir().join(format!("kitchntabs-bench-xtask-{}", std::process::id()));
+    if !copy.exists() {
+        let me = std::env::current_exe().context("cannot find the running xtask")?;
+        std::fs::copy(&me, &copy).with_context(|| format!("cannot copy {} to {}", me.display(), copy.display()))?;
+    }
+    Ok(copy)
 }
 
 pub fn run(config: &Config, args: &BenchArgs) -> Result<()> {
