@@ -149,9 +149,13 @@ pub enum EngineChoice {
     /// Native where host = target, else the first container engine found.
     #[default]
     Auto,
+    /// PyInstaller on this host (the host must be the target).
     Native,
+    /// `docker buildx build` (optionally on the target's `builder`).
     Buildx,
+    /// `DOCKER_BUILDKIT=1 docker build`: Docker clients before 23 have BuildKit built in.
     Docker,
+    /// `podman build`.
     Podman,
 }
 

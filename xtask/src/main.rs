@@ -42,8 +42,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Build the release for one arch: preflight, the Python services (natively or in a
-    /// container), ... Prints a summary table; steps whose inputs are unchanged are skipped.
+    /// Build the release for one arch: preflight, the build-base image (container builds), the
+    /// Python services (natively, or in a container under QEMU or on a remote engine), each
+    /// verified before it is installed. Prints a summary table; steps whose inputs are
+    /// unchanged are skipped.
     Dist(DistArgs),
     /// Build only the Python services (all, or those named with --service).
     BuildServices(BuildServicesArgs),
@@ -62,7 +64,8 @@ enum Command {
     /// on the target: ELF class/machine, ARM float ABI, interpreter, glibc floor, including
     /// every library inside PyInstaller archives. Exit 0 clean, 1 a check failed, 2 unreadable.
     Verify(verify::VerifyArgs),
-    /// Run every test: Rust (cargo test), Python (pytest), setting up what they need.
+    /// Run every test — Python (pytest), Node (node --test), Rust (cargo test) and the
+    /// end-to-end cross-builds — setting up what they need (venv, node_modules, Docker, QEMU).
     Test(test::TestArgs),
     /// List the target arches with their Docker platform, Debian arch, electron-builder
     /// flags, ELF facts, and the engine and glibc floor dist.yaml gives them.
