@@ -143,6 +143,11 @@ pub fn afterpack(config: &Config, arch: Arch, app: &Path) -> Result<Manifest> {
         &dest.join("manifest.json"),
         format!("{}\n", serde_json::to_string_pretty(&manifest)?).as_bytes(),
     )?;
+    // Then the whole app as it will ship: every ELF, .so and .node, and every library inside
+    // the injected one-file services, against the target's glibc floor.
+    let floor = config.dist.targets.get(&arch).and_then(|t| t.glibc);
+    crate::verify::check_release(&[app.to_path_buf()], arch, floor)
+        .with_context(|| format!("the unpacked app {} cannot ship for {arch}", app.display()))?;
     Ok(manifest)
 }
 
@@ -204,6 +209,19 @@ mod tests {
             .filter(|n| n.starts_with('.'))
             .collect();
         assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+
+    #[test]
+    fn a_library_of_another_arch_in_the_app_stops_the_release() {
+        let fx = Fx::new();
+        let (d, config) = scratch_config(Arch::Arm64, &fx.arm64_dyn());
+        let app = unpacked_app(d.path(), &fx.arm64_dyn());
+        // An x64 native module left in an arm64 app (a stale node_modules build).
+        std::fs::create_dir_all(app.join("resources/app.asar.unpacked")).unwrap();
+        std::fs::copy(fx.x64_node(), app.join("resources/app.asar.unpacked/serial.node")).unwrap();
+        let err = format!("{:#}", afterpack(&config, Arch::Arm64, &app).unwrap_err());
+        assert!(err.contains("cannot ship for arm64"), "{err}");
+        assert!(err.contains("serial.node"), "{err}");
     }
 
     #[test]
