@@ -20,7 +20,7 @@ use decode::{DecoderError, decoder, is_decode_error};
 use super::elf::{ELF_MAGIC, macho};
 use super::report::{Check, InputError, InputErrorKind, Issue, Report};
 use super::target::Target;
-use super::walk::{self, Expect, Origin};
+use super::walk::{self, Expect, Origin, read_up_to};
 
 const AR_MAGIC: &[u8; 8] = b"!<arch>\n";
 const AR_HEADER_LEN: u64 = 60;
@@ -447,17 +447,4 @@ fn check_data_entry<R: Read>(
     let origin = Origin::new(file, Some(display.to_string()));
     walk::check_bytes(&bytes, &origin, expect, target, report, 0);
     Ok(())
-}
-
-fn read_up_to<R: Read + ?Sized>(r: &mut R, buf: &mut [u8]) -> io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match r.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-            Err(err) => return Err(err),
-        }
-    }
-    Ok(filled)
 }

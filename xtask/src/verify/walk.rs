@@ -443,7 +443,8 @@ fn describe_format(data: &[u8]) -> String {
     format!("data (starts with {})", hex.join(" "))
 }
 
-fn read_up_to<R: Read + ?Sized>(r: &mut R, buf: &mut [u8]) -> io::Result<usize> {
+/// Fill `buf` as far as the reader allows (a short read is not the end of the data).
+pub(super) fn read_up_to<R: Read + ?Sized>(r: &mut R, buf: &mut [u8]) -> io::Result<usize> {
     let mut filled = 0;
     while filled < buf.len() {
         match r.read(&mut buf[filled..]) {
