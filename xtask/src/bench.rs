@@ -22,6 +22,9 @@ pub struct BenchArgs {
     /// Print the results without updating BENCHMARKS.md.
     #[arg(long)]
     no_write: bool,
+    /// For `cross`: the foreign arch to build (armv7l or arm64).
+    #[arg(long, value_parser = crate::parse_arch, default_value = "arm64")]
+    arch: Arch,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -32,6 +35,10 @@ pub enum Case {
     /// `cargo xtask verify` over a ~250 MB tree of a few hundred files against
     /// `find -type f -exec file {} +` plus `readelf -V` over the same tree.
     Verify,
+    /// Container builds for a foreign arch on a warm cache: `dist` with nothing changed and
+    /// with one service edited, and all three services rebuilt by our parallel stages against
+    /// seed 000's Dockerfile shape (one stage, three PyInstaller runs in turn).
+    Cross,
 }
 
 struct Row {
@@ -75,6 +82,7 @@ pub fn run(config: &Config, args: &BenchArgs) -> Result<()> {
     let (title, rows) = match args.case {
         Case::Native => ("native", native(config, runs)?),
         Case::Verify => ("verify", verify(config, runs)?),
+        Case::Cross => (args.arch.name(), cross(config, args.arch, runs)?),
     };
     let section = render(title, &rows, runs);
     print!("{section}");
@@ -121,12 +129,12 @@ fn write_section(path: &Path, title: &str, section: &str) -> Result<()> {
     crate::fsx::write_atomic(path, new.as_bytes())
 }
 
-/// A scratch copy of what a native dist reads.
-fn scratch_repo(config: &Config) -> Result<PathBuf> {
-    let dir = config.root.join("target/xtask/bench/native");
+/// A scratch copy of what dist reads.
+fn scratch_repo(config: &Config, name: &str) -> Result<PathBuf> {
+    let dir = config.root.join("target/xtask/bench").join(name);
     crate::fsx::remove_all(&dir)?;
     let skip = [".venv", "dist", "build", "__pycache__", ".pytest_cache"];
-    for top in ["dist.yaml", "electron-app/package.json", "python-service"] {
+    for top in ["dist.yaml", ".dockerignore", "electron-app/package.json", "python-service", "docker"] {
         for e in walkdir::WalkDir::new(config.root.join(top))
             .into_iter()
             .filter_entry(|e| !skip.contains(&e.file_name().to_string_lossy().as_ref()))
@@ -150,7 +158,7 @@ fn native(config: &Config, runs: usize) -> Result<Vec<Row>> {
     if !venv.join("bin/python").exists() {
         bail!("no venv at {}: run `cargo xtask dist` (or `cargo xtask test`) once first", venv.display());
     }
-    let repo = scratch_repo(config)?;
+    let repo = scratch_repo(config, "native")?;
     let dist = |_: ()| -> Result<f64> {
         timed(
             Command::new(xtask()?).arg("--root").arg(&repo).args(["dist", "--arch", host.name()]).env("KT_VENV", &venv),
@@ -311,6 +319,94 @@ fn verify(config: &Config, runs: usize) -> Result<Vec<Row>> {
     }])
 }
 
+/// Seed 000's Dockerfile shape on our stages: the same system and dependency layers (so both
+/// sides start from the same cache), then one stage that runs PyInstaller for each service in
+/// turn.
+fn sequential_dockerfile(ours: &str, config: &Config) -> Result<String> {
+    let cut = ours.find("FROM common AS kt_service").context("docker/Dockerfile.services has no kt_service stage")?;
+    let mut s = ours[..cut].to_string();
+    s.push_str("FROM common AS sequential\n");
+    for (name, _) in &config.dist.services {
+        let upper = name.to_uppercase();
+        let _ = write!(
+            s,
+            "ARG {upper}_ARGS=\nCOPY python-service/src/{name}.py /build/src/\nRUN pyinstaller --noconfirm --onefile --log-level WARN --name {name} --distpath /out \\\n      --add-data /build/stage/config.yaml:. --add-data /build/stage/build-info.json:. ${upper}_ARGS src/{name}.py\n"
+        );
+    }
+    s.push_str("FROM scratch AS export\nCOPY --from=sequential /out/ /\n");
+    Ok(s)
+}
+
+fn cross(config: &Config, arch: Arch, runs: usize) -> Result<Vec<Row>> {
+    if arch.docker_platform().is_none() || Some(arch) == Arch::host() {
+        bail!("bench cross needs a foreign Linux arch (armv7l or arm64), not {arch}");
+    }
+    let repo = scratch_repo(config, &format!("cross-{arch}"))?;
+    let dist = |env: &str| -> Result<f64> {
+        timed(Command::new(xtask()?).arg("--root").arg(&repo).args(["dist", "--arch", arch.name(), "--env", env]))
+    };
+    // First run: a fresh tree, so the step runs, on the warm engine cache (a full cache hit
+    // when the sources match the cache; a cold build otherwise).
+    let first = dist("default")?;
+    let noop = median((0..runs).map(|_| dist("default")).collect::<Result<_>>()?);
+    let mut edits = Vec::new();
+    for i in 0..runs {
+        let entry = repo.join("python-service/src/print_service.py");
+        let mut text = std::fs::read_to_string(&entry)?;
+        let _ = write!(text, "\n# bench edit {i} {}\n", std::process::id());
+        std::fs::write(&entry, text)?;
+        edits.push(dist("default")?);
+    }
+    let edit = median(edits);
+
+    // All three services rebuilt: a config change invalidates every service stage but none of
+    // the dependency layers. Ours: parallel stages; peer: one sequential stage. Each side gets
+    // an env whose staged config it has never built, so neither hits the cache.
+    for env in ["ngrok", "prod"] {
+        // Unique per run, or a second bench would find both in the cache.
+        let file = repo.join(format!("python-service/config.{env}.yaml"));
+        let mut text = std::fs::read_to_string(&file)?;
+        let _ = write!(text, "\n# bench {}\n", std::process::id());
+        std::fs::write(&file, text)?;
+    }
+    let ours_all = dist("ngrok")?;
+    let seq = repo.join("docker/Dockerfile.sequential");
+    let ours_text = std::fs::read_to_string(repo.join("docker/Dockerfile.services"))?;
+    std::fs::write(&seq, sequential_dockerfile(&ours_text, config)?)?;
+    let yaml = std::fs::read_to_string(repo.join("dist.yaml"))?;
+    std::fs::write(
+        repo.join("dist.yaml"),
+        yaml.replace("dockerfile: docker/Dockerfile.services", "dockerfile: docker/Dockerfile.sequential"),
+    )?;
+    let peer_all = dist("prod")?;
+    Ok(vec![
+        Row {
+            case: format!("{arch}: first run in a fresh tree (warm engine cache)"),
+            ours: first,
+            peer: first,
+            note: "reference: the engine replays its cache".into(),
+        },
+        Row {
+            case: format!("{arch}: no change"),
+            ours: noop,
+            peer: first,
+            note: "peer: a `docker build` on a warm cache, as the seed runs every time".into(),
+        },
+        Row {
+            case: format!("{arch}: print_service edited"),
+            ours: edit,
+            peer: peer_all,
+            note: "peer: the seed's one stage rebuilds all three services".into(),
+        },
+        Row {
+            case: format!("{arch}: all 3 services rebuilt (config changed)"),
+            ours: ours_all,
+            peer: peer_all,
+            note: "parallel BuildKit stages vs the seed's sequential stage, same cached dependencies".into(),
+        },
+    ])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -331,6 +427,19 @@ mod tests {
         assert!(text.contains("| x | 2.000 | 4.000 | 2.0× |"), "{text}");
         assert!(text.contains("| y | 0.500 | 10.000 | 20.0× |"), "{text}");
         assert!(text.starts_with("# Benchmarks"), "{text}");
+    }
+
+    #[test]
+    fn the_sequential_dockerfile_keeps_our_dependency_layers_and_runs_services_in_turn() {
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let config = Config::load(repo).unwrap();
+        let ours = std::fs::read_to_string(repo.join("docker/Dockerfile.services")).unwrap();
+        let seq = sequential_dockerfile(&ours, &config).unwrap();
+        assert!(seq.contains("FROM system AS deps"), "{seq}");
+        assert!(seq.contains("FROM deps AS common"), "{seq}");
+        assert_eq!(seq.matches("RUN pyinstaller").count(), 3, "{seq}");
+        assert_eq!(seq.matches("FROM ").count(), 5, "system, deps, common, sequential, export: {seq}");
+        assert!(seq.ends_with("FROM scratch AS export\nCOPY --from=sequential /out/ /\n"), "{seq}");
     }
 
     #[test]
