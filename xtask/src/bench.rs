@@ -326,7 +326,7 @@ fn sequential_dockerfile(ours: &str, config: &Config) -> Result<String> {
     let cut = ours.find("FROM common AS kt_service").context("docker/Dockerfile.services has no kt_service stage")?;
     let mut s = ours[..cut].to_string();
     s.push_str("FROM common AS sequential\n");
-    for (name, _) in &config.dist.services {
+    for name in config.dist.services.keys() {
         let upper = name.to_uppercase();
         let _ = write!(
             s,
