@@ -97,6 +97,18 @@ pub fn run(root: &Path, args: &TestArgs) -> Result<()> {
     if wants(Suite::Rust) {
         let mut s = Step::new("cargo-test", "Rust tests (cargo test --workspace)", StepKind::Preflight);
         s.always = true;
+        // verify's fixtures are real binaries built by the tests with the cross compilers, and
+        // real .debs built and listed by dpkg-deb.
+        let need = |tool: &str, package: &str| ToolPackage { tool: tool.into(), package: package.into() };
+        s.actions.push(Action::EnsurePackages {
+            needs: vec![
+                need("arm-linux-gnueabihf-gcc", "gcc-arm-linux-gnueabihf"),
+                need("arm-linux-gnueabi-gcc", "gcc-arm-linux-gnueabi"),
+                need("aarch64-linux-gnu-gcc", "gcc-aarch64-linux-gnu"),
+                need("objcopy", "binutils"),
+                need("dpkg-deb", "dpkg"),
+            ],
+        });
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         // The native-build integration test reuses the venv synced above instead of
         // downloading its own.
