@@ -520,17 +520,21 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<RunReport> {
     let n = plan.steps.len();
     // Checks guard long steps: when every other step is up to date there is nothing to guard,
     // and a no-op run should not start containers to find that out.
-    let work = plan
+    // Decided once, before anything runs: a step's freshness depends on its own inputs and
+    // outputs only (later steps name sources, not earlier steps' outputs, as inputs), and
+    // hashing or probing an engine twice would be wasted.
+    let freshness: Vec<Freshness> = plan
         .steps
         .iter()
-        .any(|s| !s.guard && (opts.force.covers(s) || !matches!(plan.freshness(s), Ok(Freshness::UpToDate))));
-    for (i, step) in plan.steps.iter().enumerate() {
+        .map(|s| if opts.force.covers(s) { Ok(Freshness::Stale("forced".into())) } else { plan.freshness(s) })
+        .collect::<Result<_>>()?;
+    let work = plan.steps.iter().zip(&freshness).any(|(s, f)| !s.guard && *f != Freshness::UpToDate);
+    for (i, (step, freshness)) in plan.steps.iter().zip(freshness).enumerate() {
         if (!failed.is_empty() && !opts.keep_going) || (step.guard && !work) {
             reports.push(StepReport { id: step.id.clone(), outcome: Outcome::Skipped, seconds: 0.0, reason: None });
             continue;
         }
         let t = Instant::now();
-        let freshness = if opts.force.covers(step) { Freshness::Stale("forced".into()) } else { plan.freshness(step)? };
         let reason = match freshness {
             Freshness::UpToDate => {
                 eprintln!("==> [{}/{n}] {}: up to date", i + 1, step.id);
