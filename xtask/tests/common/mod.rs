@@ -75,10 +75,12 @@ pub fn seconds(json: &Value, id: &str) -> f64 {
 }
 
 /// Append a comment: a real content edit (BuildKit and our fingerprints hash contents, so a
-/// `touch` would prove nothing).
+/// `touch` would prove nothing). Unique per run: the same text twice would be replayed from
+/// the engine's cache instead of rebuilt.
 pub fn edit(file: &Path) {
     let mut text = std::fs::read_to_string(file).unwrap();
-    text.push_str("\n# edited by an integration test\n");
+    let nonce = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    text.push_str(&format!("\n# edited by an integration test ({nonce})\n"));
     std::fs::write(file, text).unwrap();
 }
 
