@@ -64,7 +64,10 @@ fn cross_build(arch: &str, platform: &str, class: u8, machine: u16) {
     let cold = xtask_json(&root, &["dist", "--arch", arch], &env);
     let report = outcomes(&cold);
     assert_eq!(outcome(&report, "cross-build"), "built", "{report:?}");
-    eprintln!("{arch}: cold cross-build {:.1} s", common::seconds(&cold, "cross-build"));
+    eprintln!(
+        "{arch}: first build in a fresh tree {:.1} s (a cache replay on a warm engine)",
+        common::seconds(&cold, "cross-build")
+    );
     let version = version(&root);
     for s in SERVICES {
         let bin = dist_dir.join(s);
