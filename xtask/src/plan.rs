@@ -231,6 +231,9 @@ pub struct Step {
     pub always: bool,
     /// A check that only guards the other steps: skipped when none of them has work.
     pub guard: bool,
+    /// Independent of its neighbours that are `parallel` too: a run of such steps runs at once
+    /// (PyInstaller is mostly single-threaded; the services share no outputs).
+    pub parallel: bool,
     /// Where the stamp lives when not under `target/` (outputs cached outside the checkout
     /// keep their stamp beside them, so a clean clone reuses them).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -261,6 +264,7 @@ impl Step {
             actions: Vec::new(),
             always: false,
             guard: false,
+            parallel: false,
             stamp: None,
             probe: None,
         }
@@ -407,6 +411,9 @@ impl Plan {
                 let outs: Vec<_> = step.outputs.iter().map(|p| fsx::rel(&self.root, p).display().to_string()).collect();
                 writeln!(out, "    outputs: {}", outs.join(", "))?;
             }
+            if step.parallel {
+                writeln!(out, "    runs at the same time as the neighbouring parallel steps")?;
+            }
             if let Some(p) = &step.probe {
                 writeln!(out, "    up to date when `{}` prints {}", p.command.shell_line(), p.expect)?;
             }
@@ -515,11 +522,8 @@ pub struct RunOptions {
 pub fn run(plan: &Plan, opts: &RunOptions) -> Result<RunReport> {
     plan.resolve_force(&opts.force)?;
     let started = Instant::now();
-    let mut reports = Vec::new();
     let mut failed: Vec<anyhow::Error> = Vec::new();
     let n = plan.steps.len();
-    // Checks guard long steps: when every other step is up to date there is nothing to guard,
-    // and a no-op run should not start containers to find that out.
     // Decided once, before anything runs: a step's freshness depends on its own inputs and
     // outputs only (later steps name sources, not earlier steps' outputs, as inputs), and
     // hashing or probing an engine twice would be wasted.
@@ -528,45 +532,64 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<RunReport> {
         .iter()
         .map(|s| if opts.force.covers(s) { Ok(Freshness::Stale("forced".into())) } else { plan.freshness(s) })
         .collect::<Result<_>>()?;
+    // Checks guard long steps: when every other step is up to date there is nothing to guard,
+    // and a no-op run should not start containers to find that out.
     let work = plan.steps.iter().zip(&freshness).any(|(s, f)| !s.guard && *f != Freshness::UpToDate);
-    for (i, (step, freshness)) in plan.steps.iter().zip(freshness).enumerate() {
-        if (!failed.is_empty() && !opts.keep_going) || (step.guard && !work) {
-            reports.push(StepReport { id: step.id.clone(), outcome: Outcome::Skipped, seconds: 0.0, reason: None });
-            continue;
-        }
-        let t = Instant::now();
-        let reason = match freshness {
-            Freshness::UpToDate => {
-                eprintln!("==> [{}/{n}] {}: up to date", i + 1, step.id);
-                reports.push(StepReport {
-                    id: step.id.clone(),
-                    outcome: Outcome::UpToDate,
-                    seconds: 0.0,
-                    reason: None,
-                });
-                continue;
+    let mut reports: Vec<Option<StepReport>> = (0..n).map(|_| None).collect();
+    let mut i = 0;
+    while i < n {
+        // One step, or a run of consecutive `parallel` steps, decided and run together.
+        let end = i + plan.steps[i..].iter().take_while(|s| s.parallel).count().max(1);
+        let mut due: Vec<(usize, Option<String>)> = Vec::new();
+        for j in i..end {
+            let step = &plan.steps[j];
+            let skip = (!failed.is_empty() && !opts.keep_going) || (step.guard && !work);
+            let report = |outcome| Some(StepReport { id: step.id.clone(), outcome, seconds: 0.0, reason: None });
+            match &freshness[j] {
+                _ if skip => reports[j] = report(Outcome::Skipped),
+                Freshness::UpToDate => {
+                    eprintln!("==> [{}/{n}] {}: up to date", j + 1, step.id);
+                    reports[j] = report(Outcome::UpToDate);
+                }
+                Freshness::Stale(why) => {
+                    eprintln!("==> [{}/{n}] {}: {} ({why})", j + 1, step.id, step.title);
+                    due.push((j, Some(why.clone())));
+                }
+                Freshness::Always => {
+                    eprintln!("==> [{}/{n}] {}: {}", j + 1, step.id, step.title);
+                    due.push((j, None));
+                }
             }
-            Freshness::Stale(why) => Some(why),
-            Freshness::Always => None,
+        }
+        let run_one = |j: usize| {
+            let t = Instant::now();
+            let result = run_step(plan, &plan.steps[j], opts);
+            (result, t.elapsed().as_secs_f64())
         };
-        match &reason {
-            Some(why) => eprintln!("==> [{}/{n}] {}: {} ({why})", i + 1, step.id, step.title),
-            None => eprintln!("==> [{}/{n}] {}: {}", i + 1, step.id, step.title),
+        let results: Vec<(Result<()>, f64)> = if due.len() > 1 {
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = due.iter().map(|(j, _)| scope.spawn(move || run_one(*j))).collect();
+                handles.into_iter().map(|h| h.join().expect("a step thread panicked")).collect()
+            })
+        } else {
+            due.iter().map(|(j, _)| run_one(*j)).collect()
+        };
+        for ((j, reason), (result, seconds)) in due.into_iter().zip(results) {
+            let step = &plan.steps[j];
+            let outcome = match result {
+                Ok(()) if step.always => Outcome::Passed,
+                Ok(()) => Outcome::Built,
+                Err(e) => {
+                    failed.push(e.context(format!("step `{}` failed", step.id)));
+                    Outcome::Failed
+                }
+            };
+            reports[j] = Some(StepReport { id: step.id.clone(), outcome, seconds, reason });
         }
-        let result = run_step(plan, step, opts);
-        let seconds = t.elapsed().as_secs_f64();
-        match result {
-            Ok(()) => {
-                let outcome = if step.always { Outcome::Passed } else { Outcome::Built };
-                reports.push(StepReport { id: step.id.clone(), outcome, seconds, reason });
-            }
-            Err(e) => {
-                reports.push(StepReport { id: step.id.clone(), outcome: Outcome::Failed, seconds, reason });
-                failed.push(e.context(format!("step `{}` failed", step.id)));
-            }
-        }
+        i = end;
     }
-    let report = RunReport { steps: reports, seconds: started.elapsed().as_secs_f64() };
+    let steps = reports.into_iter().map(|r| r.expect("every step is reported")).collect();
+    let report = RunReport { steps, seconds: started.elapsed().as_secs_f64() };
     eprintln!("\n{}", report.table());
     match failed.len() {
         0 => Ok(report),
@@ -696,7 +719,9 @@ fn run_command(cmd: &Command, title: &str, verbose: bool) -> Result<()> {
     if verbose {
         return c.run().with_context(|| format!("command failed: {}", cmd.shell_line()));
     }
-    let spinner = indicatif::ProgressBar::new_spinner();
+    // One MultiProgress for the run: parallel steps each get a line instead of fighting over one.
+    static BARS: std::sync::OnceLock<indicatif::MultiProgress> = std::sync::OnceLock::new();
+    let spinner = BARS.get_or_init(indicatif::MultiProgress::new).add(indicatif::ProgressBar::new_spinner());
     spinner.set_style(
         indicatif::ProgressStyle::with_template("    {spinner} {msg} [{elapsed}]").expect("static template"),
     );
@@ -805,6 +830,38 @@ mod tests {
         assert!(cache.exists());
         assert!(!d.path().join("target").exists(), "no stamp under target/");
         assert_eq!(plan.freshness(&plan.steps[0]).unwrap(), Freshness::UpToDate);
+    }
+
+    #[test]
+    fn parallel_steps_run_together_and_a_failure_lets_its_siblings_finish() {
+        let d = tempfile::tempdir().unwrap();
+        let mut plan = plan_in(d.path());
+        let sleeper = |id: &str, script: &str| {
+            let mut s = Step::new(id, id, StepKind::Preflight);
+            s.always = true;
+            s.parallel = true;
+            s.actions.push(Action::Run(Command::new("sh", d.path()).args(["-c", script])));
+            s
+        };
+        plan.steps = vec![
+            sleeper("a", "sleep 1; echo a > a.done"),
+            sleeper("b", "sleep 1; echo b > b.done"),
+            sleeper("c", "sleep 0.2; exit 4"),
+        ];
+        let t = Instant::now();
+        let err = run(&plan, &RunOptions { force: Force::None, verbose: false, keep_going: false }).unwrap_err();
+        let wall = t.elapsed().as_secs_f64();
+        assert!(wall < 1.9, "ran one after another: {wall:.2} s");
+        assert!(format!("{err:#}").contains("step `c` failed"), "{err:#}");
+        assert!(d.path().join("a.done").exists() && d.path().join("b.done").exists());
+
+        // A step after the group does not run once the group failed.
+        let mut after = Step::new("after", "after", StepKind::Preflight);
+        after.always = true;
+        after.actions.push(Action::Run(Command::new("sh", d.path()).args(["-c", "touch after.done"])));
+        plan.steps.push(after);
+        let _ = run(&plan, &RunOptions { force: Force::None, verbose: false, keep_going: false });
+        assert!(!d.path().join("after.done").exists());
     }
 
     #[test]

@@ -185,6 +185,8 @@ pub fn native_service_step(
         format!("build {service} (PyInstaller, native {arch})"),
         StepKind::BuildService { service: service.into() },
     );
+    // The services share nothing but their inputs: build them side by side.
+    step.parallel = true;
     step.inputs.push(dir.join(&svc.entry));
     let py = &config.dist.python;
     step.inputs.extend(shared_inputs(config, env, &[py.requirements.clone(), py.build_requirements.clone()])?);
