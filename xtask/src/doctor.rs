@@ -227,23 +227,6 @@ fn free_bytes(dir: &str) -> Option<u64> {
     Some(kib * 1024)
 }
 
-/// Run a command quietly; its trimmed stdout on success, else its stderr.
-fn capture(cmd: &Command) -> std::result::Result<String, String> {
-    let out = std::process::Command::new(&cmd.program)
-        .args(&cmd.args)
-        .envs(cmd.env.iter().map(|(k, v)| (k, v)))
-        .current_dir(&cmd.cwd)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run {}: {e}", cmd.program))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-    } else {
-        let err = String::from_utf8_lossy(&out.stderr);
-        Err(err.lines().find(|l| !l.trim().is_empty()).unwrap_or("failed").trim().to_string())
-    }
-}
-
 /// The checks one target's container engine must pass before `dist` starts a long build.
 /// `image` is the target's base image, which `container runs` starts.
 pub fn engine_checks(
@@ -270,7 +253,7 @@ pub fn engine_checks(
         Engine::Podman { .. } => (base_cmd(&["info", "--format", "{{.Version.Version}}"]), "podman"),
         _ => (base_cmd(&["version", "--format", "{{.Server.Version}}"]), "docker engine"),
     };
-    let reachable = match capture(&probe) {
+    let reachable = match probe.capture() {
         Ok(v) => {
             out.push(Finding::ok(format!("{prefix}engine reachable"), format!("{what} {v} via {program}")));
             true
@@ -294,7 +277,7 @@ pub fn engine_checks(
             if let Some(b) = builder {
                 inspect.push(b);
             }
-            match capture(&base_cmd(&inspect)) {
+            match base_cmd(&inspect).capture() {
                 Err(e) => out.push(Finding::fail(
                     format!("{prefix}buildx builder"),
                     e,
@@ -309,7 +292,7 @@ pub fn engine_checks(
                             format!("{prefix}buildx platforms"),
                             format!("{want} in {}", platforms.join(", ")),
                         ));
-                    } else if fix && capture(&base_cmd(&create.split(' ').skip(1).collect::<Vec<_>>())).is_ok() {
+                    } else if fix && base_cmd(&create.split(' ').skip(1).collect::<Vec<_>>()).capture().is_ok() {
                         out.push(Finding {
                             check: format!("{prefix}buildx platforms"),
                             status: Status::Fixed,
@@ -327,7 +310,7 @@ pub fn engine_checks(
             }
         }
         Engine::DockerBuildkit { docker, .. } => {
-            let version = capture(&Command::new(docker.clone(), cwd).arg("--version")).unwrap_or_default();
+            let version = Command::new(docker.clone(), cwd).arg("--version").capture().unwrap_or_default();
             match crate::engine::docker_major(&version) {
                 Some(m) if m < 23 => out.push(Finding::ok(format!("{prefix}BuildKit"), format!("built into {docker} ({version})"))),
                 _ => out.push(Finding::fail(
@@ -354,8 +337,8 @@ pub fn engine_checks(
 
     if reachable && !routed {
         let root_dir = match engine {
-            Engine::Podman { .. } => capture(&base_cmd(&["info", "--format", "{{.Store.GraphRoot}}"])),
-            _ => capture(&base_cmd(&["info", "--format", "{{.DockerRootDir}}"])),
+            Engine::Podman { .. } => base_cmd(&["info", "--format", "{{.Store.GraphRoot}}"]).capture(),
+            _ => base_cmd(&["info", "--format", "{{.DockerRootDir}}"]).capture(),
         };
         if let Ok(dir) = root_dir {
             match free_bytes(&dir) {
@@ -378,7 +361,7 @@ pub fn engine_checks(
 fn container_runs(root: &Path, arch: Arch, engine: &Engine, image: &str, prefix: &str) -> Finding {
     let check = format!("{prefix}container runs");
     let inspect = engine.command(root).args(["image", "inspect", "--format", "{{.Architecture}}", image]);
-    if capture(&inspect).is_err() {
+    if inspect.capture().is_err() {
         return Finding::warn(
             check,
             format!("not checked: image {image} is not here yet"),
@@ -388,7 +371,7 @@ fn container_runs(root: &Path, arch: Arch, engine: &Engine, image: &str, prefix:
     let platform = arch.docker_platform().unwrap_or_default();
     let run =
         engine.command(root).args(["run", "--rm", "--platform", platform, "--network", "none", image, "uname", "-m"]);
-    match capture(&run) {
+    match run.capture() {
         Ok(m) if m == arch.uname_machine() => Finding::ok(check, format!("`uname -m` in {image} says {m}")),
         Ok(m) => Finding::fail(
             check,
@@ -463,7 +446,7 @@ pub fn ensure_dockerd(log: &Path) -> Result<()> {
         .or(docker.builtin)
         .ok_or_else(|| anyhow::anyhow!("no usable docker client: {}", docker.notes.join("; ")))?;
     let ping = Command::new(client.clone(), cwd).args(["version", "--format", "{{.Server.Version}}"]);
-    if capture(&ping).is_ok() {
+    if ping.capture().is_ok() {
         return Ok(());
     }
     let dockerd =
@@ -481,7 +464,7 @@ pub fn ensure_dockerd(log: &Path) -> Result<()> {
         .map_err(|e| anyhow::anyhow!("cannot start {}: {e}", dockerd.display()))?;
     for _ in 0..60 {
         std::thread::sleep(std::time::Duration::from_millis(500));
-        if capture(&ping).is_ok() {
+        if ping.capture().is_ok() {
             return Ok(());
         }
     }

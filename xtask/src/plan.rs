@@ -54,6 +54,24 @@ impl Command {
         self
     }
 
+    /// Run it quietly, no stdin: its trimmed stdout on success, else the first line of its
+    /// stderr. For probes and checks, whose output is the answer.
+    pub fn capture(&self) -> std::result::Result<String, String> {
+        let out = std::process::Command::new(&self.program)
+            .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .current_dir(&self.cwd)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run {}: {e}", self.program))?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+        } else {
+            let err = String::from_utf8_lossy(&out.stderr);
+            Err(err.lines().find(|l| !l.trim().is_empty()).unwrap_or("failed").trim().to_string())
+        }
+    }
+
     /// The command as a POSIX shell line that does the same thing: `cd DIR && VAR=x prog 'arg'`.
     pub fn shell_line(&self) -> String {
         let q = |s: &str| shlex::try_quote(s).map(|c| c.into_owned()).unwrap_or_else(|_| format!("{s:?}"));
@@ -322,17 +340,8 @@ impl Plan {
             return Ok(Freshness::Always);
         }
         if let Some(probe) = &step.probe {
-            let c = &probe.command;
-            let out = std::process::Command::new(&c.program)
-                .args(&c.args)
-                .envs(c.env.iter().map(|(k, v)| (k, v)))
-                .current_dir(&c.cwd)
-                .stderr(std::process::Stdio::null())
-                .output();
-            let found =
-                out.ok().filter(|o| o.status.success()).map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
-            return Ok(match found {
-                Some(f) if f == probe.expect => Freshness::UpToDate,
+            return Ok(match probe.command.capture() {
+                Ok(f) if f == probe.expect => Freshness::UpToDate,
                 _ => Freshness::Stale(probe.missing.clone()),
             });
         }

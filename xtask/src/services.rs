@@ -37,12 +37,7 @@ pub struct Tools {
 
 impl Tools {
     pub fn probe(config: &Config) -> Tools {
-        let python = std::process::Command::new(&config.dist.python.interpreter)
-            .arg("--version")
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+        let python = tool_version(&config.dist.python.interpreter);
         let ca = Path::new(CA_BUNDLE);
         Tools {
             python,
@@ -53,6 +48,11 @@ impl Tools {
             path: std::env::var_os("PATH").unwrap_or_default(),
         }
     }
+}
+
+/// `TOOL --version`, when the tool runs: a fingerprint value for the tools a step calls.
+pub fn tool_version(tool: &str) -> Option<String> {
+    Command::new(tool, Path::new("/")).arg("--version").capture().ok()
 }
 
 /// Where a build for one arch and env reads and writes.

@@ -45,22 +45,13 @@ pub fn node_modules_step(root: &Path) -> Result<Step> {
     })?;
     let mut s = Step::new("node-modules", "install electron-app/node_modules (pnpm)", StepKind::Preflight);
     s.inputs = ["package.json", "pnpm-lock.yaml", "pnpm-workspace.yaml"].iter().map(|f| app.join(f)).collect();
-    s.values.insert("node".into(), tool_version("node"));
+    s.values.insert("node".into(), services::tool_version("node").unwrap_or_else(|| "missing".into()));
     s.outputs.push(app.join("node_modules/.modules.yaml"));
     s.actions.push(Action::EnsureNpmTool { tool: "pnpm".into(), package: pnpm.into() });
     s.actions.push(Action::Run(
         Command::new("pnpm", &app).args(["install", "--frozen-lockfile"]).env("ELECTRON_SKIP_BINARY_DOWNLOAD", "1"),
     ));
     Ok(s)
-}
-
-fn tool_version(tool: &str) -> String {
-    std::process::Command::new(tool)
-        .arg("--version")
-        .output()
-        .ok()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_else(|| "missing".into())
 }
 
 pub fn run(root: &Path, args: &TestArgs) -> Result<()> {
