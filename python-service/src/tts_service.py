@@ -110,8 +110,9 @@ def _engine_env() -> dict[str, str] | None:
 
 def _run_engine(command: list[str]) -> None:
     try:
+        # The exit status is examined below, with the engine's stderr in the message.
         result = subprocess.run(command, capture_output=True, text=True, timeout=ENGINE_TIMEOUT,
-                                env=_engine_env())
+                                env=_engine_env(), check=False)
     except subprocess.TimeoutExpired:
         raise SpeechError(f"{command[0]} did not finish within {ENGINE_TIMEOUT:.0f}s") from None
     except OSError as exc:

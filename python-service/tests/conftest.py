@@ -71,5 +71,5 @@ def run_service():
     def run(script: str, *args: str, env: dict[str, str] | None = None,
             cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, str(SRC / script), *args], capture_output=True, text=True,
-                              env=env, cwd=cwd, timeout=30)
+                              env=env, cwd=cwd, timeout=30, check=False)
     return run

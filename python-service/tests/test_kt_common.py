@@ -12,7 +12,14 @@ import yaml
 
 import kt_common
 from conftest import ENV_FILES, SERVICE_ROOT
-from kt_common import CONFIG_SCHEMA, ConfigError, FileTarget, ServiceError, TcpTarget, load_config
+from kt_common import (
+    CONFIG_SCHEMA,
+    ConfigError,
+    FileTarget,
+    ServiceError,
+    TcpTarget,
+    load_config,
+)
 
 
 def raw(name: str) -> dict:

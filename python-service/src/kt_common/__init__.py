@@ -22,7 +22,7 @@ import string
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Union, get_type_hints
+from typing import Any, get_type_hints
 from urllib.parse import urlsplit
 
 import yaml
@@ -75,7 +75,7 @@ class FileTarget:
         return f"file:{self.path}"
 
 
-PrinterTarget = Union[TcpTarget, FileTarget]
+PrinterTarget = TcpTarget | FileTarget
 
 
 def parse_printer_target(value: str) -> PrinterTarget:
@@ -439,7 +439,7 @@ async def _dispatch(handle: RequestHandler, raw: str | bytes, logger: logging.Lo
         logger.warning("request failed: %s", exc)
         return error_reply(str(exc))
     # A bug in one request must not kill the server; log it with a traceback.
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         logger.exception("unexpected error handling request")
         return error_reply(f"internal error: {type(exc).__name__}: {exc}")
 
