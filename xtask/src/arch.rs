@@ -122,6 +122,15 @@ impl Arch {
         Arch::ALL.into_iter().find(|a| a.os() == os && a.electron_arch_enum() == arch_enum)
     }
 
+    /// The last Electron major that ships a build for this arch, when Electron dropped it:
+    /// Electron 44 and later publish no linux-armv7l binary.
+    pub fn electron_last_major(self) -> Option<u32> {
+        match self {
+            Arch::Armv7l => Some(43),
+            Arch::Arm64 | Arch::X64 | Arch::DarwinArm64 => None,
+        }
+    }
+
     /// The folder electron-builder's `dir` target writes under `release/`.
     pub fn unpacked_dir(self) -> &'static str {
         match self {

@@ -5,6 +5,7 @@ mod afterpack;
 mod arch;
 mod base_image;
 mod bench;
+mod check;
 mod config;
 mod dist;
 mod doctor;
@@ -16,6 +17,7 @@ mod plan;
 mod services;
 mod targets;
 mod test;
+mod tool_venv;
 mod verify;
 
 use std::path::PathBuf;
@@ -73,6 +75,10 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Check the repository: fmt, clippy, dist.yaml, the env configs, Python (ruff, compile),
+    /// Dockerfiles (hadolint and our rules), workflows (actionlint), versions. Each problem
+    /// names its file and the fix; exit 1 when a check fails.
+    Check(check::CheckArgs),
 }
 
 #[derive(Args)]
@@ -175,6 +181,7 @@ fn run(cli: Cli) -> Result<()> {
             std::process::exit(code);
         }
         Command::Targets { json } => targets::run(&config::Config::load(&root)?, json),
+        Command::Check(a) => check::run(&root, &a),
     }
 }
 

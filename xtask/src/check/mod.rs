@@ -1,0 +1,445 @@
+//! `cargo xtask check`: named, typed checks of the repository, each reporting what is wrong
+//! (file, key or line) and the exact fix. Without `--keep-going` the first failing check stops
+//! the run; with it every check runs and one summary table ends the output. `--json` gives the
+//! same report on stdout. `--staged` runs only the checks the staged change touches, on the
+//! staged content (exported from the index), so a commit is checked as it will be recorded.
+
+mod dockerfile;
+mod env_config;
+mod python;
+mod rust;
+mod staged;
+#[cfg(test)]
+mod tests;
+mod versions;
+mod workflows;
+
+use std::{
+    fmt::Write as _,
+    path::{Path, PathBuf},
+    time::Instant,
+};
+
+use anyhow::{Context as _, Result, bail};
+use clap::Args;
+use serde::Serialize;
+
+use crate::plan::Command;
+
+#[derive(Args)]
+pub struct CheckArgs {
+    /// Only the checks relevant to the staged change, run on the staged content (the
+    /// pre-commit hook's mode). Nothing relevant staged: nothing to do.
+    #[arg(long)]
+    pub staged: bool,
+    /// Run every check even after one fails, then print one summary table.
+    #[arg(long)]
+    pub keep_going: bool,
+    /// The report as JSON on stdout (the same checks, problems and fixes).
+    #[arg(long)]
+    pub json: bool,
+    /// Run only these checks (repeatable). Default: all.
+    #[arg(long = "only", value_enum, value_name = "CHECK")]
+    pub only: Vec<Check>,
+}
+
+/// Every check, cheapest first: without `--keep-going` a broken config stops the run before
+/// clippy compiles anything.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+#[value(rename_all = "kebab-case")]
+pub enum Check {
+    /// dist.yaml loads and every path it names exists.
+    DistYaml,
+    /// The env configs (dist.yaml `envs`) have the same keys and types, no empty required value.
+    EnvConfig,
+    /// electron-app/package.json is the single source of the version; Electron ships every
+    /// configured arch.
+    Versions,
+    /// `cargo fmt --all --check`.
+    Fmt,
+    /// ruff, and a byte-compile of every Python file (in memory: nothing written to the tree).
+    Python,
+    /// hadolint, plus our rules: no secret-looking ARG/ENV, pinned base images, requirements
+    /// copied before sources.
+    Dockerfiles,
+    /// Structural rules and actionlint over .github/workflows/.
+    Workflows,
+    /// `cargo clippy --workspace --all-targets -- -D warnings`.
+    Clippy,
+}
+
+impl Check {
+    pub const ALL: [Check; 8] = [
+        Check::DistYaml,
+        Check::EnvConfig,
+        Check::Versions,
+        Check::Fmt,
+        Check::Python,
+        Check::Dockerfiles,
+        Check::Workflows,
+        Check::Clippy,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Check::DistYaml => "dist-yaml",
+            Check::EnvConfig => "env-config",
+            Check::Versions => "versions",
+            Check::Fmt => "fmt",
+            Check::Python => "python",
+            Check::Dockerfiles => "dockerfiles",
+            Check::Workflows => "workflows",
+            Check::Clippy => "clippy",
+        }
+    }
+
+    /// Whether a change to `path` (repository-relative, `/`-separated) can change this
+    /// check's result: what `--staged` runs.
+    pub fn wants(self, path: &str) -> bool {
+        let file = path.rsplit('/').next().unwrap_or(path);
+        let tools = path == crate::tool_venv::PINS_FILE;
+        match self {
+            Check::Fmt | Check::Clippy => {
+                file.ends_with(".rs")
+                    || ["Cargo.toml", "Cargo.lock", "rustfmt.toml", "clippy.toml"].contains(&file)
+                    || path.starts_with(".cargo/")
+            }
+            Check::DistYaml => {
+                path == "dist.yaml"
+                    || path == "electron-app/package.json"
+                    || (path.starts_with("python-service/") && !path[15..].contains('/'))
+            }
+            Check::EnvConfig => {
+                path == "dist.yaml"
+                    || (path.starts_with("python-service/") && file.starts_with("config") && file.ends_with(".yaml"))
+            }
+            Check::Versions => {
+                ["dist.yaml", "electron-app/package.json", "electron-app/pnpm-lock.yaml"].contains(&path)
+                    || path == "electron-app/electron-builder.config.js"
+                    || (path.starts_with("python-service/")
+                        && (file.ends_with(".py") || ["pyproject.toml", "setup.cfg", "setup.py"].contains(&file)))
+            }
+            Check::Python => {
+                tools
+                    || (path.starts_with("python-service/")
+                        && (file.ends_with(".py") || ["ruff.toml", ".ruff.toml", "pyproject.toml"].contains(&file)))
+            }
+            Check::Dockerfiles => {
+                tools || path.starts_with("docker/") || dockerfile::is_dockerfile(file) || file == ".hadolint.yaml"
+            }
+            Check::Workflows => tools || path.starts_with(".github/workflows/"),
+        }
+    }
+
+    fn run(self, cx: &Context) -> Result<Vec<Problem>> {
+        match self {
+            Check::DistYaml => Ok(match crate::config::Config::load(&cx.root) {
+                Ok(_) => Vec::new(),
+                Err(e) => vec![Problem::new(
+                    crate::config::CONFIG_FILE,
+                    format!("{e:#}"),
+                    "fix the value or key the message names (dist.yaml's comments say what each key takes)",
+                )],
+            }),
+            Check::EnvConfig => env_config::check(&cx.root),
+            Check::Versions => versions::check(&cx.root),
+            Check::Fmt => rust::fmt(&cx.root),
+            Check::Python => python::check(&cx.root),
+            Check::Dockerfiles => dockerfile::check(&cx.root),
+            Check::Workflows => workflows::check(&cx.root),
+            Check::Clippy => rust::clippy(&cx.checkout),
+        }
+    }
+}
+
+impl std::fmt::Display for Check {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One thing wrong: where (a file, `file:line`, or a tool), what, and the fix.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    pub at: String,
+    pub message: String,
+    pub fix: String,
+}
+
+impl Problem {
+    pub fn new(at: impl Into<String>, message: impl Into<String>, fix: impl Into<String>) -> Problem {
+        Problem { at: at.into(), message: message.into(), fix: fix.into() }
+    }
+
+    /// A check that could not run (a tool that cannot be installed): its error, which says how
+    /// to fix it, is the problem.
+    fn from_error(check: Check, e: &anyhow::Error) -> Problem {
+        let text = format!("{e:#}");
+        let (message, fix) = match text.split_once(" Fix: ") {
+            Some((m, f)) => (m.to_string(), f.to_string()),
+            None => (text, "see the message".to_string()),
+        };
+        Problem::new(format!("{check} (could not run)"), message, fix)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Passed,
+    Failed,
+    /// Not run: an earlier check failed and `--keep-going` was not given.
+    NotRun,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CheckReport {
+    pub check: Check,
+    pub outcome: Outcome,
+    pub seconds: f64,
+    pub problems: Vec<Problem>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    /// `working tree` or `staged` (with the staged paths).
+    pub mode: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub staged_paths: Vec<String>,
+    pub checks: Vec<CheckReport>,
+    pub passed: bool,
+    pub seconds: f64,
+}
+
+impl Report {
+    pub fn failed(&self) -> Vec<Check> {
+        self.checks.iter().filter(|c| c.outcome == Outcome::Failed).map(|c| c.check).collect()
+    }
+
+    pub fn table(&self) -> String {
+        let mut out = format!("{:<12}  {:<8}  {:>8}  {}\n", "check", "result", "seconds", "problems");
+        for c in &self.checks {
+            let result = match c.outcome {
+                Outcome::Passed => "ok",
+                Outcome::Failed => "FAILED",
+                Outcome::NotRun => "not run",
+            };
+            let first = c.problems.first().map(|p| format!("{}: {}", p.at, first_line(&p.message)));
+            let more = c.problems.len().saturating_sub(1);
+            let mut problems = first.unwrap_or_default();
+            if more > 0 {
+                let _ = write!(problems, " (+{more} more)");
+            }
+            let _ = writeln!(out, "{:<12}  {:<8}  {:>8.2}  {problems}", c.check.name(), result, c.seconds);
+        }
+        let _ = writeln!(out, "{:<12}  {:<8}  {:>8.2}", "total", "", self.seconds);
+        out
+    }
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or("")
+}
+
+/// What a run checks: `root` is the tree read (the checkout, or the staged export);
+/// `checkout` is where clippy compiles (a staged export would compile from scratch).
+pub struct Context {
+    pub root: PathBuf,
+    pub checkout: PathBuf,
+}
+
+/// Run `checks` in order, printing each result as it comes.
+pub fn run_checks(cx: &Context, checks: &[Check], keep_going: bool, quiet: bool) -> Vec<CheckReport> {
+    let mut reports = Vec::new();
+    let mut failed = false;
+    for &check in checks {
+        if failed && !keep_going {
+            reports.push(CheckReport { check, outcome: Outcome::NotRun, seconds: 0.0, problems: Vec::new() });
+            continue;
+        }
+        let t = Instant::now();
+        let problems = check.run(cx).unwrap_or_else(|e| vec![Problem::from_error(check, &e)]);
+        let seconds = t.elapsed().as_secs_f64();
+        let outcome = if problems.is_empty() { Outcome::Passed } else { Outcome::Failed };
+        failed |= outcome == Outcome::Failed;
+        if !quiet {
+            eprint!("{}", render(check, outcome, seconds, &problems));
+        }
+        reports.push(CheckReport { check, outcome, seconds, problems });
+    }
+    reports
+}
+
+fn render(check: Check, outcome: Outcome, seconds: f64, problems: &[Problem]) -> String {
+    let mut out = String::new();
+    let label = if outcome == Outcome::Passed { "ok" } else { "FAILED" };
+    let _ = writeln!(out, "==> {check}: {label} ({seconds:.2} s)");
+    for p in problems {
+        let mut lines = p.message.lines();
+        let _ = writeln!(out, "  {}: {}", p.at, lines.next().unwrap_or(""));
+        for l in lines {
+            let _ = writeln!(out, "    {l}");
+        }
+        let _ = writeln!(out, "    fix: {}", p.fix);
+    }
+    out
+}
+
+pub fn run(checkout: &Path, args: &CheckArgs) -> Result<()> {
+    let started = Instant::now();
+    let wanted: Vec<Check> = Check::ALL.into_iter().filter(|c| args.only.is_empty() || args.only.contains(c)).collect();
+    let (report, _export) = if args.staged {
+        let paths = staged::staged_paths(checkout)?;
+        let checks: Vec<Check> = wanted.into_iter().filter(|c| paths.iter().any(|p| c.wants(p))).collect();
+        if checks.is_empty() {
+            if !args.json {
+                eprintln!("check --staged: nothing staged that a check reads ({} paths staged)", paths.len());
+            }
+            let report = Report {
+                mode: "staged".into(),
+                staged_paths: paths,
+                checks: Vec::new(),
+                passed: true,
+                seconds: started.elapsed().as_secs_f64(),
+            };
+            return finish(&report, args);
+        }
+        let export = staged::StagedTree::export(checkout)?;
+        if !args.json {
+            let names: Vec<_> = checks.iter().map(|c| c.name()).collect();
+            eprintln!(
+                "check --staged: {} on the staged content of {} paths{}",
+                names.join(", "),
+                paths.len(),
+                if checks.contains(&Check::Clippy) { " (clippy on the working tree)" } else { "" }
+            );
+        }
+        let cx = Context { root: export.dir.clone(), checkout: checkout.to_path_buf() };
+        let checks = run_checks(&cx, &checks, args.keep_going, args.json);
+        let passed = checks.iter().all(|c| c.outcome == Outcome::Passed);
+        let report = Report {
+            mode: "staged".into(),
+            staged_paths: paths,
+            checks,
+            passed,
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        (report, Some(export))
+    } else {
+        let cx = Context { root: checkout.to_path_buf(), checkout: checkout.to_path_buf() };
+        let checks = run_checks(&cx, &wanted, args.keep_going, args.json);
+        let passed = checks.iter().all(|c| c.outcome == Outcome::Passed);
+        let report = Report {
+            mode: "working tree".into(),
+            staged_paths: Vec::new(),
+            checks,
+            passed,
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        (report, None)
+    };
+    finish(&report, args)
+}
+
+fn finish(report: &Report, args: &CheckArgs) -> Result<()> {
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(report)?);
+        if !report.passed {
+            std::process::exit(1);
+        }
+        return Ok(());
+    }
+    if args.keep_going || !report.passed {
+        eprintln!("\n{}", report.table());
+    }
+    if !report.passed {
+        let names: Vec<_> = report.failed().iter().map(|c| c.name()).collect();
+        bail!("check failed: {} (each problem's fix is printed above)", names.join(", "));
+    }
+    Ok(())
+}
+
+/// A finished command's result, whatever its exit status: linters report through both.
+pub struct Output {
+    pub success: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+pub fn exec(cmd: &Command) -> Result<Output> {
+    let out = std::process::Command::new(&cmd.program)
+        .args(&cmd.args)
+        .envs(cmd.env.iter().map(|(k, v)| (k, v)))
+        .current_dir(&cmd.cwd)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .with_context(|| format!("cannot run `{}`: is it installed?", cmd.program))?;
+    Ok(Output {
+        success: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    })
+}
+
+/// The last lines of a failed tool's output, for a problem that has no better location.
+fn tail(out: &Output, n: usize) -> String {
+    let text = format!("{}{}", out.stdout, out.stderr);
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// `path` relative to `root`, `/`-separated, for messages.
+pub fn rel(root: &Path, path: &Path) -> String {
+    crate::fsx::rel(root, path).to_string_lossy().replace('\\', "/")
+}
+
+/// The 1-based line of a YAML mapping key given by its path (`["jobs", "build", "steps"]`),
+/// found by indentation: serde_yaml keeps no spans once a document is parsed.
+pub fn key_line(text: &str, path: &[&str]) -> Option<usize> {
+    let lines: Vec<&str> = text.lines().collect();
+    let (mut from, mut parent_indent) = (0usize, -1i64);
+    let mut found = None;
+    for seg in path {
+        let mut hit = None;
+        for (i, line) in lines.iter().enumerate().skip(from) {
+            let body = line.trim_start();
+            if body.is_empty() || body.starts_with('#') {
+                continue;
+            }
+            let indent = (line.len() - body.len()) as i64;
+            if indent <= parent_indent {
+                break;
+            }
+            let bare = body.strip_prefix("- ").unwrap_or(body);
+            let is_key = [format!("{seg}:"), format!("\"{seg}\":"), format!("'{seg}':")]
+                .iter()
+                .any(|k| bare.starts_with(k.as_str()));
+            if is_key {
+                hit = Some((i, indent));
+                break;
+            }
+        }
+        let (i, indent) = hit?;
+        found = Some(i + 1);
+        from = i + 1;
+        parent_indent = indent;
+    }
+    found
+}
+
+/// The comment of a YAML line (after a `#` outside quotes), if any.
+pub fn line_comment(line: &str) -> Option<&str> {
+    let (mut single, mut double) = (false, false);
+    for (i, c) in line.char_indices() {
+        match c {
+            '\'' if !double => single = !single,
+            '"' if !single => double = !double,
+            '#' if !single && !double && (i == 0 || line[..i].ends_with(char::is_whitespace)) => {
+                return Some(line[i + 1..].trim());
+            }
+            _ => {}
+        }
+    }
+    None
+}
