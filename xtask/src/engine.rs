@@ -169,6 +169,11 @@ impl Engine {
                 if let Some(name) = builder {
                     c = c.args(["--builder", name]);
                 }
+                // CI: `KT_BUILDX_CACHE=type=gha,scope=armv7l` keeps BuildKit's layers in the
+                // Actions cache, since a fresh runner's builder starts empty.
+                if let Some(cache) = std::env::var("KT_BUILDX_CACHE").ok().filter(|c| !c.is_empty()) {
+                    c = c.arg("--cache-from").arg(&cache).arg("--cache-to").arg(format!("{cache},mode=max"));
+                }
                 c
             }
             Engine::DockerBuildkit { docker, route } => {
