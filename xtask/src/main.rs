@@ -12,9 +12,13 @@ mod doctor;
 mod engine;
 mod fingerprint;
 mod fsx;
+mod install_hooks;
 mod lock;
 mod plan;
+mod release;
 mod services;
+#[cfg(test)]
+mod snapshot;
 mod targets;
 mod test;
 mod tool_venv;
@@ -79,6 +83,12 @@ enum Command {
     /// Dockerfiles (hadolint and our rules), workflows (actionlint), versions. Each problem
     /// names its file and the fix; exit 1 when a check fails.
     Check(check::CheckArgs),
+    /// Install a git pre-commit hook that runs `cargo xtask check --staged`.
+    InstallHooks,
+    /// Release a tag: refuse a dirty tree, a tag not at HEAD or not the package version; run
+    /// `dist --env prod` per arch; merge one SHA256SUMS and dist-manifest.json; sign with
+    /// KT_GPG_KEY. `--merge DIR` only merges (CI's publish job).
+    Release(release::ReleaseArgs),
 }
 
 #[derive(Args)]
@@ -182,6 +192,8 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Targets { json } => targets::run(&config::Config::load(&root)?, json),
         Command::Check(a) => check::run(&root, &a),
+        Command::InstallHooks => install_hooks::run(&root),
+        Command::Release(a) => release::run(&config::Config::load(&root)?, &a),
     }
 }
 
