@@ -68,6 +68,29 @@ pub fn is_root() -> bool {
         .unwrap_or(false)
 }
 
+/// Copy `tops` (files or folders relative to `from`) into `to`, leaving out venvs, build
+/// outputs and caches: a scratch copy of the repository for tests.
+#[cfg(test)]
+pub fn copy_tree(from: &Path, to: &Path, tops: &[&str]) -> Result<()> {
+    let skip = [".venv", "dist", "build", "__pycache__", ".pytest_cache", "node_modules", "target"];
+    for top in tops {
+        for e in walkdir::WalkDir::new(from.join(top))
+            .into_iter()
+            .filter_entry(|e| !skip.contains(&e.file_name().to_string_lossy().as_ref()))
+        {
+            let e = e?;
+            let dest = to.join(e.path().strip_prefix(from)?);
+            if e.file_type().is_dir() {
+                std::fs::create_dir_all(&dest)?;
+            } else {
+                std::fs::create_dir_all(dest.parent().context("no parent")?)?;
+                std::fs::copy(e.path(), &dest).with_context(|| format!("cannot copy {}", e.path().display()))?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// `path` relative to `root` when it is inside it, for messages and stamps.
 pub fn rel<'a>(root: &Path, path: &'a Path) -> &'a Path {
     path.strip_prefix(root).unwrap_or(path)

@@ -133,8 +133,11 @@ impl ToolVenv {
                 let detail = if success {
                     format!("it installed no `{}`", tool.executable())
                 } else {
-                    let text = out.stderr.lines().filter(|l| l.starts_with("ERROR") || l.contains("Error"));
-                    text.collect::<Vec<_>>().join(" / ")
+                    let wanted = |l: &&str| {
+                        l.starts_with("ERROR") || l.starts_with("RuntimeError") || l.contains("download failed")
+                    };
+                    let lines: Vec<&str> = out.stderr.lines().map(str::trim).filter(wanted).collect();
+                    lines.join(" / ")
                 };
                 let why = format!(
                     "`{}` is not available: `pip install {pin}` into {} failed: {detail}. Fix: let pip reach PyPI \

@@ -49,7 +49,13 @@ pub fn check(root: &Path) -> Result<Vec<Problem>> {
     if files.is_empty() {
         return Ok(problems);
     }
-    let hadolint = ToolVenv::open(root)?.ensure(Tool::Hadolint)?;
+    let hadolint = match ToolVenv::open(root).and_then(|v| v.ensure(Tool::Hadolint)) {
+        Ok(exe) => exe,
+        Err(e) => {
+            problems.push(super::tool_problem(Tool::Hadolint, &e));
+            return Ok(problems);
+        }
+    };
     let mut cmd = Command::new(hadolint.to_string_lossy(), root).arg("--no-color");
     for f in &files {
         cmd = cmd.arg(rel(root, f));

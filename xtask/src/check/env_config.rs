@@ -13,13 +13,16 @@
 //!   `WS_PORT: ""  # "" = default port of WS_SCHEME`). The reason to leave a value empty
 //!   stays beside it, and a key emptied by mistake is caught.
 
-use std::{collections::BTreeMap, path::Path};
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+};
 
 use anyhow::Result;
 use serde_yaml::Value;
 
 use super::{Problem, key_line, line_comment};
-use crate::config::{CONFIG_FILE, DistConfig};
+use crate::config::CONFIG_FILE;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
@@ -118,12 +121,21 @@ fn flatten(v: &Value, prefix: &mut Vec<String>, out: &mut BTreeMap<Vec<String>, 
     out.insert(prefix.clone(), Leaf { kind: Kind::of(v), empty });
 }
 
-/// The envs (name → file relative to the Python folder) and that folder, from dist.yaml's
-/// YAML alone: this check must not depend on the rest of dist.yaml being valid.
-pub fn envs(root: &Path) -> Result<(std::path::PathBuf, BTreeMap<String, std::path::PathBuf>)> {
+/// The envs (name → file relative to the Python folder) and that folder, read leniently from
+/// dist.yaml's YAML: this check must not fail because an unrelated part of dist.yaml is wrong
+/// (that is the dist-yaml check's finding).
+pub fn envs(root: &Path) -> Result<(PathBuf, BTreeMap<String, PathBuf>)> {
     let text = std::fs::read_to_string(root.join(CONFIG_FILE))?;
-    let dist: DistConfig = serde_yaml::from_str(&text)?;
-    Ok((dist.python.dir, dist.envs))
+    let doc: Value = serde_yaml::from_str(&text)?;
+    let dir = doc.get("python").and_then(|p| p.get("dir")).and_then(Value::as_str).unwrap_or("python-service");
+    let envs = doc
+        .get("envs")
+        .and_then(Value::as_mapping)
+        .ok_or_else(|| anyhow::anyhow!("no `envs:` mapping"))?
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str()?.to_string(), PathBuf::from(v.as_str()?))))
+        .collect();
+    Ok((PathBuf::from(dir), envs))
 }
 
 pub fn check(root: &Path) -> Result<Vec<Problem>> {

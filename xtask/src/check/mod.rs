@@ -360,6 +360,16 @@ fn finish(report: &Report, args: &CheckArgs) -> Result<()> {
     Ok(())
 }
 
+/// A linter that cannot be installed: the check fails (never skipped) with the reason and the fix.
+pub fn tool_problem(tool: crate::tool_venv::Tool, e: &anyhow::Error) -> Problem {
+    let text = format!("{e:#}");
+    let (message, fix) = match text.split_once(" Fix: ") {
+        Some((m, f)) => (m.to_string(), f.to_string()),
+        None => (text, format!("install {} into the tool venv by hand", tool.package())),
+    };
+    Problem::new(format!("{} (could not run)", tool.executable()), message, fix)
+}
+
 /// A finished command's result, whatever its exit status: linters report through both.
 pub struct Output {
     pub success: bool,

@@ -61,7 +61,13 @@ pub fn check(root: &Path) -> Result<Vec<Problem>> {
             }
         }
     }
-    let ruff = ToolVenv::open(root)?.ensure(Tool::Ruff)?;
+    let ruff = match ToolVenv::open(root).and_then(|v| v.ensure(Tool::Ruff)) {
+        Ok(exe) => exe,
+        Err(e) => {
+            problems.push(super::tool_problem(Tool::Ruff, &e));
+            return Ok(problems);
+        }
+    };
     // No cache: ruff would write .ruff_cache into the tree.
     let out = exec(
         &Command::new(ruff.to_string_lossy(), root)

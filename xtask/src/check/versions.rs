@@ -15,7 +15,7 @@ use anyhow::Result;
 use serde_yaml::Value;
 
 use super::{Problem, key_line, rel};
-use crate::config::{CONFIG_FILE, DistConfig};
+use crate::config::CONFIG_FILE;
 
 pub const PACKAGE_JSON: &str = "electron-app/package.json";
 const LOCKFILE: &str = "electron-app/pnpm-lock.yaml";
@@ -36,7 +36,7 @@ fn quoted_after<'a>(line: &'a str, key: &str) -> Option<&'a str> {
 pub fn check(root: &Path) -> Result<Vec<Problem>> {
     let mut problems = Vec::new();
     let dist_text = std::fs::read_to_string(root.join(CONFIG_FILE))?;
-    let dist: DistConfig = match serde_yaml::from_str(&dist_text) {
+    let doc: Value = match serde_yaml::from_str(&dist_text) {
         Ok(d) => d,
         Err(e) => {
             return Ok(vec![Problem::new(
@@ -46,14 +46,22 @@ pub fn check(root: &Path) -> Result<Vec<Problem>> {
             )]);
         }
     };
+    // Read leniently: only the keys this check needs (dist-yaml reports the rest).
+    let version_from = doc.get("product").and_then(|p| p.get("version_from")).and_then(Value::as_str).unwrap_or("");
+    let py_dir =
+        Path::new(doc.get("python").and_then(|p| p.get("dir")).and_then(Value::as_str).unwrap_or("python-service"));
+    let targets: Vec<crate::arch::Arch> = doc
+        .get("targets")
+        .and_then(Value::as_mapping)
+        .map(|m| m.keys().filter_map(|k| k.as_str()?.parse().ok()).collect())
+        .unwrap_or_default();
     let at_dist =
         |path: &[&str]| key_line(&dist_text, path).map_or(CONFIG_FILE.to_string(), |l| format!("{CONFIG_FILE}:{l}"));
-    if dist.product.version_from != Path::new(PACKAGE_JSON) {
+    if version_from != PACKAGE_JSON {
         problems.push(Problem::new(
             at_dist(&["product", "version_from"]),
             format!(
-                "product.version_from is {}, but {PACKAGE_JSON} is the single source of the version (electron-builder and the services read it)",
-                dist.product.version_from.display()
+                "product.version_from is `{version_from}`, but {PACKAGE_JSON} is the single source of the version (electron-builder and the services read it)"
             ),
             format!("set `version_from: {PACKAGE_JSON}`"),
         ));
@@ -78,13 +86,12 @@ pub fn check(root: &Path) -> Result<Vec<Problem>> {
     }
 
     // Other version sources.
-    let py_dir = dist.python.dir.clone();
     let mut candidates: Vec<(String, &str)> = ["pyproject.toml", "setup.cfg", "setup.py"]
         .iter()
         .map(|f| (py_dir.join(f).to_string_lossy().into_owned(), "version"))
         .collect();
     let skip = [".venv", "dist", "build", "__pycache__"];
-    for e in walkdir::WalkDir::new(root.join(&py_dir))
+    for e in walkdir::WalkDir::new(root.join(py_dir))
         .into_iter()
         .filter_entry(|e| !skip.contains(&e.file_name().to_string_lossy().as_ref()))
         .filter_map(|e| e.ok())
@@ -145,7 +152,7 @@ pub fn check(root: &Path) -> Result<Vec<Problem>> {
         ));
         return Ok(problems);
     };
-    for arch in dist.targets.keys() {
+    for arch in &targets {
         if let Some(last) = arch.electron_last_major()
             && major > last
         {

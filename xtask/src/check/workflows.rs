@@ -40,7 +40,13 @@ pub fn check(root: &Path) -> Result<Vec<Problem>> {
     if files.is_empty() {
         return Ok(problems);
     }
-    let actionlint = ToolVenv::open(root)?.ensure(Tool::Actionlint)?;
+    let actionlint = match ToolVenv::open(root).and_then(|v| v.ensure(Tool::Actionlint)) {
+        Ok(exe) => exe,
+        Err(e) => {
+            problems.push(super::tool_problem(Tool::Actionlint, &e));
+            return Ok(problems);
+        }
+    };
     let mut cmd =
         Command::new(actionlint.to_string_lossy(), root).args(["-no-color", "-oneline", "-shellcheck=", "-pyflakes="]);
     for f in &files {
