@@ -238,8 +238,13 @@ impl Report {
     }
 }
 
-fn first_line(s: &str) -> &str {
-    s.lines().next().unwrap_or("")
+/// A problem's first line, shortened for the summary table (the full text is printed above it).
+fn first_line(s: &str) -> String {
+    let line = s.lines().next().unwrap_or("");
+    match line.char_indices().nth(100) {
+        Some((cut, _)) => format!("{}…", &line[..cut]),
+        None => line.to_string(),
+    }
 }
 
 /// What a run checks: `root` is the tree read (the checkout, or the staged export);
