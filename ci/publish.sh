@@ -10,4 +10,4 @@ if [ -n "${GPG_PRIVATE_KEY:-}" ]; then
     printf '%s\n' "$GPG_PRIVATE_KEY" | gpg --batch --import
 fi
 cargo xtask release --tag "$tag" --merge "$dir"
-gh release create "$tag" --title "KitchnTabs ${tag#v}" --notes-file "$dir/dist-manifest.json" --verify-tag "$dir"/*
+gh release create "$tag" --title "KitchnTabs ${tag#v}" --generate-notes --verify-tag "$dir"/*
