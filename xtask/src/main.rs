@@ -6,13 +6,17 @@ mod arch;
 mod base_image;
 mod bench;
 mod config;
+mod deb;
 mod dist;
 mod doctor;
+mod electron;
 mod engine;
 mod fingerprint;
 mod fsx;
 mod lock;
+mod package;
 mod plan;
+mod release_manifest;
 mod services;
 mod targets;
 mod test;
@@ -73,6 +77,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The writer `bench deb` measures, in its own process (peak memory).
+    #[command(name = "bench-deb-writer", hide = true)]
+    BenchDebWriter { tree: PathBuf, out: PathBuf, level: u32 },
 }
 
 #[derive(Args)]
@@ -121,13 +128,13 @@ pub fn parse_arch(s: &str) -> Result<Arch, String> {
 }
 
 impl TargetArgs {
-    fn request(&self, services: Vec<String>) -> Result<dist::Request> {
+    fn request(&self, services: Vec<String>, package: bool) -> Result<dist::Request> {
         let arch = match self.arch {
             Some(a) => a,
             None => Arch::host()
                 .ok_or_else(|| anyhow::anyhow!("this host is not a known target; pass --arch ({})", Arch::choices()))?,
         };
-        Ok(dist::Request { arch, env: self.env.clone(), engine: self.engine, services })
+        Ok(dist::Request { arch, env: self.env.clone(), engine: self.engine, services, package })
     }
 
     fn mode(&self) -> dist::Mode {
@@ -159,11 +166,11 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Dist(a) => {
             let config = config::Config::load(&root)?;
-            dist::run(&config, &a.target.request(Vec::new())?, &a.target.mode(), &what)
+            dist::run(&config, &a.target.request(Vec::new(), true)?, &a.target.mode(), &what)
         }
         Command::BuildServices(a) => {
             let config = config::Config::load(&root)?;
-            dist::run(&config, &a.target.request(a.services.clone())?, &a.target.mode(), &what)
+            dist::run(&config, &a.target.request(a.services.clone(), false)?, &a.target.mode(), &what)
         }
         Command::BaseImage(a) => base_image::run(&config::Config::load(&root)?, &a, &what),
         Command::Doctor(a) => doctor::run(&config::Config::load(&root)?, &a),
@@ -175,6 +182,7 @@ fn run(cli: Cli) -> Result<()> {
             std::process::exit(code);
         }
         Command::Targets { json } => targets::run(&config::Config::load(&root)?, json),
+        Command::BenchDebWriter { tree, out, level } => deb::bench::bench_child(&tree, &out, level),
     }
 }
 
