@@ -658,6 +658,27 @@ mod tests {
     }
 
     #[test]
+    fn zstd_is_refused_for_a_bullseye_floor_and_levels_are_checked() {
+        let text = repo_text().replace("    compression: xz\n", "    compression: zstd\n");
+        assert!(Config::parse(&repo_root(), &text).is_ok(), "bookworm floors read zstd");
+        let bullseye = text.replacen(
+            "glibc: \"2.36\"\n    engine: auto\n    base: {debootstrap: bookworm}",
+            "glibc: \"2.31\"\n    engine: auto\n    base: {debootstrap: bullseye}",
+            1,
+        );
+        assert_ne!(bullseye, text);
+        let err = parse_err(&bullseye);
+        assert!(
+            err.contains("packaging.deb.compression: zstd, but targets.armv7l.glibc 2.31 means a bullseye-era OS whose dpkg cannot unpack zstd members; use `compression: xz`"),
+            "{err}"
+        );
+        let text = repo_text().replace("    compression: xz\n", "    compression: xz\n    compression_level: 10\n");
+        assert!(parse_err(&text).contains("packaging.deb.compression_level: 10 is out of range for Xz; use 0..=9"));
+        let text = repo_text().replace("icons: electron-app/build/icons", "icons: electron-app/icons");
+        assert!(parse_err(&text).contains("packaging.deb.icons: `electron-app/icons` does not exist"));
+    }
+
+    #[test]
     fn version_must_be_semver_like() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("package.json"), r#"{"version": "1.0"}"#).unwrap();

@@ -18,6 +18,7 @@ mod package;
 mod plan;
 mod release_manifest;
 mod services;
+mod smoke_test;
 mod targets;
 mod test;
 mod verify;
@@ -68,6 +69,10 @@ enum Command {
     /// on the target: ELF class/machine, ARM float ABI, interpreter, glibc floor, including
     /// every library inside PyInstaller archives. Exit 0 clean, 1 a check failed, 2 unreadable.
     Verify(verify::VerifyArgs),
+    /// Install the release's .deb into a cached Debian rootfs of the target (debootstrap with
+    /// the package's Depends) and use it there under QEMU: dpkg -i, each service's
+    /// --self-test, /usr/bin/<name>, then dpkg -r must leave nothing behind.
+    SmokeTest(smoke_test::SmokeTestArgs),
     /// Run every test — Python (pytest), Node (node --test), Rust (cargo test) and the
     /// end-to-end cross-builds — setting up what they need (venv, node_modules, Docker, QEMU).
     Test(test::TestArgs),
@@ -175,6 +180,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::BaseImage(a) => base_image::run(&config::Config::load(&root)?, &a, &what),
         Command::Doctor(a) => doctor::run(&config::Config::load(&root)?, &a),
         Command::Test(a) => test::run(&root, &a),
+        Command::SmokeTest(a) => smoke_test::run(&config::Config::load(&root)?, &a, &what),
         Command::Afterpack(a) => afterpack::run(&config::Config::load(&root)?, &a),
         Command::Bench(a) => bench::run(&config::Config::load(&root)?, &a),
         Command::Verify(a) => {

@@ -173,6 +173,16 @@ pub enum Action {
         out: PathBuf,
         epoch: u64,
     },
+    /// smoke-test: unpack `rootfs` into `scratch`, `dpkg -i` the .deb there (QEMU runs the
+    /// target's binaries), run each service's `--self-test`, check /usr/bin/<package>,
+    /// `dpkg -r` and compare the tree with before.
+    SmokeTest {
+        rootfs: PathBuf,
+        deb: PathBuf,
+        scratch: PathBuf,
+        package: String,
+        services: Vec<String>,
+    },
     /// Write `dist-manifest.<arch>.json` for `artifact`, then merge `dir`'s manifests into
     /// SHA256SUMS and dist-manifest.json.
     RecordRelease {
@@ -232,6 +242,14 @@ impl Action {
                 "write {} from {} ({arch}, SOURCE_DATE_EPOCH={epoch}; temp file, then rename)",
                 out.display(),
                 app.display()
+            ),
+            Action::SmokeTest { rootfs, deb, scratch, package, services } => format!(
+                "unpack {} into {}; chroot: dpkg -i {}, {} --self-test, readlink -f /usr/bin/{package}, \
+                 dpkg -r {package}; nothing may be left behind",
+                rootfs.display(),
+                scratch.display(),
+                deb.display(),
+                services.join(" / ")
             ),
             Action::RecordRelease { dir, arch, artifact, .. } => format!(
                 "record {} in {}/dist-manifest.{arch}.json, merge into SHA256SUMS and dist-manifest.json",
@@ -753,6 +771,9 @@ fn run_action(root: &Path, action: &Action, title: &str, opts: &RunOptions) -> R
                 eprintln!("    {} ({} bytes, sha256 {})", summary.path.display(), summary.bytes, summary.sha256);
             }
             Ok(())
+        }
+        Action::SmokeTest { rootfs, deb, scratch, package, services } => {
+            crate::smoke_test::check(rootfs, deb, scratch, package, services)
         }
         Action::RecordRelease { dir, arch, artifact, services, epoch } => {
             let config = crate::config::Config::load(root)?;

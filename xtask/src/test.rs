@@ -68,8 +68,8 @@ pub fn run(root: &Path, args: &TestArgs) -> Result<()> {
     if wants(Suite::Rust) {
         let mut s = Step::new("cargo-test", "Rust tests (cargo test --workspace)", StepKind::Preflight);
         s.always = true;
-        // verify's fixtures are real binaries built by the tests with the cross compilers, and
-        // real .debs built and listed by dpkg-deb.
+        // verify's fixtures and the stand-in Electron are real binaries built by the tests with
+        // the cross compilers; the .debs are read by dpkg-deb and lintian.
         let need = |tool: &str, package: &str| ToolPackage { tool: tool.into(), package: package.into() };
         s.actions.push(Action::EnsurePackages {
             needs: vec![
@@ -78,6 +78,10 @@ pub fn run(root: &Path, args: &TestArgs) -> Result<()> {
                 need("aarch64-linux-gnu-gcc", "gcc-aarch64-linux-gnu"),
                 need("objcopy", "binutils"),
                 need("dpkg-deb", "dpkg"),
+                // The .deb tests: lintian over the real package, the host compiler for the
+                // x64 stand-in Electron.
+                need("lintian", "lintian"),
+                need("gcc", "gcc"),
             ],
         });
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
