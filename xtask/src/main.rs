@@ -17,6 +17,7 @@ mod lock;
 mod package;
 mod plan;
 mod release_manifest;
+mod rng;
 mod services;
 mod smoke_test;
 mod targets;

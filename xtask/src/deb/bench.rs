@@ -14,6 +14,8 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
+use crate::rng::XorShift;
+
 use super::spec::{Compression, Control, DebArch, DebSpec};
 
 /// The hidden subcommand the measured writer runs as: `xtask <CHILD> TREE OUT LEVEL`.
@@ -434,16 +436,4 @@ pub fn build_bench_tree(dir: &Path, target_bytes: u64) -> Result<()> {
     let exe = dir.join("kitchntabs");
     fs::copy("/bin/true", &exe).context("cannot copy /bin/true")?;
     Ok(())
-}
-
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        // xorshift64*: fast, deterministic, incompressible enough for xz.
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
 }
