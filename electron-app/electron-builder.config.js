@@ -24,17 +24,21 @@ function installedElectronVersion() {
 async function afterPack(context) {
   // `cargo xtask dist` sets this when it runs afterpack itself, after electron-builder.
   if (process.env.KT_SKIP_AFTERPACK === '1') return;
-  const args = ['xtask', 'afterpack',
+  const args = ['afterpack',
     '--app-out-dir', context.appOutDir,
     '--arch', String(context.arch),
     '--platform', context.electronPlatformName];
+  // KT_XTASK: an already built xtask binary (tests, CI), instead of `cargo xtask`.
+  const [program, argv] = process.env.KT_XTASK
+    ? [process.env.KT_XTASK, ['--root', REPO_ROOT, ...args]]
+    : ['cargo', ['xtask', ...args]];
   try {
-    execFileSync('cargo', args, { stdio: 'inherit', cwd: REPO_ROOT });
+    execFileSync(program, argv, { stdio: 'inherit', cwd: REPO_ROOT });
   } catch (err) {
     const why = err.code === 'ENOENT'
-      ? 'cargo is not on PATH; install Rust (https://rustup.rs)'
+      ? `${program} is not on PATH; install Rust (https://rustup.rs)`
       : `it exited with ${err.status ?? err.signal}; see its output above`;
-    throw new Error(`afterPack: \`cargo ${args.join(' ')}\` failed: ${why}. ` +
+    throw new Error(`afterPack: \`${program} ${argv.join(' ')}\` failed: ${why}. ` +
       'Build with `cargo xtask dist`, which runs every step in order.');
   }
 }

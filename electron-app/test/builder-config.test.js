@@ -83,10 +83,23 @@ test('afterPack is an async function of the context', () => {
 test('afterPack runs `cargo xtask afterpack` from the repo root', async (t) => {
   const cargo = fakeCargo(t);
   const { afterPack } = loadConfig({});
-  await withEnv({ PATH: cargo.PATH, KT_SKIP_AFTERPACK: '' }, () => afterPack(CONTEXT));
+  await withEnv({ PATH: cargo.PATH, KT_SKIP_AFTERPACK: '', KT_XTASK: '' }, () => afterPack(CONTEXT));
   assert.deepEqual(fs.readFileSync(cargo.record, 'utf8').trim().split('\n'), [
     REPO_ROOT,
     'xtask', 'afterpack',
+    '--app-out-dir', '/tmp/out/linux-armv7l-unpacked',
+    '--arch', '2',
+    '--platform', 'linux',
+  ]);
+});
+
+test('afterPack runs KT_XTASK, a built xtask, with --root when it is set', async (t) => {
+  const cargo = fakeCargo(t);
+  const { afterPack } = loadConfig({});
+  await withEnv({ KT_XTASK: path.join(cargo.dir, 'cargo'), KT_SKIP_AFTERPACK: '' }, () => afterPack(CONTEXT));
+  assert.deepEqual(fs.readFileSync(cargo.record, 'utf8').trim().split('\n'), [
+    REPO_ROOT,
+    '--root', REPO_ROOT, 'afterpack',
     '--app-out-dir', '/tmp/out/linux-armv7l-unpacked',
     '--arch', '2',
     '--platform', 'linux',

@@ -64,38 +64,8 @@ pub fn steps(
         arch.debian_arch().ok_or_else(|| anyhow::anyhow!("{arch} has no Debian base image: it builds natively"))?;
     let platform = arch.docker_platform().expect("Debian arches have a Docker platform");
     let name = format!("{}-{debian}", suite.name());
-    let dir = cache.join("rootfs");
-    let tar = dir.join(format!("{name}.tar"));
-    let work = dir.join(format!("{name}.work"));
-
-    let mut rootfs =
-        Step::new("rootfs", format!("debootstrap {} {debian} rootfs", suite.name()), StepKind::Rootfs { suite });
-    rootfs.stamp = Some(dir.join(format!("{name}.stamp.json")));
-    rootfs.values.insert("suite".into(), suite.name().into());
-    rootfs.values.insert("arch".into(), debian.into());
-    rootfs.values.insert("mirror".into(), MIRROR.into());
-    rootfs.values.insert("packages".into(), PACKAGES.join(","));
-    rootfs.outputs.push(tar.clone());
-    rootfs.actions.push(Action::Clean { path: work.clone() });
-    rootfs.actions.push(Action::Run(
-        Command::new("debootstrap", root)
-            .args(["--variant=minbase", &format!("--arch={debian}"), &format!("--include={}", PACKAGES.join(","))])
-            .arg(suite.name())
-            .arg(&work)
-            .arg(MIRROR),
-    ));
-    let tmp_tar = crate::fsx::tmp_sibling(&tar);
-    // Numeric owners: the image must not depend on the host's user names.
-    rootfs.actions.push(Action::Run(
-        Command::new("tar", root)
-            .args(["--numeric-owner", "--sort=name", "-C"])
-            .arg(&work)
-            .arg("-cf")
-            .arg(&tmp_tar)
-            .arg("."),
-    ));
-    rootfs.actions.push(Action::Install { from: tmp_tar, to: tar.clone(), executable: false });
-    rootfs.actions.push(Action::Clean { path: work });
+    let packages: Vec<String> = PACKAGES.iter().map(|p| p.to_string()).collect();
+    let (rootfs, tar) = rootfs_step(root, arch, suite, cache, &name, &packages)?;
     let digest = rootfs.fingerprint(root)?.digest();
 
     let image_tag = tag(arch, suite);
@@ -118,6 +88,52 @@ pub fn steps(
     ));
     image.actions.push(Action::Clean { path: context });
     Ok((vec![rootfs, image], digest))
+}
+
+/// A debootstrap rootfs of `arch` with `packages`, as a tarball cached under `cache/rootfs/`
+/// as `<name>.tar` with its stamp beside it.
+pub fn rootfs_step(
+    root: &std::path::Path,
+    arch: Arch,
+    suite: Suite,
+    cache: &std::path::Path,
+    name: &str,
+    packages: &[String],
+) -> Result<(Step, PathBuf)> {
+    let debian = arch.debian_arch().ok_or_else(|| anyhow::anyhow!("{arch} has no Debian rootfs"))?;
+    let dir = cache.join("rootfs");
+    let tar = dir.join(format!("{name}.tar"));
+    let work = dir.join(format!("{name}.work"));
+
+    let mut rootfs =
+        Step::new("rootfs", format!("debootstrap {} {debian} rootfs", suite.name()), StepKind::Rootfs { suite });
+    rootfs.stamp = Some(dir.join(format!("{name}.stamp.json")));
+    rootfs.values.insert("suite".into(), suite.name().into());
+    rootfs.values.insert("arch".into(), debian.into());
+    rootfs.values.insert("mirror".into(), MIRROR.into());
+    rootfs.values.insert("packages".into(), packages.join(","));
+    rootfs.outputs.push(tar.clone());
+    rootfs.actions.push(Action::Clean { path: work.clone() });
+    rootfs.actions.push(Action::Run(
+        Command::new("debootstrap", root)
+            .args(["--variant=minbase", &format!("--arch={debian}"), &format!("--include={}", packages.join(","))])
+            .arg(suite.name())
+            .arg(&work)
+            .arg(MIRROR),
+    ));
+    let tmp_tar = crate::fsx::tmp_sibling(&tar);
+    // Numeric owners: the image must not depend on the host's user names.
+    rootfs.actions.push(Action::Run(
+        Command::new("tar", root)
+            .args(["--numeric-owner", "--sort=name", "-C"])
+            .arg(&work)
+            .arg("-cf")
+            .arg(&tmp_tar)
+            .arg("."),
+    ));
+    rootfs.actions.push(Action::Install { from: tmp_tar, to: tar.clone(), executable: false });
+    rootfs.actions.push(Action::Clean { path: work });
+    Ok((rootfs, tar))
 }
 
 /// What the host needs for `steps`: debootstrap (installed when missing, as root) and tar.

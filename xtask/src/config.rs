@@ -27,7 +27,20 @@ pub struct DistConfig {
     pub envs: BTreeMap<String, PathBuf>,
     #[serde(default)]
     pub docker: Docker,
+    #[serde(default)]
+    pub electron: Electron,
     pub packaging: Packaging,
+}
+
+/// Where electron-builder takes the Electron binaries from.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Electron {
+    /// An unpacked Electron of the pinned version for the target (electron-builder's
+    /// `electronDist`); `{arch}` is replaced by the target's name. The environment variable
+    /// KT_ELECTRON_DIST overrides it. Unset: electron-builder downloads Electron itself.
+    #[serde(default)]
+    pub dist: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -209,8 +222,41 @@ pub struct DebPackaging {
     pub recommends: Vec<String>,
     #[serde(default)]
     pub compression: Compression,
+    /// The codec's level; default xz 6 and gzip 9 (dpkg-deb's), zstd 19.
+    #[serde(default)]
+    pub compression_level: Option<u32>,
     #[serde(default)]
     pub kiosk_service: bool,
+    /// `User=` of the kiosk unit (Raspberry Pi OS before bookworm made `pi`).
+    #[serde(default = "default_kiosk_user")]
+    pub kiosk_user: String,
+    /// Folder of square PNG icons named `<N>x<N>.png` (hicolor theme sizes).
+    pub icons: PathBuf,
+    /// Short license name for /usr/share/doc/<package>/copyright, e.g. MIT.
+    pub license: String,
+    /// The license text shipped in the copyright file.
+    pub license_file: PathBuf,
+}
+
+fn default_kiosk_user() -> String {
+    "pi".into()
+}
+
+impl Compression {
+    pub fn level(self, configured: Option<u32>) -> u32 {
+        configured.unwrap_or(match self {
+            Compression::Xz => 6,
+            Compression::Gzip => 9,
+            Compression::Zstd => 19,
+        })
+    }
+
+    pub fn max_level(self) -> u32 {
+        match self {
+            Compression::Xz | Compression::Gzip => 9,
+            Compression::Zstd => 19,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -343,6 +389,8 @@ impl Config {
             }
         };
         need("python.dir".into(), &py.dir, Path::new(""));
+        need("packaging.deb.icons".into(), &self.dist.packaging.deb.icons, Path::new(""));
+        need("packaging.deb.license_file".into(), &self.dist.packaging.deb.license_file, Path::new(""));
         need("python.requirements".into(), &py.requirements, &py.dir);
         need("python.build_requirements".into(), &py.build_requirements, &py.dir);
         need("python.dev_requirements".into(), &py.dev_requirements, &py.dir);
@@ -393,6 +441,30 @@ impl Config {
                         suite.name(),
                         suite.glibc()
                     ));
+            }
+        }
+        let deb = &self.dist.packaging.deb;
+        if let Some(level) = deb.compression_level
+            && (level > deb.compression.max_level() || (deb.compression == Compression::Zstd && level == 0))
+        {
+            missing.push(format!(
+                "{CONFIG_FILE}: packaging.deb.compression_level: {level} is out of range for {:?}; use {}..={}",
+                deb.compression,
+                u32::from(deb.compression == Compression::Zstd),
+                deb.compression.max_level()
+            ));
+        }
+        // dpkg reads zstd members from 1.21.18 (bookworm, glibc 2.36); bullseye's cannot.
+        if deb.compression == Compression::Zstd {
+            for (arch, t) in &self.dist.targets {
+                if let Some(floor) = t.glibc
+                    && floor < Suite::Bookworm.glibc()
+                {
+                    missing.push(format!(
+                        "{CONFIG_FILE}: packaging.deb.compression: zstd, but targets.{arch}.glibc {floor} means a \
+                         bullseye-era OS whose dpkg cannot unpack zstd members; use `compression: xz`"
+                    ));
+                }
             }
         }
         if self.dist.services.is_empty() {
@@ -583,6 +655,27 @@ mod tests {
             err.contains(&format!("dist.yaml:{line}:12: services.tts_service.entry: `src/tts.py` does not exist (looked for python-service/src/tts.py)")),
             "{err}"
         );
+    }
+
+    #[test]
+    fn zstd_is_refused_for_a_bullseye_floor_and_levels_are_checked() {
+        let text = repo_text().replace("    compression: xz\n", "    compression: zstd\n");
+        assert!(Config::parse(&repo_root(), &text).is_ok(), "bookworm floors read zstd");
+        let bullseye = text.replacen(
+            "glibc: \"2.36\"\n    engine: auto\n    base: {debootstrap: bookworm}",
+            "glibc: \"2.31\"\n    engine: auto\n    base: {debootstrap: bullseye}",
+            1,
+        );
+        assert_ne!(bullseye, text);
+        let err = parse_err(&bullseye);
+        assert!(
+            err.contains("packaging.deb.compression: zstd, but targets.armv7l.glibc 2.31 means a bullseye-era OS whose dpkg cannot unpack zstd members; use `compression: xz`"),
+            "{err}"
+        );
+        let text = repo_text().replace("    compression: xz\n", "    compression: xz\n    compression_level: 10\n");
+        assert!(parse_err(&text).contains("packaging.deb.compression_level: 10 is out of range for Xz; use 0..=9"));
+        let text = repo_text().replace("icons: electron-app/build/icons", "icons: electron-app/icons");
+        assert!(parse_err(&text).contains("packaging.deb.icons: `electron-app/icons` does not exist"));
     }
 
     #[test]

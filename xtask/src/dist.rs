@@ -6,9 +6,12 @@ use crate::{
     arch::Arch,
     base_image,
     config::{Base, Config, EngineChoice},
+    electron,
     engine::{Engine, Route},
     lock::TreeLock,
+    package,
     plan::{self, Action, Force, Plan, RunOptions, Step, StepKind},
+    release_manifest,
     services::{self, Layout, Tools},
 };
 
@@ -21,6 +24,9 @@ pub struct Request {
     pub engine: Option<EngineChoice>,
     /// `build-services --service`: only these (all when empty).
     pub services: Vec<String>,
+    /// `dist`: go on from the services to the app, the .deb and release/<version>/
+    /// (`build-services` stops after the services).
+    pub package: bool,
 }
 
 /// How to carry the plan out.
@@ -112,6 +118,14 @@ pub fn plan(config: &Config, req: &Request, host: Option<Arch>, tools: &Tools) -
             steps.push(cross);
         }
     }
+    if req.package {
+        let service_steps: Vec<String> = steps
+            .iter()
+            .filter(|s| matches!(s.kind, StepKind::BuildService { .. } | StepKind::CrossBuild { .. }))
+            .map(|s| s.id.clone())
+            .collect();
+        package_steps(config, req.arch, &layout, tools, &mut steps, service_steps)?;
+    }
     Ok(Plan {
         product: config.dist.product.product_name.clone(),
         version: config.version.clone(),
@@ -122,6 +136,42 @@ pub fn plan(config: &Config, req: &Request, host: Option<Arch>, tools: &Tools) -
         root: config.root.clone(),
         steps,
     })
+}
+
+/// From the built services to release/<version>/: node_modules, electron-builder, afterpack,
+/// the .deb, the release record. The preflight (first step) learns what these need.
+fn package_steps(
+    config: &Config,
+    arch: Arch,
+    layout: &Layout,
+    tools: &Tools,
+    steps: &mut Vec<Step>,
+    service_steps: Vec<String>,
+) -> Result<()> {
+    let electron_dist = electron::electron_dist(config, arch, tools.electron_dist.as_deref());
+    let preflight = &mut steps[0];
+    preflight.actions.push(Action::RequireTool {
+        tool: "node".into(),
+        fix: "install Node.js 20 or later (Debian: apt-get install nodejs npm)".into(),
+    });
+    if let Some(dist) = &electron_dist {
+        // A wrong-arch or missing electronDist fails here, not after the service builds.
+        preflight.actions.push(Action::Verify { paths: vec![dist.join("electron")], arch, glibc: None });
+    }
+    steps.push(electron::node_modules_step(&config.root, tools.node.as_deref())?);
+    steps.push(electron::builder_step(config, arch, electron_dist.as_deref(), tools.node.as_deref()));
+    let mut afterpack = electron::afterpack_step(config, arch, &layout.dist);
+    afterpack.after.extend(service_steps);
+    steps.push(afterpack);
+    if arch.debian_arch().is_some() {
+        let epoch = tools.source_date_epoch.clone().map_err(anyhow::Error::msg)?;
+        let app = electron::unpacked(&config.root, arch);
+        let deb = package::deb_step(config, arch, &app, epoch)?;
+        let artifact = deb.outputs[0].clone();
+        steps.push(deb);
+        steps.push(release_manifest::step(config, arch, &artifact, &layout.dist, epoch));
+    }
+    Ok(())
 }
 
 fn selected_services(config: &Config, wanted: &[String]) -> Result<Vec<String>> {
@@ -178,44 +228,20 @@ mod tests {
             cache: "/var/cache/kitchntabs".into(),
             // Like this machine: a Docker 28 client without buildx ahead of Debian's 20.10.
             path: crate::engine::tests::fake_path(&["new-docker", "buildkit"]),
+            electron_dist: Some("/opt/electron/{arch}".into()),
+            source_date_epoch: Ok(1_767_323_045),
+            node: Some("v20.19.0".into()),
         }
     }
 
     fn request(arch: Arch, engine: Option<EngineChoice>) -> Request {
-        Request { arch, env: "prod".into(), engine, services: Vec::new() }
+        Request { arch, env: "prod".into(), engine, services: Vec::new(), package: true }
     }
 
     fn rendered(req: &Request) -> Result<String> {
         let config = Config::load(&repo_root()).unwrap();
         let plan = plan(&config, req, Some(Arch::X64), &tools())?;
         Ok(plan.render_with(None)?.replace(&repo_root().to_string_lossy().into_owned(), "<root>"))
-    }
-
-    /// Compare with `xtask/snapshots/NAME.txt`; `UPDATE_SNAPSHOTS=1` rewrites it.
-    fn snapshot(name: &str, actual: &str) {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("snapshots").join(format!("{name}.txt"));
-        if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(&path, actual).unwrap();
-            return;
-        }
-        let expected = std::fs::read_to_string(&path)
-            .unwrap_or_else(|_| panic!("no snapshot {}: run with UPDATE_SNAPSHOTS=1 and review it", path.display()));
-        if expected != actual {
-            let diff: Vec<String> = expected
-                .lines()
-                .zip(actual.lines())
-                .enumerate()
-                .filter(|(_, (e, a))| e != a)
-                .take(5)
-                .map(|(i, (e, a))| format!("line {}:\n  - {e}\n  + {a}", i + 1))
-                .collect();
-            panic!(
-                "plan differs from {} (UPDATE_SNAPSHOTS=1 to accept):\n{}\n--- actual ---\n{actual}",
-                path.display(),
-                diff.join("\n")
-            );
-        }
     }
 
     /// Every engine × arch, from an x64 host. darwin-arm64 has no container engine.
@@ -230,7 +256,7 @@ mod tests {
         for arch in Arch::ALL {
             for (choice, name) in engines {
                 match rendered(&request(arch, choice)) {
-                    Ok(text) => snapshot(&format!("dist-{arch}-{name}"), &text),
+                    Ok(text) => crate::snapshot::assert_snapshot(&format!("dist-{arch}-{name}"), &text),
                     Err(e) => {
                         assert_eq!(arch, Arch::DarwinArm64, "{arch} with {name}: {e:#}");
                         assert!(e.to_string().contains("builds natively on its own host"), "{e:#}");
@@ -249,7 +275,23 @@ mod tests {
         assert_eq!(json["engine"]["engine"], "docker_buildkit");
         let steps = json["steps"].as_array().unwrap();
         let kinds: Vec<_> = steps.iter().map(|s| s["kind"].as_str().unwrap()).collect();
-        assert_eq!(kinds, ["preflight", "rootfs", "base_image", "stage_config", "cross_build"]);
+        assert_eq!(
+            kinds,
+            [
+                "preflight",
+                "rootfs",
+                "base_image",
+                "stage_config",
+                "cross_build",
+                "node_modules",
+                "electron_builder",
+                "afterpack",
+                "deb",
+                "release"
+            ]
+        );
+        assert_eq!(steps[8]["file"], format!("kitchntabs_{}_armhf.deb", config.version));
+        assert_eq!(steps[7]["after"], serde_json::json!(["electron-builder", "cross-build"]));
         let cross = &steps[4];
         assert_eq!(cross["services"], serde_json::json!(["kt_service", "print_service", "tts_service"]));
         let run = cross["actions"].as_array().unwrap().iter().find(|a| a["action"] == "run").unwrap();
@@ -265,9 +307,24 @@ mod tests {
         let config = Config::load(&repo_root()).unwrap();
         let plan = plan(&config, &request(Arch::X64, None), Some(Arch::X64), &tools()).unwrap();
         let ids: Vec<_> = plan.steps.iter().map(|s| s.id.as_str()).collect();
-        assert_eq!(ids, ["preflight", "venv", "stage", "kt_service", "print_service", "tts_service"]);
+        assert_eq!(
+            ids,
+            [
+                "preflight",
+                "venv",
+                "stage",
+                "kt_service",
+                "print_service",
+                "tts_service",
+                "node-modules",
+                "electron-builder",
+                "afterpack",
+                "deb",
+                "release"
+            ]
+        );
         // Each service's own entry script is an input of its step alone.
-        for s in &plan.steps[3..] {
+        for s in &plan.steps[3..6] {
             let entries: Vec<_> = s.inputs.iter().filter(|p| p.extension().is_some_and(|e| e == "py")).collect();
             assert_eq!(entries, [&config.python_dir().join(format!("src/{}.py", s.id))]);
         }
@@ -317,12 +374,25 @@ mod tests {
     }
 
     #[test]
-    fn build_services_filters_to_the_named_service() {
+    fn build_services_filters_to_the_named_service_and_stops_there() {
         let config = Config::load(&repo_root()).unwrap();
         let mut req = request(Arch::X64, None);
         req.services = vec!["tts_service".into()];
+        req.package = false;
         let plan = plan(&config, &req, Some(Arch::X64), &tools()).unwrap();
         let ids: Vec<_> = plan.steps.iter().map(|s| s.id.as_str()).collect();
         assert_eq!(ids, ["preflight", "venv", "stage", "tts_service"]);
+    }
+
+    #[test]
+    fn a_wrong_arch_electron_dist_is_checked_before_the_builds() {
+        let config = Config::load(&repo_root()).unwrap();
+        let p = plan(&config, &request(Arch::Armv7l, None), Some(Arch::X64), &tools()).unwrap();
+        let text = p.render_with(None).unwrap();
+        assert!(text.contains("verify /opt/electron/armv7l/electron runs on armv7l"), "{text}");
+        let mut tools = tools();
+        tools.source_date_epoch = Err("not a git checkout".into());
+        let err = plan(&config, &request(Arch::Armv7l, None), Some(Arch::X64), &tools).unwrap_err();
+        assert_eq!(err.to_string(), "not a git checkout");
     }
 }

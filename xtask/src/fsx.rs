@@ -70,9 +70,8 @@ pub fn is_root() -> bool {
 
 /// Copy `tops` (files or folders relative to `from`) into `to`, leaving out venvs, build
 /// outputs and caches: a scratch copy of the repository for tests.
-#[cfg(test)]
 pub fn copy_tree(from: &Path, to: &Path, tops: &[&str]) -> Result<()> {
-    let skip = [".venv", "dist", "build", "__pycache__", ".pytest_cache", "node_modules", "target"];
+    let skip = [".venv", "dist", "release", "__pycache__", ".pytest_cache", "node_modules", "target"];
     for top in tops {
         for e in walkdir::WalkDir::new(from.join(top))
             .into_iter()

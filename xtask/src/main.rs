@@ -7,16 +7,22 @@ mod base_image;
 mod bench;
 mod check;
 mod config;
+mod deb;
 mod dist;
 mod doctor;
+mod electron;
 mod engine;
 mod fingerprint;
 mod fsx;
 mod install_hooks;
 mod lock;
+mod package;
 mod plan;
 mod release;
+mod release_manifest;
+mod rng;
 mod services;
+mod smoke_test;
 #[cfg(test)]
 mod snapshot;
 mod targets;
@@ -70,6 +76,10 @@ enum Command {
     /// on the target: ELF class/machine, ARM float ABI, interpreter, glibc floor, including
     /// every library inside PyInstaller archives. Exit 0 clean, 1 a check failed, 2 unreadable.
     Verify(verify::VerifyArgs),
+    /// Install the release's .deb into a cached Debian rootfs of the target (debootstrap with
+    /// the package's Depends) and use it there under QEMU: dpkg -i, each service's
+    /// --self-test, /usr/bin/<name>, then dpkg -r must leave nothing behind.
+    SmokeTest(smoke_test::SmokeTestArgs),
     /// Run every test — Python (pytest), Node (node --test), Rust (cargo test) and the
     /// end-to-end cross-builds — setting up what they need (venv, node_modules, Docker, QEMU).
     Test(test::TestArgs),
@@ -89,6 +99,9 @@ enum Command {
     /// `dist --env prod` per arch; merge one SHA256SUMS and dist-manifest.json; sign with
     /// KT_GPG_KEY. `--merge DIR` only merges (CI's publish job).
     Release(release::ReleaseArgs),
+    /// The writer `bench deb` measures, in its own process (peak memory).
+    #[command(name = "bench-deb-writer", hide = true)]
+    BenchDebWriter { tree: PathBuf, out: PathBuf, level: u32 },
 }
 
 #[derive(Args)]
@@ -137,13 +150,13 @@ pub fn parse_arch(s: &str) -> Result<Arch, String> {
 }
 
 impl TargetArgs {
-    fn request(&self, services: Vec<String>) -> Result<dist::Request> {
+    fn request(&self, services: Vec<String>, package: bool) -> Result<dist::Request> {
         let arch = match self.arch {
             Some(a) => a,
             None => Arch::host()
                 .ok_or_else(|| anyhow::anyhow!("this host is not a known target; pass --arch ({})", Arch::choices()))?,
         };
-        Ok(dist::Request { arch, env: self.env.clone(), engine: self.engine, services })
+        Ok(dist::Request { arch, env: self.env.clone(), engine: self.engine, services, package })
     }
 
     fn mode(&self) -> dist::Mode {
@@ -175,15 +188,16 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Dist(a) => {
             let config = config::Config::load(&root)?;
-            dist::run(&config, &a.target.request(Vec::new())?, &a.target.mode(), &what)
+            dist::run(&config, &a.target.request(Vec::new(), true)?, &a.target.mode(), &what)
         }
         Command::BuildServices(a) => {
             let config = config::Config::load(&root)?;
-            dist::run(&config, &a.target.request(a.services.clone())?, &a.target.mode(), &what)
+            dist::run(&config, &a.target.request(a.services.clone(), false)?, &a.target.mode(), &what)
         }
         Command::BaseImage(a) => base_image::run(&config::Config::load(&root)?, &a, &what),
         Command::Doctor(a) => doctor::run(&config::Config::load(&root)?, &a),
         Command::Test(a) => test::run(&root, &a),
+        Command::SmokeTest(a) => smoke_test::run(&config::Config::load(&root)?, &a, &what),
         Command::Afterpack(a) => afterpack::run(&config::Config::load(&root)?, &a),
         Command::Bench(a) => bench::run(&config::Config::load(&root)?, &a),
         Command::Verify(a) => {
@@ -194,6 +208,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Check(a) => check::run(&root, &a),
         Command::InstallHooks => install_hooks::run(&root),
         Command::Release(a) => release::run(&config::Config::load(&root)?, &a),
+        Command::BenchDebWriter { tree, out, level } => deb::bench::bench_child(&tree, &out, level),
     }
 }
 

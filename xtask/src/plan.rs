@@ -160,6 +160,38 @@ pub enum Action {
     EnsurePackages {
         needs: Vec<ToolPackage>,
     },
+    /// afterpack: check the unpacked app is for `arch`, inject the services (0755, atomic),
+    /// write their manifest.json, verify the whole app.
+    Afterpack {
+        app: PathBuf,
+        arch: Arch,
+    },
+    /// Write the .deb of an unpacked app (temp file, then rename), every mtime `epoch`.
+    WriteDeb {
+        app: PathBuf,
+        arch: Arch,
+        out: PathBuf,
+        epoch: u64,
+    },
+    /// smoke-test: unpack `rootfs` into `scratch`, `dpkg -i` the .deb there (QEMU runs the
+    /// target's binaries), run each service's `--self-test`, check /usr/bin/<package>,
+    /// `dpkg -r` and compare the tree with before.
+    SmokeTest {
+        rootfs: PathBuf,
+        deb: PathBuf,
+        scratch: PathBuf,
+        package: String,
+        services: Vec<String>,
+    },
+    /// Write `dist-manifest.<arch>.json` for `artifact`, then merge `dir`'s manifests into
+    /// SHA256SUMS and dist-manifest.json.
+    RecordRelease {
+        dir: PathBuf,
+        arch: Arch,
+        artifact: PathBuf,
+        services: PathBuf,
+        epoch: u64,
+    },
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -200,6 +232,30 @@ impl Action {
                 let pkgs: Vec<_> = needs.iter().map(|n| format!("{} (apt {})", n.tool, n.package)).collect();
                 format!("ensure installed: {}", pkgs.join(", "))
             }
+            Action::Afterpack { app, arch } => format!(
+                "afterpack: check {} is a {arch} app, inject the services (0755) and manifest.json, verify the app \
+                 (= cargo xtask afterpack --app-out-dir {} --arch {arch})",
+                app.display(),
+                app.display()
+            ),
+            Action::WriteDeb { app, arch, out, epoch } => format!(
+                "write {} from {} ({arch}, SOURCE_DATE_EPOCH={epoch}; temp file, then rename)",
+                out.display(),
+                app.display()
+            ),
+            Action::SmokeTest { rootfs, deb, scratch, package, services } => format!(
+                "unpack {} into {}; chroot: dpkg -i {}, {} --self-test, readlink -f /usr/bin/{package}, \
+                 dpkg -r {package}; nothing may be left behind",
+                rootfs.display(),
+                scratch.display(),
+                deb.display(),
+                services.join(" / ")
+            ),
+            Action::RecordRelease { dir, arch, artifact, .. } => format!(
+                "record {} in {}/dist-manifest.{arch}.json, merge into SHA256SUMS and dist-manifest.json",
+                artifact.file_name().unwrap_or_default().to_string_lossy(),
+                dir.display()
+            ),
         }
     }
 }
@@ -230,6 +286,20 @@ pub enum StepKind {
     BaseImage {
         tag: String,
     },
+    /// electron-app/node_modules from the lockfile.
+    NodeModules,
+    /// electron-builder's unpacked app (`--dir`), without the services.
+    ElectronBuilder {
+        unpacked: String,
+    },
+    /// The services put into the unpacked app, and the app verified.
+    Afterpack,
+    /// The .deb written natively.
+    Deb {
+        file: String,
+    },
+    /// The artifact recorded in release/<version>/ (SHA256SUMS, dist-manifest.json).
+    Release,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -245,6 +315,10 @@ pub struct Step {
     pub values: BTreeMap<String, String>,
     pub outputs: Vec<PathBuf>,
     pub actions: Vec<Action>,
+    /// Steps that consume this one's outputs: when one of them runs, so does this one
+    /// (freshness is decided before anything runs, from each step's own inputs).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub after: Vec<String>,
     /// Run every time (checks): never stamped.
     pub always: bool,
     /// A check that only guards the other steps: skipped when none of them has work.
@@ -280,6 +354,7 @@ impl Step {
             values: BTreeMap::new(),
             outputs: Vec::new(),
             actions: Vec::new(),
+            after: Vec::new(),
             always: false,
             guard: false,
             parallel: false,
@@ -365,6 +440,24 @@ impl Plan {
         Ok(Freshness::Stale(why))
     }
 
+    /// Every step's freshness, `--force` applied, a step stale when a step it comes `after`
+    /// is due to run (the outputs it consumes will change).
+    pub fn all_freshness(&self, force: Option<&Force>) -> Result<Vec<Freshness>> {
+        let mut all: Vec<Freshness> = Vec::with_capacity(self.steps.len());
+        for (i, step) in self.steps.iter().enumerate() {
+            let upstream = step.after.iter().find(|id| {
+                self.steps[..i].iter().zip(&all).any(|(s, f)| &s.id == *id && !matches!(f, Freshness::UpToDate))
+            });
+            let f = match (force, upstream) {
+                (Some(force), _) if force.covers(step) => Freshness::Stale("forced".into()),
+                (_, Some(id)) if !step.always => Freshness::Stale(format!("{id} runs first")),
+                _ => self.freshness(step)?,
+            };
+            all.push(f);
+        }
+        Ok(all)
+    }
+
     /// Check `--force STEP` names a step of this plan (services may be named bare).
     pub fn resolve_force(&self, force: &Force) -> Result<()> {
         if let Force::Step(name) = force
@@ -397,15 +490,16 @@ impl Plan {
         )?;
         writeln!(out, "root: {}", self.root.display())?;
         let n = self.steps.len();
+        let freshness = match force {
+            Some(f) => Some(self.all_freshness(Some(f))?),
+            None => None,
+        };
         for (i, step) in self.steps.iter().enumerate() {
-            let status = match force {
+            let status = match freshness.as_ref().map(|f| &f[i]) {
                 None => String::new(),
-                Some(f) if f.covers(step) => "  (will run: forced)".to_string(),
-                Some(_) => match self.freshness(step)? {
-                    Freshness::UpToDate => "  (up to date)".to_string(),
-                    Freshness::Stale(why) => format!("  (will run: {why})"),
-                    Freshness::Always => "  (always runs)".to_string(),
-                },
+                Some(Freshness::UpToDate) => "  (up to date)".to_string(),
+                Some(Freshness::Stale(why)) => format!("  (will run: {why})"),
+                Some(Freshness::Always) => "  (always runs)".to_string(),
             };
             writeln!(out, "\n[{}/{n}] {} — {}{status}", i + 1, step.id, step.title)?;
             if !step.inputs.is_empty() {
@@ -422,6 +516,9 @@ impl Plan {
             }
             if step.parallel {
                 writeln!(out, "    runs at the same time as the neighbouring parallel steps")?;
+            }
+            if !step.after.is_empty() {
+                writeln!(out, "    runs again whenever {} runs", step.after.join(" or "))?;
             }
             if let Some(p) = &step.probe {
                 writeln!(out, "    up to date when `{}` prints {}", p.command.shell_line(), p.expect)?;
@@ -536,11 +633,7 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<RunReport> {
     // Decided once, before anything runs: a step's freshness depends on its own inputs and
     // outputs only (later steps name sources, not earlier steps' outputs, as inputs), and
     // hashing or probing an engine twice would be wasted.
-    let freshness: Vec<Freshness> = plan
-        .steps
-        .iter()
-        .map(|s| if opts.force.covers(s) { Ok(Freshness::Stale("forced".into())) } else { plan.freshness(s) })
-        .collect::<Result<_>>()?;
+    let freshness = plan.all_freshness(Some(&opts.force))?;
     // Checks guard long steps: when every other step is up to date there is nothing to guard,
     // and a no-op run should not start containers to find that out.
     let work = plan.steps.iter().zip(&freshness).any(|(s, f)| !s.guard && *f != Freshness::UpToDate);
@@ -612,7 +705,7 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<RunReport> {
 
 fn run_step(plan: &Plan, step: &Step, opts: &RunOptions) -> Result<()> {
     for action in &step.actions {
-        run_action(action, &step.title, opts)?;
+        run_action(&plan.root, action, &step.title, opts)?;
     }
     if !step.always && step.probe.is_none() {
         // Stamp last, from the inputs as they are now: had an input changed during the
@@ -623,7 +716,7 @@ fn run_step(plan: &Plan, step: &Step, opts: &RunOptions) -> Result<()> {
     Ok(())
 }
 
-fn run_action(action: &Action, title: &str, opts: &RunOptions) -> Result<()> {
+fn run_action(root: &Path, action: &Action, title: &str, opts: &RunOptions) -> Result<()> {
     match action {
         Action::Run(cmd) => run_command(cmd, title, opts.verbose),
         Action::Clean { path } => fsx::remove_all(path),
@@ -669,6 +762,24 @@ fn run_action(action: &Action, title: &str, opts: &RunOptions) -> Result<()> {
             })
         }
         Action::RegisterBinfmt { arches } => crate::doctor::register_binfmt(arches),
+        Action::Afterpack { app, arch } => {
+            crate::afterpack::afterpack(&crate::config::Config::load(root)?, *arch, app).map(drop)
+        }
+        Action::WriteDeb { app, arch, out, epoch } => {
+            let summary = crate::package::write(&crate::config::Config::load(root)?, *arch, app, out, *epoch)?;
+            if opts.verbose {
+                eprintln!("    {} ({} bytes, sha256 {})", summary.path.display(), summary.bytes, summary.sha256);
+            }
+            Ok(())
+        }
+        Action::SmokeTest { rootfs, deb, scratch, package, services } => {
+            crate::smoke_test::check(rootfs, deb, scratch, package, services)
+        }
+        Action::RecordRelease { dir, arch, artifact, services, epoch } => {
+            let config = crate::config::Config::load(root)?;
+            let m = crate::release_manifest::arch_manifest(&config, *arch, artifact, services, *epoch)?;
+            crate::release_manifest::record(dir, &m).map(drop)
+        }
         Action::EngineChecks { arch, engine, image } => crate::doctor::preflight(Path::new("/"), *arch, engine, image),
         Action::RequireHost { arch, fix } => {
             if Arch::host() == Some(*arch) {

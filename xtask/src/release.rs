@@ -12,18 +12,20 @@
 //! `release/<version>/dist-manifest.<arch>.json` listing each artifact's size and sha256.
 
 use std::{
-    collections::BTreeMap,
     fmt::Write as _,
-    io::Read,
     path::{Path, PathBuf},
 };
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use serde::{Deserialize, Deserializer, Serialize};
-use sha2::{Digest, Sha256};
+use serde::Serialize;
 
-use crate::{arch::Arch, config::Config, plan::Command};
+use crate::{
+    arch::Arch,
+    config::Config,
+    plan::Command,
+    release_manifest::{merge, write_merged},
+};
 
 #[derive(Args)]
 pub struct ReleaseArgs {
@@ -257,7 +259,7 @@ pub fn run(config: &Config, args: &ReleaseArgs) -> Result<()> {
         eprintln!(
             "merged {} artifacts of {} into {}",
             merged.manifest.artifacts.len(),
-            merged.manifest.arches.join(", "),
+            merged.manifest.arches.iter().map(|a| a.name()).collect::<Vec<_>>().join(", "),
             dir.display()
         );
         if let Some(k) = &key {
@@ -313,202 +315,6 @@ fn run_step(step: &ReleaseStep) -> Result<()> {
             crate::fsx::install(from, to)
         }
     }
-}
-
-/// One file of a release, as dist's manifest lists it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Artifact {
-    pub file: String,
-    pub arch: String,
-    pub size: u64,
-    pub sha256: String,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ServiceEntry {
-    pub name: String,
-    pub version: String,
-    pub sha256: String,
-    pub size: u64,
-    pub arch: String,
-}
-
-/// `release/<version>/dist-manifest.<arch>.json`, as dist writes it.
-#[derive(Clone, Debug, Deserialize)]
-pub struct ArchManifest {
-    pub version: String,
-    pub arch: String,
-    pub git_commit: String,
-    #[serde(deserialize_with = "epoch")]
-    pub source_date_epoch: u64,
-    pub artifacts: Vec<Artifact>,
-    #[serde(default)]
-    pub services: Vec<ServiceEntry>,
-    #[serde(default)]
-    pub tools: serde_json::Value,
-}
-
-/// SOURCE_DATE_EPOCH as a number or a numeric string (it is an environment variable).
-fn epoch<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    match serde_json::Value::deserialize(d)? {
-        serde_json::Value::Number(n) => {
-            n.as_u64().ok_or_else(|| serde::de::Error::custom("source_date_epoch must be >= 0"))
-        }
-        serde_json::Value::String(s) => {
-            s.parse().map_err(|_| serde::de::Error::custom(format!("source_date_epoch `{s}` is not a number")))
-        }
-        other => Err(serde::de::Error::custom(format!("source_date_epoch must be a number, got {other}"))),
-    }
-}
-
-/// The release's one manifest: every arch's artifacts, services and tools.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct MergedManifest {
-    pub version: String,
-    pub git_commit: String,
-    pub source_date_epoch: u64,
-    pub arches: Vec<String>,
-    pub artifacts: Vec<Artifact>,
-    /// arch → its services.
-    pub services: BTreeMap<String, Vec<ServiceEntry>>,
-    /// arch → the tool versions its build used.
-    pub tools: BTreeMap<String, serde_json::Value>,
-}
-
-pub struct Merged {
-    /// `sha256sum -c` input: `<sha256>  <file>` per artifact, sorted by file.
-    pub sums: String,
-    pub manifest: MergedManifest,
-}
-
-fn sha256_file(path: &Path) -> Result<(u64, String)> {
-    let mut f = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut size = 0u64;
-    loop {
-        let n = f.read(&mut buf).with_context(|| format!("cannot read {}", path.display()))?;
-        if n == 0 {
-            break;
-        }
-        size += n as u64;
-        hasher.update(&buf[..n]);
-    }
-    Ok((size, format!("{:x}", hasher.finalize())))
-}
-
-/// Read every `dist-manifest.<arch>.json` in `dir`, check each artifact on disk against it,
-/// and compute the merged SHA256SUMS and manifest. Writes nothing.
-pub fn merge(dir: &Path) -> Result<Merged> {
-    let mut found: Vec<(String, PathBuf)> = std::fs::read_dir(dir)
-        .with_context(|| format!("cannot read {}", dir.display()))?
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let arch = name.strip_prefix("dist-manifest.")?.strip_suffix(".json")?.to_string();
-            Some((arch, e.path()))
-        })
-        .collect();
-    found.sort();
-    if found.is_empty() {
-        bail!(
-            "{}: no dist-manifest.<arch>.json; build with `cargo xtask dist --arch ARCH --env prod`, or download every dist job's release/<version>/ into it",
-            dir.display()
-        );
-    }
-    let mut manifests: Vec<(String, ArchManifest)> = Vec::new();
-    for (arch, path) in &found {
-        let name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-        let m: ArchManifest = serde_json::from_str(&text).with_context(|| {
-            format!(
-                "{}: not a dist manifest (line {})",
-                path.display(),
-                serde_json::from_str::<serde_json::Value>(&text).err().map_or(0, |e| e.line())
-            )
-        })?;
-        if m.arch != *arch {
-            bail!("{}: says arch `{}` but its name says `{arch}`; rebuild that arch with dist", path.display(), m.arch);
-        }
-        manifests.push((name, m));
-    }
-    let (first_name, first) = &manifests[0];
-    for (name, m) in &manifests[1..] {
-        for (field, a, b) in [
-            ("version", m.version.clone(), first.version.clone()),
-            ("git_commit", m.git_commit.clone(), first.git_commit.clone()),
-            ("source_date_epoch", m.source_date_epoch.to_string(), first.source_date_epoch.to_string()),
-        ] {
-            if a != b {
-                bail!(
-                    "{name} has {field} {a} but {first_name} has {b}: every arch of a release must be built from the same commit; \
-                     rebuild the odd one out from the tagged commit"
-                );
-            }
-        }
-    }
-    let mut artifacts: Vec<Artifact> = Vec::new();
-    let mut from: BTreeMap<String, String> = BTreeMap::new();
-    for (name, m) in &manifests {
-        for a in &m.artifacts {
-            let plain = !a.file.is_empty()
-                && !a.file.contains('/')
-                && !a.file.contains('\\')
-                && a.file != "."
-                && a.file != "..";
-            if !plain {
-                bail!("{name}: artifact `{}` is not a file name in the release folder", a.file);
-            }
-            if let Some(other) = from.insert(a.file.clone(), name.clone()) {
-                bail!("{}: listed by both {other} and {name}; each artifact belongs to one arch", a.file);
-            }
-            let path = dir.join(&a.file);
-            if !path.is_file() {
-                bail!(
-                    "{}: listed in {name} but missing; download or rebuild that arch's release folder",
-                    path.display()
-                );
-            }
-            let (size, sha) = sha256_file(&path)?;
-            if size != a.size {
-                bail!(
-                    "{}: {size} bytes, but {name} says {}; the file changed after dist wrote the manifest: rebuild that arch",
-                    path.display(),
-                    a.size
-                );
-            }
-            if sha != a.sha256.to_ascii_lowercase() {
-                bail!(
-                    "{}: sha256 {sha}, but {name} says {}; the file changed after dist wrote the manifest: rebuild that arch",
-                    path.display(),
-                    a.sha256
-                );
-            }
-            artifacts.push(a.clone());
-        }
-    }
-    artifacts.sort_by(|a, b| a.file.cmp(&b.file));
-    let mut sums = String::new();
-    for a in &artifacts {
-        let _ = writeln!(sums, "{}  {}", a.sha256.to_ascii_lowercase(), a.file);
-    }
-    let manifest = MergedManifest {
-        version: first.version.clone(),
-        git_commit: first.git_commit.clone(),
-        source_date_epoch: first.source_date_epoch,
-        arches: manifests.iter().map(|(_, m)| m.arch.clone()).collect(),
-        artifacts,
-        services: manifests.iter().map(|(_, m)| (m.arch.clone(), m.services.clone())).collect(),
-        tools: manifests.iter().map(|(_, m)| (m.arch.clone(), m.tools.clone())).collect(),
-    };
-    Ok(Merged { sums, manifest })
-}
-
-/// SHA256SUMS and dist-manifest.json, each written through a temporary file and a rename.
-pub fn write_merged(dir: &Path, merged: &Merged) -> Result<()> {
-    crate::fsx::write_atomic(&dir.join("SHA256SUMS"), merged.sums.as_bytes())?;
-    let json = serde_json::to_string_pretty(&merged.manifest)? + "\n";
-    crate::fsx::write_atomic(&dir.join("dist-manifest.json"), json.as_bytes())
 }
 
 #[cfg(test)]

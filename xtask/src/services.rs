@@ -33,6 +33,12 @@ pub struct Tools {
     pub cache: PathBuf,
     /// The PATH engines are detected on.
     pub path: std::ffi::OsString,
+    /// `KT_ELECTRON_DIST`: an unpacked Electron for electron-builder, over dist.yaml's.
+    pub electron_dist: Option<String>,
+    /// SOURCE_DATE_EPOCH, else the commit time; why not, when neither is there.
+    pub source_date_epoch: std::result::Result<u64, String>,
+    /// `node --version`: electron-builder runs on it.
+    pub node: Option<String>,
 }
 
 impl Tools {
@@ -46,6 +52,9 @@ impl Tools {
             docker: std::env::var("DOCKER").ok().filter(|d| !d.is_empty()),
             cache: crate::base_image::cache_dir(),
             path: std::env::var_os("PATH").unwrap_or_default(),
+            electron_dist: std::env::var(crate::electron::ELECTRON_DIST_ENV).ok().filter(|d| !d.is_empty()),
+            source_date_epoch: crate::release_manifest::source_date_epoch(&config.root).map_err(|e| format!("{e:#}")),
+            node: tool_version("node"),
         }
     }
 }

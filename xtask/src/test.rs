@@ -34,26 +34,6 @@ pub enum Suite {
     E2e,
 }
 
-/// `pnpm install --frozen-lockfile` in electron-app/, only when the manifest or lockfile
-/// changed; pnpm itself (the version `packageManager` pins) from npm when it is missing.
-/// Electron's binary download is skipped: it cannot be fetched here, and no test needs it.
-pub fn node_modules_step(root: &Path) -> Result<Step> {
-    let app = root.join("electron-app");
-    let manifest: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(app.join("package.json"))?)?;
-    let pnpm = manifest["packageManager"].as_str().filter(|p| p.starts_with("pnpm@")).ok_or_else(|| {
-        anyhow::anyhow!("electron-app/package.json: packageManager must pin pnpm, e.g. \"pnpm@12.18.0\"")
-    })?;
-    let mut s = Step::new("node-modules", "install electron-app/node_modules (pnpm)", StepKind::Preflight);
-    s.inputs = ["package.json", "pnpm-lock.yaml", "pnpm-workspace.yaml"].iter().map(|f| app.join(f)).collect();
-    s.values.insert("node".into(), services::tool_version("node").unwrap_or_else(|| "missing".into()));
-    s.outputs.push(app.join("node_modules/.modules.yaml"));
-    s.actions.push(Action::EnsureNpmTool { tool: "pnpm".into(), package: pnpm.into() });
-    s.actions.push(Action::Run(
-        Command::new("pnpm", &app).args(["install", "--frozen-lockfile"]).env("ELECTRON_SKIP_BINARY_DOWNLOAD", "1"),
-    ));
-    Ok(s)
-}
-
 pub fn run(root: &Path, args: &TestArgs) -> Result<()> {
     let config = Config::load(root)?;
     let host = Arch::host().ok_or_else(|| anyhow::anyhow!("tests run on a Linux or macOS host of a known arch"))?;
@@ -79,7 +59,7 @@ pub fn run(root: &Path, args: &TestArgs) -> Result<()> {
         steps.push(s);
     }
     if wants(Suite::Node) {
-        steps.push(node_modules_step(root)?);
+        steps.push(crate::electron::node_modules_step(root, services::tool_version("node").as_deref())?);
         let mut s = Step::new("node-test", "Electron app tests (node --test)", StepKind::Preflight);
         s.always = true;
         s.actions.push(Action::Run(Command::new("node", &root.join("electron-app")).args(["--test", "test/"])));
@@ -88,8 +68,8 @@ pub fn run(root: &Path, args: &TestArgs) -> Result<()> {
     if wants(Suite::Rust) {
         let mut s = Step::new("cargo-test", "Rust tests (cargo test --workspace)", StepKind::Preflight);
         s.always = true;
-        // verify's fixtures are real binaries built by the tests with the cross compilers, and
-        // real .debs built and listed by dpkg-deb.
+        // verify's fixtures and the stand-in Electron are real binaries built by the tests with
+        // the cross compilers; the .debs are read by dpkg-deb and lintian.
         let need = |tool: &str, package: &str| ToolPackage { tool: tool.into(), package: package.into() };
         s.actions.push(Action::EnsurePackages {
             needs: vec![
@@ -98,6 +78,10 @@ pub fn run(root: &Path, args: &TestArgs) -> Result<()> {
                 need("aarch64-linux-gnu-gcc", "gcc-aarch64-linux-gnu"),
                 need("objcopy", "binutils"),
                 need("dpkg-deb", "dpkg"),
+                // The .deb tests: lintian over the real package, the host compiler for the
+                // x64 stand-in Electron.
+                need("lintian", "lintian"),
+                need("gcc", "gcc"),
             ],
         });
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());

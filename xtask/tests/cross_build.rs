@@ -1,7 +1,10 @@
-//! End-to-end cross-builds: the three services built for armv7l and arm64 by `cargo xtask
-//! dist` through Docker BuildKit under QEMU, checked as ELF for the right machine, run on
-//! their platform, rebuilt after a real one-service edit, and a no-op second run; then a
-//! second engine endpoint (another dockerd on its own socket) serving one arch.
+//! End-to-end cross-builds: `cargo xtask dist` for armv7l and arm64 — the three services
+//! through Docker BuildKit under QEMU, checked as ELF for the right machine and run on their
+//! platform, then the app (a stand-in Electron of the arch), the .deb and release/<version>/;
+//! for armv7l the .deb is installed into an armhf Debian rootfs and used there (`cargo xtask
+//! smoke-test`). A real one-service edit rebuilds that service alone, a no-op second run
+//! builds nothing; then a second engine endpoint (another dockerd on its own socket) serving
+//! one arch.
 //!
 //! Ignored by a plain `cargo test`: `cargo xtask test --only e2e` (and so `.ci/run`) installs
 //! docker.io, qemu-user-static and debootstrap, starts dockerd, registers QEMU and runs these.
@@ -55,15 +58,18 @@ fn cross_build(arch: &str, platform: &str, class: u8, machine: u16) {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("repo");
     copy_repo(&root);
+    let electron = common::stand_in_electron(tmp.path(), arch);
     let real = detected_docker(&root, arch);
     let (wrapper, log) = logging_docker(tmp.path(), &real);
-    let env = [("DOCKER", wrapper.to_str().unwrap())];
+    let env = [("DOCKER", wrapper.to_str().unwrap()), ("KT_ELECTRON_DIST", electron.to_str().unwrap())];
     let image = format!("kitchntabs-build-base:bookworm-{arch}");
     let dist_dir = root.join("python-service/dist").join(arch);
 
     let cold = xtask_json(&root, &["dist", "--arch", arch], &env);
     let report = outcomes(&cold);
-    assert_eq!(outcome(&report, "cross-build"), "built", "{report:?}");
+    for step in ["cross-build", "electron-builder", "afterpack", "deb", "release"] {
+        assert_eq!(outcome(&report, step), "built", "{report:?}");
+    }
     eprintln!(
         "{arch}: first build in a fresh tree {:.1} s (a cache replay on a warm engine)",
         common::seconds(&cold, "cross-build")
@@ -77,6 +83,25 @@ fn cross_build(arch: &str, platform: &str, class: u8, machine: u16) {
         let t = docker_run(&real, None, platform, &image, &dist_dir, &[&format!("/b/{s}"), "--self-test"]);
         assert!(t.contains(&format!("self-test ok: {s}")), "{t}");
     }
+    let debarch = if arch == "armv7l" { "armhf" } else { arch };
+    let deb = root.join(format!("release/{version}/kitchntabs_{version}_{debarch}.deb"));
+    let info = Command::new("dpkg-deb").arg("--field").arg(&deb).arg("Architecture").output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&info.stdout).trim(), debarch);
+    if arch == "armv7l" {
+        // Installed on the OS of the board, under QEMU: dpkg -i, each service's self-test,
+        // /usr/bin/kitchntabs, dpkg -r leaving nothing behind.
+        let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .arg("--root")
+            .arg(&root)
+            .args(["smoke-test", "--arch", arch])
+            .output()
+            .unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "smoke-test failed:\n{text}");
+        for s in SERVICES {
+            assert!(text.contains(&format!("python-service/{s}: self-test ok: {s}")), "{text}");
+        }
+    }
 
     // A real edit of one service: the step runs again, BuildKit rebuilds that stage alone,
     // so the other two binaries come back byte for byte.
@@ -88,6 +113,10 @@ fn cross_build(arch: &str, platform: &str, class: u8, machine: u16) {
     assert_eq!(before[0], after[0], "kt_service was rebuilt");
     assert_ne!(before[1], after[1], "print_service was not rebuilt");
     assert_eq!(before[2], after[2], "tts_service was rebuilt");
+    for step in ["afterpack", "deb", "release"] {
+        assert_eq!(outcome(&outcomes(&edited), step), "built", "{step}");
+    }
+    assert_eq!(outcome(&outcomes(&edited), "electron-builder"), "up_to_date");
     eprintln!("{arch}: one-service edit {:.1} s", common::seconds(&edited, "cross-build"));
 
     // Nothing changed: every step is up to date and the engine builds nothing.

@@ -1,6 +1,8 @@
-//! Real native builds of the three services through `cargo xtask dist`, in a copy of the
-//! repository so edits do not touch the checkout: cold build, no-op run, a one-service edit,
-//! and a touch that must rebuild nothing.
+//! Real native builds through `cargo xtask dist`, in a copy of the repository so edits do not
+//! touch the checkout: the three services, electron-builder for real (offline, with a stand-in
+//! Electron), afterpack, the .deb and release/<version>/; then the .deb checked with dpkg-deb
+//! and lintian, rebuilt byte for byte, the afterPack shim compared with the Rust step, and the
+//! incremental behaviour: no-op run, a one-service edit, a touch that must rebuild nothing.
 
 mod common;
 
@@ -18,8 +20,12 @@ fn host_arch() -> &'static str {
     }
 }
 
-/// Run `dist --json` in `root`; return the run report (step id → outcome).
+/// Run `dist --json` in `root` (Electron from the stand-in beside it); the run report.
 fn dist(root: &Path) -> Vec<(String, String)> {
+    dist_with(root, &[])
+}
+
+fn dist_with(root: &Path, args: &[&str]) -> Vec<(String, String)> {
     // Share the checkout's venv (synced by `cargo xtask test`) rather than download another.
     let venv = repo_root().join("python-service/.venv");
     let env = match std::env::var("KT_VENV") {
@@ -27,7 +33,10 @@ fn dist(root: &Path) -> Vec<(String, String)> {
         Err(_) if venv.join("bin/python").exists() => venv.to_string_lossy().into_owned(),
         Err(_) => String::new(),
     };
-    outcomes(&xtask_json(root, &["dist"], &[("KT_VENV", &env)]))
+    let electron = root.parent().unwrap().join(format!("electron-{}", host_arch()));
+    let mut all = vec!["dist"];
+    all.extend(args);
+    outcomes(&xtask_json(root, &all, &[("KT_VENV", &env), ("KT_ELECTRON_DIST", electron.to_str().unwrap())]))
 }
 
 fn run_binary(bin: &Path, arg: &str) -> String {
@@ -38,15 +47,22 @@ fn run_binary(bin: &Path, arg: &str) -> String {
 }
 
 #[test]
-fn native_dist_builds_runs_and_rebuilds_only_what_changed() {
+fn native_dist_builds_packages_and_rebuilds_only_what_changed() {
     let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path();
+    let root = &tmp.path().join("repo");
     copy_repo(root);
+    common::stand_in_electron(tmp.path(), host_arch());
     let version = version(root);
 
     let cold = dist(root);
-    for s in SERVICES {
+    for s in SERVICES.iter().chain(&["electron-builder", "afterpack", "deb", "release"]) {
         assert_eq!(outcome(&cold, s), "built", "{cold:?}");
+    }
+    common::package::check(root, tmp.path(), host_arch(), &version, &|args| {
+        let report = dist_with(root, args);
+        assert_eq!(outcome(&report, "deb"), "built", "{report:?}");
+    });
+    for s in SERVICES {
         let bin = root.join("python-service/dist").join(host_arch()).join(s);
         let v = run_binary(&bin, "--version");
         assert_eq!(v.trim(), format!("{s} {version} (default, {})", host_arch()));
@@ -78,8 +94,8 @@ fn native_dist_builds_runs_and_rebuilds_only_what_changed() {
     assert!(table.contains("libpython3.11.so.1.0"), "{table}");
 
     let again = dist(root);
-    for s in SERVICES.iter().chain(&["venv", "stage"]) {
-        assert_eq!(outcome(&again, s), "up_to_date", "{again:?}");
+    for (id, o) in &again {
+        assert!(o == "up_to_date" || (id == "preflight" && o == "skipped"), "{again:?}");
     }
 
     // A real edit to one service rebuilds that service alone.
@@ -88,6 +104,11 @@ fn native_dist_builds_runs_and_rebuilds_only_what_changed() {
     assert_eq!(outcome(&edited, "print_service"), "built", "{edited:?}");
     assert_eq!(outcome(&edited, "kt_service"), "up_to_date", "{edited:?}");
     assert_eq!(outcome(&edited, "tts_service"), "up_to_date", "{edited:?}");
+    // ... and everything it flows into, but not the Electron app itself.
+    assert_eq!(outcome(&edited, "electron-builder"), "up_to_date", "{edited:?}");
+    for s in ["afterpack", "deb", "release"] {
+        assert_eq!(outcome(&edited, s), "built", "{edited:?}");
+    }
 
     // Touching a file without changing it rebuilds nothing.
     let kt = root.join("python-service/src/kt_service.py");

@@ -22,6 +22,8 @@ fn fixture() -> tempfile::TempDir {
         "electron-app/package.json",
         "electron-app/pnpm-lock.yaml",
         "electron-app/electron-builder.config.js",
+        "electron-app/build",
+        "LICENSE",
         "python-service",
         "docker",
         ".github/workflows",

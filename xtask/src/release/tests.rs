@@ -8,7 +8,8 @@ fn repo_root() -> PathBuf {
 }
 
 fn sha(bytes: &[u8]) -> String {
-    format!("{:x}", Sha256::digest(bytes))
+    use sha2::Digest;
+    format!("{:x}", sha2::Sha256::digest(bytes))
 }
 
 /// A release folder as two dist runs leave it: each arch's .deb and its manifest.
@@ -54,16 +55,16 @@ fn merge_writes_one_sha256sums_and_one_manifest_for_every_arch() {
         std::process::Command::new("sha256sum").arg("-c").arg("SHA256SUMS").current_dir(d.path()).output().unwrap();
     assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stdout));
 
-    let m: MergedManifest =
+    let m: crate::release_manifest::Manifest =
         serde_json::from_str(&std::fs::read_to_string(d.path().join("dist-manifest.json")).unwrap()).unwrap();
     assert_eq!(m.version, "1.0.0");
     assert_eq!(m.git_commit, "0123456789abcdef0123456789abcdef01234567");
     assert_eq!(m.source_date_epoch, 1_700_000_000);
-    assert_eq!(m.arches, ["armv7l", "x64"]);
+    assert_eq!(m.arches, [Arch::Armv7l, Arch::X64]);
     assert_eq!(m.artifacts.len(), 2);
-    assert_eq!(m.services.keys().collect::<Vec<_>>(), ["armv7l", "x64"]);
-    assert_eq!(m.services["x64"][0].name, "kt_service");
-    assert_eq!(m.tools["armv7l"]["python"], "3.11.2");
+    assert_eq!(m.services.keys().collect::<Vec<_>>(), [&Arch::Armv7l, &Arch::X64]);
+    assert_eq!(m.services[&Arch::X64][0].name, "kt_service");
+    assert_eq!(m.tools[&Arch::Armv7l]["python"], "3.11.2");
     // Nothing temporary is left behind.
     assert!(std::fs::read_dir(d.path()).unwrap().all(|e| !e.unwrap().file_name().to_string_lossy().starts_with('.')));
     // The same inputs give the same bytes.

@@ -9,21 +9,36 @@ use std::{
 
 use serde_json::Value;
 
+pub mod package;
+
+/// This machine's target name, as `--arch` takes it.
+pub fn host_arch_name() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "x64",
+        "aarch64" => "arm64",
+        "arm" => "armv7l",
+        other => other,
+    }
+}
+
 pub const SERVICES: [&str; 3] = ["kt_service", "print_service", "tts_service"];
 
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
 
-/// Copy what dist reads — dist.yaml, the version source, the Python project without its venv
-/// and outputs, the Dockerfiles — so a test can edit sources without touching the checkout.
+/// Copy what dist reads — dist.yaml, the Electron app and the Python project without their
+/// installed modules and outputs, the Dockerfiles, the license — into a new git repository
+/// with one commit (its time is the release's SOURCE_DATE_EPOCH), so a test can edit sources
+/// without touching the checkout.
 pub fn copy_repo(to: &Path) {
     let from = repo_root();
-    let skip = [".venv", "dist", "build", "__pycache__", ".pytest_cache"];
-    for top in ["dist.yaml", ".dockerignore", "electron-app/package.json", "python-service", "docker"] {
+    let skip = [".venv", "dist", "node_modules", "release", "__pycache__", ".pytest_cache"];
+    let py_build = from.join("python-service/build");
+    for top in [".gitignore", "dist.yaml", ".dockerignore", "LICENSE", "electron-app", "python-service", "docker"] {
         for entry in walkdir::WalkDir::new(from.join(top))
             .into_iter()
-            .filter_entry(|e| !skip.contains(&e.file_name().to_string_lossy().as_ref()))
+            .filter_entry(|e| !skip.contains(&e.file_name().to_string_lossy().as_ref()) && e.path() != py_build)
         {
             let entry = entry.unwrap();
             let dest = to.join(entry.path().strip_prefix(&from).unwrap());
@@ -35,6 +50,90 @@ pub fn copy_repo(to: &Path) {
             }
         }
     }
+    let git = |args: &[&str]| {
+        let out = Command::new("git")
+            .args(["-c", "user.name=kt-test", "-c", "user.email=test@kitchntabs.invalid"])
+            .args(args)
+            .current_dir(to)
+            .env("GIT_COMMITTER_DATE", "2026-01-02T03:04:05Z")
+            .env("GIT_AUTHOR_DATE", "2026-01-02T03:04:05Z")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    git(&["init", "-q"]);
+    git(&["add", "-A"]);
+    git(&["commit", "-q", "-m", "test tree"]);
+}
+
+/// The commit time `copy_repo` gives its repository.
+pub const COMMIT_EPOCH: u64 = 1_767_323_045;
+
+/// A stand-in for an unpacked Electron of `arch` (electron-builder's `electronDist`), made
+/// with the cross compilers from apt: `electron` links `libffmpeg.so` beside it through
+/// `$ORIGIN` as the real one does, `chrome-sandbox`, a `version` file. Real ELF for the target,
+/// so electron-builder, afterpack's arch check, verify and the .deb see what they would see in
+/// a real Electron; Electron itself cannot be downloaded on these machines.
+pub fn stand_in_electron(dir: &Path, arch: &str) -> PathBuf {
+    let cc = match arch {
+        "x64" => "gcc",
+        "armv7l" => "arm-linux-gnueabihf-gcc",
+        "arm64" => "aarch64-linux-gnu-gcc",
+        other => panic!("no stand-in Electron for {other}"),
+    };
+    let out = dir.join(format!("electron-{arch}"));
+    std::fs::create_dir_all(out.join("locales")).unwrap();
+    let src = dir.join(format!("stand-in-{arch}"));
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(
+        src.join("ffmpeg.c"),
+        "#include <string.h>\nsize_t kt_ffmpeg(const char *s) { return strlen(s); }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        src.join("electron.c"),
+        r#"#include <stdio.h>
+#include <string.h>
+#include <stddef.h>
+size_t kt_ffmpeg(const char *s);
+int main(int argc, char **argv) {
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "--version") == 0) { puts("v43.8.11"); return 0; }
+    printf("stand-in Electron 43.8.11 %zu\n", kt_ffmpeg(argv[0]));
+    return 0;
+}
+"#,
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let o = Command::new(cc)
+            .args(args)
+            .current_dir(&src)
+            .output()
+            .unwrap_or_else(|e| panic!("{cc} is missing ({e}): `cargo xtask test` installs the cross compilers"));
+        assert!(o.status.success(), "{cc} {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    };
+    let lib = out.join("libffmpeg.so");
+    let exe = out.join("electron");
+    // Stripped, PIE, linked with -z now and relro: as Electron ships (lintian checks these).
+    run(&["-O2", "-s", "-shared", "-fPIC", "-Wl,-z,relro,-z,now", "-o", lib.to_str().unwrap(), "ffmpeg.c"]);
+    run(&[
+        "-O2",
+        "-s",
+        "-fPIE",
+        "-pie",
+        "-Wl,-z,relro,-z,now",
+        "-o",
+        exe.to_str().unwrap(),
+        "electron.c",
+        &format!("-L{}", out.display()),
+        "-lffmpeg",
+        "-Wl,-rpath,$ORIGIN",
+    ]);
+    std::fs::copy(&exe, out.join("chrome-sandbox")).unwrap();
+    std::fs::write(out.join("version"), "43.8.11").unwrap();
+    std::fs::write(out.join("locales/en-US.pak"), b"stand-in locale").unwrap();
+    out
 }
 
 pub fn version(root: &Path) -> String {

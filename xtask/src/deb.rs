@@ -1,0 +1,212 @@
+//! Native `.deb` writer: the package electron-builder's deb target (fpm) would produce,
+//! written in-process, reproducibly, at dpkg-deb's speed.
+//!
+//! Data flow, one way: [`DebSpec`] (what to package) -> `layout::plan` (sorted, validated
+//! tar items) -> data.tar.<ext> streamed through the compressor into a temp file beside
+//! the output, md5 of every file computed on the way -> control.tar.<ext> (control,
+//! md5sums, conffiles, scripts) -> the ar archive assembled into `<out>.tmp` -> rename to
+//! `<out>`. A failure at any step removes the temp files and leaves no `<out>`.
+//!
+//! Reproducible: every mtime is `source_date_epoch`, owners are 0:0 root/root, modes are
+//! normalised, entries are sorted, compressors run with fixed parameters whose output does
+//! not depend on the thread count (see `compress`).
+
+mod ar;
+pub mod bench;
+mod compress;
+mod control;
+pub mod electron;
+mod layout;
+mod output;
+mod spec;
+mod tarball;
+#[cfg(test)]
+mod tests;
+
+use std::fs::{self, File};
+use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+
+pub use electron::{CopyrightInfo, ElectronApp, KioskService, electron_app_spec};
+pub use spec::{Compression, DebArch, DebSpec, DpkgVersion};
+
+use compress::Encoder;
+use layout::{FileSource, Item, ItemKind};
+use output::{HashingWriter, TempFile};
+use tarball::TarWriter;
+
+/// lintian's `package-contains-ancient-file` fires for mtimes up to 1975; refuse anything
+/// before 1980-01-01 so an unset epoch (0) fails here, not in review.
+const MIN_SOURCE_DATE_EPOCH: u64 = 315_532_800;
+
+/// What was written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DebSummary {
+    pub path: PathBuf,
+    /// Size of the .deb.
+    pub bytes: u64,
+    /// SHA-256 of the .deb, lower-case hex.
+    pub sha256: String,
+    /// The `Installed-Size` field.
+    pub installed_size_kib: u64,
+    /// Regular files in data.tar (= lines in md5sums).
+    pub files: u64,
+    /// All data.tar entries (files, directories, symlinks), "./" included.
+    pub entries: u64,
+}
+
+/// Write `spec` as a .deb at `out`.
+///
+/// A stale `out` is deleted first: after a failed run there must be no package at `out`
+/// that a later release step could mistake for this build's.
+pub fn write_deb(spec: &DebSpec, out: &Path) -> Result<DebSummary> {
+    check_spec(spec)?;
+    let items = layout::plan(&spec.entries)?;
+    match fs::remove_file(out) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(e).with_context(|| format!("cannot remove the old {}", out.display()));
+        }
+    }
+    let ext = spec.compression.extension();
+
+    // 1. data.tar.<ext> into a temp file, hashing every file on the way.
+    let (data_tmp, data_file) = TempFile::create(out, "data.tmp")?;
+    let data = write_data_tar(spec, &items, data_file)
+        .with_context(|| format!("cannot write data.tar.{ext} for {}", out.display()))?;
+
+    // 2. control.tar.<ext>: small (a few KiB per thousand files), built in memory.
+    let control_file = control::render(&spec.control, data.installed_size_kib);
+    let members = control::members(spec, control_file, data.md5sums)?;
+    let control_tar = write_control_tar(spec, &members)
+        .with_context(|| format!("cannot write control.tar.{ext} for {}", out.display()))?;
+
+    // 3. ar archive into <out>.tmp, then rename.
+    let (deb_tmp, deb_file) = TempFile::create(out, "tmp")?;
+    let (bytes, sha256) = assemble(spec, &control_tar, data.file, data.compressed_size, deb_file)
+        .with_context(|| format!("cannot assemble {}", deb_tmp.path().display()))?;
+    deb_tmp.persist(out)?;
+    drop(data_tmp);
+
+    Ok(DebSummary {
+        path: out.to_path_buf(),
+        bytes,
+        sha256,
+        installed_size_kib: data.installed_size_kib,
+        files: data.files,
+        entries: items.len() as u64,
+    })
+}
+
+fn check_spec(spec: &DebSpec) -> Result<()> {
+    control::validate(&spec.control)?;
+    spec.compression.validate()?;
+    if let Compression::Zstd { .. } = spec.compression
+        && spec.target_dpkg < DpkgVersion::FIRST_WITH_ZSTD
+    {
+        bail!(
+            "DebSpec.compression is zstd but DebSpec.target_dpkg is {} (bullseye or older), \
+             whose dpkg cannot unpack zstd members (needs >= {}); use Compression::Xz {{ level: 6 }}, \
+             or set target_dpkg to DpkgVersion::BOOKWORM if no bullseye device installs this package",
+            spec.target_dpkg,
+            DpkgVersion::FIRST_WITH_ZSTD
+        );
+    }
+    if spec.source_date_epoch < MIN_SOURCE_DATE_EPOCH {
+        bail!(
+            "DebSpec.source_date_epoch {} is before 1980; lintian flags such files as ancient. \
+             Use the release commit's time (git log -1 --format=%ct)",
+            spec.source_date_epoch
+        );
+    }
+    if spec.threads == 0 {
+        bail!("DebSpec.threads is 0; use at least 1 (the output does not depend on it)");
+    }
+    Ok(())
+}
+
+struct DataTar {
+    file: File,
+    compressed_size: u64,
+    md5sums: String,
+    installed_size_kib: u64,
+    files: u64,
+}
+
+fn write_data_tar(spec: &DebSpec, items: &[Item<'_>], file: File) -> Result<DataTar> {
+    // The compressors hand out 32-128 KiB at a time; 256 KiB writes keep syscalls rare.
+    let sink = BufWriter::with_capacity(256 << 10, file);
+    let encoder = Encoder::new(spec.compression, spec.threads, sink)?;
+    let mut tar = TarWriter::new(encoder, spec.source_date_epoch);
+    let mut md5sums = String::new();
+    let mut installed_size_kib = 0;
+    let mut files = 0;
+    for item in items {
+        let written = tar.append_item(item)?;
+        match (written.file_size, written.md5) {
+            (Some(size), Some(md5)) => {
+                // Policy 5.6.20 as dpkg-gencontrol counts: files by size rounded up to KiB,
+                // every other object (directory, symlink) 1 KiB.
+                installed_size_kib += size.div_ceil(1024);
+                files += 1;
+                control::md5sums_line(&mut md5sums, &md5, item.md5sums_path())?;
+            }
+            _ => installed_size_kib += 1,
+        }
+    }
+    let encoder = tar.finish()?;
+    let sink = encoder.finish().context("cannot finish the compressed stream")?;
+    let mut file =
+        sink.into_inner().map_err(|e| e.into_error()).context("cannot flush the data temp file (disk full?)")?;
+    let compressed_size = file.stream_position()?;
+    Ok(DataTar { file, compressed_size, md5sums, installed_size_kib, files })
+}
+
+fn write_control_tar(spec: &DebSpec, members: &[(&'static str, Vec<u8>, u32)]) -> Result<Vec<u8>> {
+    // One thread: control.tar is tiny and the bytes do not depend on the count anyway.
+    let encoder = Encoder::new(spec.compression, 1, Vec::new())?;
+    let mut tar = TarWriter::new(encoder, spec.source_date_epoch);
+    tar.append_item(&Item { tar_path: "./".into(), kind: ItemKind::Dir, mode: 0o755 })?;
+    for (name, content, mode) in members {
+        tar.append_item(&Item {
+            tar_path: format!("./{name}"),
+            kind: ItemKind::File(FileSource::Bytes(content)),
+            mode: *mode,
+        })?;
+    }
+    Ok(tar.finish()?.finish()?)
+}
+
+fn assemble(spec: &DebSpec, control_tar: &[u8], mut data: File, data_size: u64, deb: File) -> Result<(u64, String)> {
+    let ext = spec.compression.extension();
+    let epoch = spec.source_date_epoch;
+    let mut out = HashingWriter::new(BufWriter::with_capacity(1 << 20, deb));
+    out.write_all(ar::MAGIC)?;
+    for (name, body) in [("debian-binary", &b"2.0\n"[..]), (&format!("control.tar.{ext}"), control_tar)] {
+        ar::member_header(&mut out, name, body.len() as u64, epoch)?;
+        out.write_all(body)?;
+        ar::member_padding(&mut out, body.len() as u64)?;
+    }
+    ar::member_header(&mut out, &format!("data.tar.{ext}"), data_size, epoch)?;
+    data.seek(SeekFrom::Start(0))?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut copied = 0u64;
+    loop {
+        let n = data.read(&mut buf).context("cannot read back the data temp file")?;
+        if n == 0 {
+            break;
+        }
+        out.write_all(&buf[..n])?;
+        copied += n as u64;
+    }
+    if copied != data_size {
+        bail!("data temp file changed size while being copied ({copied} of {data_size} bytes)");
+    }
+    ar::member_padding(&mut out, data_size)?;
+    let (sink, bytes, sha256) = out.finish();
+    sink.into_inner().map_err(|e| e.into_error()).context("cannot flush the package (disk full?)")?;
+    Ok((bytes, sha256))
+}

@@ -1,0 +1,117 @@
+//! The Electron half of `dist`: node_modules, electron-builder's unpacked app, and the
+//! afterPack step (services injected, the whole app verified).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+use crate::{
+    arch::Arch,
+    config::Config,
+    plan::{Action, Command, Step, StepKind},
+};
+
+/// Set to an unpacked Electron for the target (electron-builder's `electronDist`; `{arch}`
+/// is replaced by the target's name); overrides dist.yaml `electron.dist`.
+pub const ELECTRON_DIST_ENV: &str = "KT_ELECTRON_DIST";
+
+pub fn app_dir(root: &Path) -> PathBuf {
+    root.join("electron-app")
+}
+
+/// electron-builder's output for `arch`: `electron-app/release/<unpacked dir>`.
+pub fn unpacked(root: &Path, arch: Arch) -> PathBuf {
+    app_dir(root).join("release").join(arch.unpacked_dir())
+}
+
+/// The unpacked Electron electron-builder packs from: KT_ELECTRON_DIST, else dist.yaml's
+/// `electron.dist` with `{arch}` filled in (relative to the repository root), else none
+/// (electron-builder downloads it).
+pub fn electron_dist(config: &Config, arch: Arch, env: Option<&str>) -> Option<PathBuf> {
+    let raw = match env.filter(|e| !e.is_empty()) {
+        Some(e) => e,
+        None => config.dist.electron.dist.as_deref()?,
+    };
+    Some(config.root.join(raw.replace("{arch}", arch.name())))
+}
+
+/// `pnpm install --frozen-lockfile` in electron-app/, only when the manifest or lockfile
+/// changed; pnpm itself (the version `packageManager` pins) from npm when it is missing.
+/// Electron's binary download is skipped: electron-builder takes Electron from electronDist
+/// or its own cache, never from node_modules.
+pub fn node_modules_step(root: &Path, node: Option<&str>) -> Result<Step> {
+    let app = app_dir(root);
+    let path = app.join("package.json");
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?,
+    )
+    .with_context(|| format!("{} is not valid JSON", path.display()))?;
+    let pnpm = manifest["packageManager"].as_str().filter(|p| p.starts_with("pnpm@")).ok_or_else(|| {
+        anyhow::anyhow!("electron-app/package.json: packageManager must pin pnpm, e.g. \"pnpm@12.18.0\"")
+    })?;
+    let mut s = Step::new("node-modules", "install electron-app/node_modules (pnpm)", StepKind::NodeModules);
+    s.inputs = ["package.json", "pnpm-lock.yaml", "pnpm-workspace.yaml"].iter().map(|f| app.join(f)).collect();
+    s.values.insert("node".into(), node.unwrap_or("missing").into());
+    s.outputs.push(app.join("node_modules/.modules.yaml"));
+    s.actions.push(Action::EnsureNpmTool { tool: "pnpm".into(), package: pnpm.into() });
+    s.actions.push(Action::Run(
+        Command::new("pnpm", &app).args(["install", "--frozen-lockfile"]).env("ELECTRON_SKIP_BINARY_DOWNLOAD", "1"),
+    ));
+    Ok(s)
+}
+
+/// `electron-builder --linux dir --armv7l`: the unpacked app, without the services (dist
+/// runs afterpack itself next, so the shim is switched off with KT_SKIP_AFTERPACK=1).
+pub fn builder_step(config: &Config, arch: Arch, electron_dist: Option<&Path>, node: Option<&str>) -> Step {
+    let root = &config.root;
+    let app = app_dir(root);
+    let out = unpacked(root, arch);
+    let mut s = Step::new(
+        "electron-builder",
+        format!("electron-builder: unpacked {} app", arch),
+        StepKind::ElectronBuilder { unpacked: arch.unpacked_dir().into() },
+    );
+    s.after.push("node-modules".into());
+    s.inputs = ["src", "renderer", "package.json", "pnpm-lock.yaml", "electron-builder.config.js"]
+        .iter()
+        .map(|f| app.join(f))
+        .collect();
+    if let Some(dist) = electron_dist {
+        s.inputs.push(dist.to_path_buf());
+    }
+    s.values.insert("node".into(), node.unwrap_or("missing").into());
+    s.outputs.push(out.join(executable(config, arch)));
+    let flags = arch.electron_builder_flags();
+    let mut cmd = Command::new(app.join("node_modules/.bin/electron-builder").to_string_lossy(), &app)
+        .args(["--config", "electron-builder.config.js", flags[0], "dir", flags[1], "--publish", "never"])
+        .env("KT_SKIP_AFTERPACK", "1");
+    if let Some(dist) = electron_dist {
+        cmd = cmd.env(ELECTRON_DIST_ENV, dist.to_string_lossy());
+    }
+    s.actions.push(Action::Run(cmd));
+    s
+}
+
+/// The app's executable inside the unpacked dir (electron-builder's `executableName`).
+fn executable(config: &Config, arch: Arch) -> PathBuf {
+    crate::afterpack::AppLayout::new(config, arch, Path::new("")).executable
+}
+
+/// afterpack in Rust: the unpacked app is for the target, the services go in 0755 with their
+/// manifest, then the whole app is verified against the target's glibc floor.
+pub fn afterpack_step(config: &Config, arch: Arch, services_dir: &Path) -> Step {
+    let app = unpacked(&config.root, arch);
+    let layout = crate::afterpack::AppLayout::new(config, arch, &app);
+    let mut s = Step::new("afterpack", "inject the services into the app, verify the app", StepKind::Afterpack);
+    s.after.push("electron-builder".into());
+    s.inputs.push(layout.executable.clone());
+    s.inputs.push(layout.resources.join("app.asar"));
+    for name in config.dist.services.keys() {
+        s.inputs.push(services_dir.join(name));
+        s.outputs.push(layout.services().join(name));
+    }
+    s.outputs.push(layout.services().join("manifest.json"));
+    s.values.insert("version".into(), config.version.clone());
+    s.actions.push(Action::Afterpack { app, arch });
+    s
+}

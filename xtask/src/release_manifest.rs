@@ -1,0 +1,367 @@
+//! `release/<version>/`: what a release consists of. Each `dist --arch A` writes
+//! `dist-manifest.<A>.json` (its artifacts, service binaries, tool versions), then every
+//! per-arch manifest in the folder is merged into one `SHA256SUMS` (`sha256sum -c`
+//! compatible) and one `dist-manifest.json`. The merge re-hashes every artifact: a file
+//! changed or truncated since its dist run is an error, not a wrong checksum shipped.
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+};
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+
+use crate::{arch::Arch, config::Config, fingerprint::hash_file, fsx};
+
+pub const SUMS: &str = "SHA256SUMS";
+pub const MERGED: &str = "dist-manifest.json";
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Artifact {
+    /// File name inside `release/<version>/`.
+    pub file: String,
+    pub arch: Arch,
+    pub size: u64,
+    pub sha256: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceBinary {
+    pub name: String,
+    pub version: String,
+    pub arch: Arch,
+    pub size: u64,
+    pub sha256: String,
+}
+
+/// `dist-manifest.<arch>.json`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArchManifest {
+    pub version: String,
+    pub arch: Arch,
+    pub git_commit: String,
+    /// Uncommitted changes were present: the commit alone does not reproduce this build.
+    #[serde(default)]
+    pub git_dirty: bool,
+    pub source_date_epoch: u64,
+    pub artifacts: Vec<Artifact>,
+    #[serde(default)]
+    pub services: Vec<ServiceBinary>,
+    #[serde(default)]
+    pub tools: BTreeMap<String, String>,
+}
+
+/// `dist-manifest.json`: every arch of one version.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub version: String,
+    pub git_commit: String,
+    pub git_dirty: bool,
+    pub source_date_epoch: u64,
+    pub arches: Vec<Arch>,
+    pub artifacts: Vec<Artifact>,
+    /// arch → its service binaries.
+    pub services: BTreeMap<Arch, Vec<ServiceBinary>>,
+    /// arch → the tool versions its build used.
+    pub tools: BTreeMap<Arch, BTreeMap<String, String>>,
+}
+
+pub fn arch_manifest_name(arch: Arch) -> String {
+    format!("dist-manifest.{arch}.json")
+}
+
+/// The commit of `root` (`git rev-parse HEAD`) and whether the tree has uncommitted changes.
+pub fn git_state(root: &Path) -> Result<(String, bool)> {
+    let git = |args: &[&str]| crate::plan::Command::new("git", root).args(args).capture();
+    let commit = git(&["rev-parse", "HEAD"])
+        .map_err(|e| anyhow::anyhow!("{} is not a git checkout with a commit ({e}); commit first", root.display()))?;
+    let dirty = !git(&["status", "--porcelain", "--untracked-files=no"]).unwrap_or_default().is_empty();
+    Ok((commit, dirty))
+}
+
+/// SOURCE_DATE_EPOCH from the environment, else the time of the commit at `root`.
+pub fn source_date_epoch(root: &Path) -> Result<u64> {
+    if let Ok(v) = std::env::var("SOURCE_DATE_EPOCH") {
+        return v.trim().parse().with_context(|| {
+            format!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds; unset it to use the commit time")
+        });
+    }
+    let out = crate::plan::Command::new("git", root).args(["log", "-1", "--format=%ct"]).capture().map_err(|e| {
+        anyhow::anyhow!(
+            "cannot read the commit time of {} ({e}): commit first, or set SOURCE_DATE_EPOCH",
+            root.display()
+        )
+    })?;
+    out.parse().with_context(|| format!("`git log -1 --format=%ct` printed {out:?}"))
+}
+
+/// Everything `dist --arch` records for `arch` after writing `artifact`.
+pub fn arch_manifest(
+    config: &Config,
+    arch: Arch,
+    artifact: &Path,
+    services_dir: &Path,
+    epoch: u64,
+) -> Result<ArchManifest> {
+    let (git_commit, git_dirty) = git_state(&config.root)?;
+    let file = artifact.file_name().context("artifact has no file name")?.to_string_lossy().into_owned();
+    let artifacts = vec![Artifact { file, arch, size: size(artifact)?, sha256: hash_file(artifact)? }];
+    let mut services = Vec::new();
+    for name in config.dist.services.keys() {
+        let path = services_dir.join(name);
+        services.push(ServiceBinary {
+            name: name.clone(),
+            version: config.version.clone(),
+            arch,
+            size: size(&path)?,
+            sha256: hash_file(&path)?,
+        });
+    }
+    Ok(ArchManifest {
+        version: config.version.clone(),
+        arch,
+        git_commit,
+        git_dirty,
+        source_date_epoch: epoch,
+        artifacts,
+        services,
+        tools: tool_versions(config),
+    })
+}
+
+fn size(path: &Path) -> Result<u64> {
+    Ok(std::fs::metadata(path).with_context(|| format!("cannot stat {}", path.display()))?.len())
+}
+
+/// The versions of what shaped the artifacts (absent tools are left out).
+fn tool_versions(config: &Config) -> BTreeMap<String, String> {
+    let mut tools = BTreeMap::new();
+    tools.insert("xtask".into(), env!("CARGO_PKG_VERSION").into());
+    let modules = crate::electron::app_dir(&config.root).join("node_modules");
+    for pkg in ["electron", "electron-builder"] {
+        let path = modules.join(pkg).join("package.json");
+        if let Some(v) = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|j| j["version"].as_str().map(str::to_string))
+        {
+            tools.insert(pkg.into(), v);
+        }
+    }
+    for tool in ["node", &config.dist.python.interpreter] {
+        if let Some(v) = crate::services::tool_version(tool) {
+            tools.insert(tool.to_string(), v);
+        }
+    }
+    tools
+}
+
+/// Write `dist-manifest.<arch>.json`, then merge the folder.
+pub fn record(dir: &Path, manifest: &ArchManifest) -> Result<Manifest> {
+    let path = dir.join(arch_manifest_name(manifest.arch));
+    fsx::write_atomic(&path, format!("{}\n", serde_json::to_string_pretty(manifest)?).as_bytes())?;
+    let merged = merge(dir)?;
+    write_merged(dir, &merged)?;
+    Ok(merged.manifest)
+}
+
+/// The merge of a release folder, not yet written.
+pub struct Merged {
+    /// `sha256sum -c` input: `<sha256>  <file>` per artifact, sorted by file.
+    pub sums: String,
+    pub manifest: Manifest,
+}
+
+/// Read every `dist-manifest.<arch>.json` in `dir`, check each artifact on disk against it,
+/// and compute the merged SHA256SUMS and manifest. Writes nothing.
+pub fn merge(dir: &Path) -> Result<Merged> {
+    let mut found: Vec<(String, PathBuf)> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read {}", dir.display()))?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let arch = name.strip_prefix("dist-manifest.")?.strip_suffix(".json")?.to_string();
+            Some((arch, e.path()))
+        })
+        .collect();
+    found.sort();
+    if found.is_empty() {
+        bail!(
+            "{}: no dist-manifest.<arch>.json; build with `cargo xtask dist --arch ARCH --env prod`, or download every \
+             dist job's release/<version>/ into it",
+            dir.display()
+        );
+    }
+    let mut manifests: Vec<(String, ArchManifest)> = Vec::new();
+    for (arch, path) in &found {
+        let name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let m: ArchManifest = serde_json::from_str(&text).with_context(|| {
+            format!("{}: not a dist manifest; rebuild that arch with `cargo xtask dist`", path.display())
+        })?;
+        if m.arch.name() != arch {
+            bail!("{}: says arch `{}` but its name says `{arch}`; rebuild that arch with dist", path.display(), m.arch);
+        }
+        manifests.push((name, m));
+    }
+    let (first_name, first) = &manifests[0];
+    for (name, m) in &manifests[1..] {
+        for (field, a, b) in [
+            ("version", m.version.clone(), first.version.clone()),
+            ("git_commit", m.git_commit.clone(), first.git_commit.clone()),
+            ("source_date_epoch", m.source_date_epoch.to_string(), first.source_date_epoch.to_string()),
+        ] {
+            if a != b {
+                bail!(
+                    "{name} has {field} {a} but {first_name} has {b}: every arch of a release must be built from the same \
+                     commit; rebuild the odd one out from the tagged commit"
+                );
+            }
+        }
+    }
+    let mut artifacts: Vec<Artifact> = Vec::new();
+    let mut from: BTreeMap<String, String> = BTreeMap::new();
+    for (name, m) in &manifests {
+        for a in &m.artifacts {
+            let plain = !a.file.is_empty() && !a.file.contains(['/', '\\']) && a.file != "." && a.file != "..";
+            if !plain {
+                bail!("{name}: artifact `{}` is not a file name in the release folder", a.file);
+            }
+            if let Some(other) = from.insert(a.file.clone(), name.clone()) {
+                bail!("{}: listed by both {other} and {name}; each artifact belongs to one arch", a.file);
+            }
+            let path = dir.join(&a.file);
+            if !path.is_file() {
+                bail!(
+                    "{}: listed in {name} but missing; download or rebuild that arch's release folder",
+                    path.display()
+                );
+            }
+            let (size, sha) = (self::size(&path)?, hash_file(&path)?);
+            if size != a.size {
+                bail!(
+                    "{}: {size} bytes, but {name} says {}; the file changed after dist wrote the manifest: rebuild that arch",
+                    path.display(),
+                    a.size
+                );
+            }
+            if sha != a.sha256.to_ascii_lowercase() {
+                bail!(
+                    "{}: sha256 {sha}, but {name} says {}; the file changed after dist wrote the manifest: rebuild that arch",
+                    path.display(),
+                    a.sha256
+                );
+            }
+            artifacts.push(a.clone());
+        }
+    }
+    artifacts.sort_by(|a, b| a.file.cmp(&b.file));
+    let mut sums = String::new();
+    for a in &artifacts {
+        // Two spaces: text mode, what `sha256sum` writes and `sha256sum -c` reads.
+        sums.push_str(&format!("{}  {}\n", a.sha256.to_ascii_lowercase(), a.file));
+    }
+    let manifest = Manifest {
+        version: first.version.clone(),
+        git_commit: first.git_commit.clone(),
+        git_dirty: manifests.iter().any(|(_, m)| m.git_dirty),
+        source_date_epoch: first.source_date_epoch,
+        arches: manifests.iter().map(|(_, m)| m.arch).collect(),
+        artifacts,
+        services: manifests.iter().map(|(_, m)| (m.arch, m.services.clone())).collect(),
+        tools: manifests.iter().map(|(_, m)| (m.arch, m.tools.clone())).collect(),
+    };
+    Ok(Merged { sums, manifest })
+}
+
+/// SHA256SUMS and dist-manifest.json, each written through a temporary file and a rename.
+pub fn write_merged(dir: &Path, merged: &Merged) -> Result<()> {
+    fsx::write_atomic(&dir.join(SUMS), merged.sums.as_bytes())?;
+    fsx::write_atomic(&dir.join(MERGED), format!("{}\n", serde_json::to_string_pretty(&merged.manifest)?).as_bytes())
+}
+
+/// The release step of `dist`: record this arch's artifact and merge the folder.
+pub fn step(config: &Config, arch: Arch, artifact: &Path, services_dir: &Path, epoch: u64) -> crate::plan::Step {
+    let dir = crate::package::release_dir(config);
+    let mut s = crate::plan::Step::new(
+        "release",
+        format!("record {arch} in {}", fsx::rel(&config.root, &dir).display()),
+        crate::plan::StepKind::Release,
+    );
+    s.after.push("deb".into());
+    s.inputs.push(artifact.to_path_buf());
+    s.values.insert("SOURCE_DATE_EPOCH".into(), epoch.to_string());
+    s.outputs.push(dir.join(arch_manifest_name(arch)));
+    s.outputs.push(dir.join(SUMS));
+    s.outputs.push(dir.join(MERGED));
+    s.actions.push(crate::plan::Action::RecordRelease {
+        dir,
+        arch,
+        artifact: artifact.to_path_buf(),
+        services: services_dir.to_path_buf(),
+        epoch,
+    });
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(dir: &Path, arch: Arch, file: &str, body: &[u8]) -> ArchManifest {
+        std::fs::write(dir.join(file), body).unwrap();
+        ArchManifest {
+            version: "1.2.3".into(),
+            arch,
+            git_commit: "abc".into(),
+            git_dirty: false,
+            source_date_epoch: 1_700_000_000,
+            artifacts: vec![Artifact {
+                file: file.into(),
+                arch,
+                size: body.len() as u64,
+                sha256: hash_file(&dir.join(file)).unwrap(),
+            }],
+            services: Vec::new(),
+            tools: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn merge_writes_sha256sum_compatible_sums_over_every_arch() {
+        let d = tempfile::tempdir().unwrap();
+        record(d.path(), &manifest(d.path(), Arch::Arm64, "k_1.2.3_arm64.deb", b"arm64")).unwrap();
+        let merged = record(d.path(), &manifest(d.path(), Arch::Armv7l, "k_1.2.3_armhf.deb", b"armhf")).unwrap();
+        assert_eq!(merged.artifacts.len(), 2);
+        let sums = std::fs::read_to_string(d.path().join(SUMS)).unwrap();
+        assert_eq!(sums.lines().count(), 2);
+        assert!(sums.lines().next().unwrap().ends_with("  k_1.2.3_arm64.deb"), "{sums}");
+        let out = std::process::Command::new("sha256sum").args(["-c", SUMS]).current_dir(d.path()).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+        let json: serde_json::Value = serde_json::from_slice(&std::fs::read(d.path().join(MERGED)).unwrap()).unwrap();
+        let archs: Vec<_> = json["artifacts"].as_array().unwrap().iter().map(|a| a["arch"].clone()).collect();
+        assert!(archs.contains(&"armv7l".into()) && archs.contains(&"arm64".into()), "{json}");
+        assert_eq!(json["services"].as_object().unwrap().len(), 2, "{json}");
+    }
+
+    #[test]
+    fn merge_refuses_a_changed_artifact_and_mixed_commits() {
+        let d = tempfile::tempdir().unwrap();
+        record(d.path(), &manifest(d.path(), Arch::Arm64, "a.deb", b"arm64")).unwrap();
+        std::fs::write(d.path().join("a.deb"), b"tampered").unwrap();
+        let err = format!("{:#}", merge(d.path()).err().unwrap());
+        assert!(err.contains("a.deb: 8 bytes, but dist-manifest.arm64.json says 5"), "{err}");
+
+        let d = tempfile::tempdir().unwrap();
+        record(d.path(), &manifest(d.path(), Arch::Arm64, "a.deb", b"a")).unwrap();
+        let mut other = manifest(d.path(), Arch::X64, "b.deb", b"b");
+        other.git_commit = "def".into();
+        let err = format!("{:#}", record(d.path(), &other).unwrap_err());
+        assert!(err.contains("git_commit def") && err.contains("same commit"), "{err}");
+    }
+}

@@ -1,0 +1,205 @@
+//! `cargo xtask smoke-test --arch armv7l`: install the release's .deb into a Debian rootfs of
+//! the target's arch (debootstrap with the package's Depends, cached) and use it there under
+//! QEMU, as a board would: `dpkg -i`, every service's `--self-test`, `/usr/bin/<name>`
+//! resolving to the app, then `dpkg -r` leaving nothing behind. No board needed.
+
+use std::{
+    collections::BTreeSet,
+    path::{Path, PathBuf},
+};
+
+use anyhow::{Context, Result, bail};
+
+use crate::{
+    arch::Arch,
+    config::{Config, Suite},
+    plan::{self, Action, Command, Force, Plan, RunOptions, Step, StepKind},
+    services::Tools,
+};
+
+#[derive(clap::Args)]
+pub struct SmokeTestArgs {
+    /// Target arch of the package (armv7l, arm64, x64 and their aliases).
+    #[arg(long, value_parser = crate::parse_arch)]
+    arch: Arch,
+    /// The .deb (default: release/<version>/<name>_<version>_<debarch>.deb from `dist`).
+    #[arg(long, value_name = "FILE")]
+    deb: Option<PathBuf>,
+    /// Debian release of the rootfs: the OS the boards run.
+    #[arg(long, value_enum, default_value = "bookworm")]
+    suite: Suite,
+    /// Print the plan instead of running it.
+    #[arg(long)]
+    dry_run: bool,
+    /// Stream debootstrap's and dpkg's output.
+    #[arg(long, short)]
+    verbose: bool,
+}
+
+pub fn run(config: &Config, args: &SmokeTestArgs, what: &str) -> Result<()> {
+    let tools = Tools::probe(config);
+    let plan = plan(config, args, &tools)?;
+    if args.dry_run {
+        print!("{}", plan.render(&Force::None)?);
+        return Ok(());
+    }
+    let _lock = crate::lock::TreeLock::acquire(&tools.cache.join("smoke-test.lock"), what)?;
+    plan::run(&plan, &RunOptions { force: Force::None, verbose: args.verbose, keep_going: false })?;
+    Ok(())
+}
+
+/// The package names of a Depends list: `libc6 (>= 2.36)` → `libc6`; alternatives take the first.
+fn package_names(depends: &[String]) -> Vec<String> {
+    depends
+        .iter()
+        .map(|d| d.split('|').next().unwrap_or(d).split_whitespace().next().unwrap_or_default().to_string())
+        .filter(|d| !d.is_empty())
+        .collect()
+}
+
+pub fn plan(config: &Config, args: &SmokeTestArgs, tools: &Tools) -> Result<Plan> {
+    let arch = args.arch;
+    let debian = arch.debian_arch().with_context(|| format!("{arch} has no .deb to smoke-test"))?;
+    let deb = match &args.deb {
+        Some(d) => d.clone(),
+        None => crate::package::release_dir(config)
+            .join(crate::package::deb_name(config, arch).expect("a Debian arch has a .deb name")),
+    };
+    let mut preflight = Step::new("preflight", "check the host can run a rootfs of the target", StepKind::Preflight);
+    preflight.always = true;
+    crate::base_image::add_preflight(&mut preflight);
+    if Arch::host() != Some(arch) {
+        preflight.actions.push(Action::RegisterBinfmt { arches: vec![arch] });
+    }
+    let packages = package_names(&config.dist.packaging.deb.depends);
+    let name = format!("{}-{debian}-runtime", args.suite.name());
+    let (rootfs, tar) = crate::base_image::rootfs_step(&config.root, arch, args.suite, &tools.cache, &name, &packages)?;
+    let mut smoke = Step::new("smoke-test", format!("install and use {} in it", deb.display()), StepKind::Preflight);
+    smoke.always = true;
+    let scratch = config.root.join("target/xtask/smoke").join(arch.name());
+    smoke.actions.push(Action::Clean { path: scratch.clone() });
+    smoke.actions.push(Action::SmokeTest {
+        rootfs: tar,
+        deb,
+        scratch: scratch.clone(),
+        package: config.dist.product.name.clone(),
+        services: config.dist.services.keys().cloned().collect(),
+    });
+    smoke.actions.push(Action::Clean { path: scratch });
+    Ok(Plan {
+        product: config.dist.product.product_name.clone(),
+        version: config.version.clone(),
+        arch,
+        host: Arch::host(),
+        env: "-".into(),
+        engine: crate::engine::Engine::Native,
+        root: config.root.clone(),
+        steps: vec![preflight, rootfs, smoke],
+    })
+}
+
+/// `/proc` mounted in the rootfs for the duration (PyInstaller's bootloader finds itself
+/// through /proc/self/exe), unmounted however the check ends.
+struct ProcMount(PathBuf);
+
+impl ProcMount {
+    fn new(rootfs: &Path) -> Result<ProcMount> {
+        let proc = rootfs.join("proc");
+        output(Command::new("mount", Path::new("/")).args(["-t", "proc", "proc"]).arg(&proc))?;
+        Ok(ProcMount(proc))
+    }
+}
+
+impl Drop for ProcMount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+fn output(cmd: Command) -> Result<String> {
+    cmd.capture().map_err(|e| anyhow::anyhow!("`{}` failed: {e}", cmd.shell_line()))
+}
+
+/// Every path in the rootfs except what dpkg and the system keep as history.
+fn listing(rootfs: &Path) -> Result<BTreeSet<String>> {
+    let skip = ["proc", "tmp", "var/lib/dpkg", "var/log", "var/cache", "run"];
+    let mut out = BTreeSet::new();
+    for e in walkdir::WalkDir::new(rootfs).into_iter().filter_entry(|e| {
+        let rel = e.path().strip_prefix(rootfs).unwrap_or(e.path()).to_string_lossy().into_owned();
+        !skip.iter().any(|s| rel == *s)
+    }) {
+        let e = e.with_context(|| format!("cannot walk {}", rootfs.display()))?;
+        out.insert(e.path().strip_prefix(rootfs).unwrap_or(e.path()).to_string_lossy().into_owned());
+    }
+    Ok(out)
+}
+
+/// Unpack the rootfs, install the package, use it, remove it, compare.
+pub fn check(rootfs_tar: &Path, deb: &Path, scratch: &Path, package: &str, services: &[String]) -> Result<()> {
+    if !deb.is_file() {
+        bail!("{} does not exist: build it with `cargo xtask dist --arch <arch>` or pass --deb", deb.display());
+    }
+    let root = scratch.join("rootfs");
+    std::fs::create_dir_all(&root).with_context(|| format!("cannot create {}", root.display()))?;
+    output(Command::new("tar", Path::new("/")).args(["--numeric-owner", "-xf"]).arg(rootfs_tar).arg("-C").arg(&root))?;
+    let before = listing(&root)?;
+    let _proc = ProcMount::new(&root)?;
+    let chroot = |args: &[&str]| {
+        output(
+            Command::new("chroot", Path::new("/")).arg(&root).args(args).env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+        )
+    };
+    std::fs::copy(deb, root.join("tmp/package.deb")).context("cannot copy the .deb into the rootfs")?;
+    chroot(&["dpkg", "-i", "/tmp/package.deb"]).context("dpkg -i failed in the target's rootfs")?;
+    let status = chroot(&["dpkg-query", "-W", "-f", "${Status}", package])?;
+    if status != "install ok installed" {
+        bail!("after dpkg -i, {package} is `{status}`, not installed");
+    }
+
+    let link = chroot(&["readlink", "-f", &format!("/usr/bin/{package}")])?;
+    let files = chroot(&["dpkg-query", "-L", package])?;
+    if !files.lines().any(|f| f == link) {
+        bail!("/usr/bin/{package} resolves to {link}, which is not a file of the package");
+    }
+    let services_dir = Path::new(&link).parent().unwrap_or(Path::new("/")).join("resources/python-service");
+    for s in services {
+        let bin = services_dir.join(s);
+        let out = chroot(&[&bin.to_string_lossy(), "--self-test"])
+            .with_context(|| format!("the installed {} cannot run on the target", bin.display()))?;
+        if !out.contains(&format!("self-test ok: {s}")) {
+            bail!("{} --self-test printed {out:?}", bin.display());
+        }
+        eprintln!("    {}: {}", bin.display(), out.lines().last().unwrap_or_default());
+    }
+
+    chroot(&["dpkg", "-r", package]).context("dpkg -r failed")?;
+    chroot(&["dpkg", "--purge", package]).context("dpkg --purge failed")?;
+    std::fs::remove_file(root.join("tmp/package.deb")).ok();
+    let after = listing(&root)?;
+    let left: Vec<&String> = after.difference(&before).collect();
+    if !left.is_empty() {
+        bail!(
+            "dpkg -r left {} path(s) behind: {}",
+            left.len(),
+            left.iter().take(10).map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+        );
+    }
+    let gone: Vec<&String> = before.difference(&after).collect();
+    if !gone.is_empty() {
+        bail!(
+            "installing and removing the package deleted {}",
+            gone.iter().take(10).map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn depends_become_package_names() {
+        let names =
+            super::package_names(&["libc6 (>= 2.36)".into(), "libgtk-3-0".into(), "libasound2 | libasound2t64".into()]);
+        assert_eq!(names, ["libc6", "libgtk-3-0", "libasound2"]);
+    }
+}
