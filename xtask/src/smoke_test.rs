@@ -71,7 +71,10 @@ pub fn plan(config: &Config, args: &SmokeTestArgs, tools: &Tools) -> Result<Plan
     if Arch::host() != Some(arch) {
         preflight.actions.push(Action::RegisterBinfmt { arches: vec![arch] });
     }
-    let packages = package_names(&config.dist.packaging.deb.depends);
+    let mut packages = package_names(&config.dist.packaging.deb.depends);
+    // debootstrap does not resolve virtual alternatives: GTK's dconf-service needs
+    // `default-dbus-session-bus | dbus-session-bus`, which apt would satisfy with dbus.
+    packages.push("dbus-x11".into());
     let name = format!("{}-{debian}-runtime", args.suite.name());
     let (rootfs, tar) = crate::base_image::rootfs_step(&config.root, arch, args.suite, &tools.cache, &name, &packages)?;
     let mut smoke = Step::new("smoke-test", format!("install and use {} in it", deb.display()), StepKind::Preflight);
