@@ -101,6 +101,30 @@ pub fn write_deb(spec: &DebSpec, out: &Path) -> Result<DebSummary> {
     })
 }
 
+/// A reproducible `.tar.gz` of `src` (its folder name kept at the top): the macOS app, which
+/// ships as a tarball. Same rules as the .deb's data: sorted, root:root, normalised modes,
+/// every mtime `epoch`, symlinks kept (app bundles' frameworks are full of them).
+pub fn write_tar_gz(src: &Path, out: &Path, epoch: u64) -> Result<()> {
+    let name =
+        src.file_name().and_then(|n| n.to_str()).with_context(|| format!("{} has no UTF-8 name", src.display()))?;
+    let entries = spec::tree_entries(src, &format!("/{name}"))?;
+    let items = layout::plan(&entries)?;
+    let (tmp, file) = TempFile::create(out, "tmp")?;
+    let encoder = Encoder::new(Compression::Gzip { level: 9 }, 1, BufWriter::with_capacity(256 << 10, file))?;
+    let mut tar = TarWriter::new(encoder, epoch);
+    // The "./" root entry is for dpkg; a tarball starts at the app's folder.
+    for item in items.iter().filter(|i| i.tar_path != "./") {
+        tar.append_item(item)?;
+    }
+    tar.finish()?
+        .finish()
+        .context("cannot finish the gzip stream")?
+        .into_inner()
+        .map_err(|e| e.into_error())
+        .with_context(|| format!("cannot flush {} (disk full?)", tmp.path().display()))?;
+    tmp.persist(out)
+}
+
 fn check_spec(spec: &DebSpec) -> Result<()> {
     control::validate(&spec.control)?;
     spec.compression.validate()?;

@@ -163,14 +163,18 @@ fn package_steps(
     let mut afterpack = electron::afterpack_step(config, arch, &layout.dist);
     afterpack.after.extend(service_steps);
     steps.push(afterpack);
-    if arch.debian_arch().is_some() {
-        let epoch = tools.source_date_epoch.clone().map_err(anyhow::Error::msg)?;
-        let app = electron::unpacked(&config.root, arch);
-        let deb = package::deb_step(config, arch, &app, epoch)?;
-        let artifact = deb.outputs[0].clone();
-        steps.push(deb);
-        steps.push(release_manifest::step(config, arch, &artifact, &layout.dist, epoch));
-    }
+    let epoch = tools.source_date_epoch.clone().map_err(anyhow::Error::msg)?;
+    let app = electron::unpacked(&config.root, arch);
+    // Linux ships a .deb, macOS the app bundle as a tarball.
+    let artifact = if arch.debian_arch().is_some() {
+        package::deb_step(config, arch, &app, epoch)?
+    } else {
+        package::archive_step(config, arch, &app, epoch)
+    };
+    let mut release = release_manifest::step(config, arch, &artifact.outputs[0], &layout.dist, epoch);
+    release.after = vec![artifact.id.clone()];
+    steps.push(artifact);
+    steps.push(release);
     Ok(())
 }
 

@@ -42,6 +42,21 @@ pub fn deb_step(config: &Config, arch: Arch, app: &Path, epoch: u64) -> Result<S
     Ok(s)
 }
 
+/// darwin: the .app bundle as `release/<version>/<Product>-<version>-<arch>.tar.gz`.
+pub fn archive_step(config: &Config, arch: Arch, app: &Path, epoch: u64) -> Step {
+    let product = &config.dist.product.product_name;
+    let name = format!("{product}-{}-{arch}.tar.gz", config.version);
+    let out = release_dir(config).join(&name);
+    let bundle = app.join(format!("{product}.app"));
+    let mut s = Step::new("archive", format!("write {name}"), StepKind::Archive { file: name });
+    s.after.push("afterpack".into());
+    s.inputs.push(bundle.clone());
+    s.values.insert("SOURCE_DATE_EPOCH".into(), epoch.to_string());
+    s.outputs.push(out.clone());
+    s.actions.push(Action::WriteTarGz { src: bundle, out, epoch });
+    s
+}
+
 /// What [`write`] needs of the config, resolved: also what the tests vary.
 pub fn electron_app(config: &Config, arch: Arch, app: &Path, epoch: u64) -> Result<deb::ElectronApp> {
     let product = &config.dist.product;

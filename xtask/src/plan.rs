@@ -173,6 +173,12 @@ pub enum Action {
         out: PathBuf,
         epoch: u64,
     },
+    /// A reproducible .tar.gz of the folder `src` (the macOS app bundle).
+    WriteTarGz {
+        src: PathBuf,
+        out: PathBuf,
+        epoch: u64,
+    },
     /// smoke-test: unpack `rootfs` into `scratch`, `dpkg -i` the .deb there (QEMU runs the
     /// target's binaries), run each service's `--self-test`, check /usr/bin/<package>,
     /// `dpkg -r` and compare the tree with before.
@@ -243,6 +249,11 @@ impl Action {
                 out.display(),
                 app.display()
             ),
+            Action::WriteTarGz { src, out, epoch } => format!(
+                "write {} from {} (sorted, root:root, mtime {epoch}; temp file, then rename)",
+                out.display(),
+                src.display()
+            ),
             Action::SmokeTest { rootfs, deb, scratch, package, services } => format!(
                 "unpack {} into {}; chroot: dpkg -i {}, {} --self-test, readlink -f /usr/bin/{package}, \
                  dpkg -r {package}; nothing may be left behind",
@@ -296,6 +307,10 @@ pub enum StepKind {
     Afterpack,
     /// The .deb written natively.
     Deb {
+        file: String,
+    },
+    /// The macOS app as a reproducible .tar.gz.
+    Archive {
         file: String,
     },
     /// The artifact recorded in release/<version>/ (SHA256SUMS, dist-manifest.json).
@@ -774,6 +789,12 @@ fn run_action(root: &Path, action: &Action, title: &str, opts: &RunOptions) -> R
         }
         Action::SmokeTest { rootfs, deb, scratch, package, services } => {
             crate::smoke_test::check(rootfs, deb, scratch, package, services)
+        }
+        Action::WriteTarGz { src, out, epoch } => {
+            if let Some(dir) = out.parent() {
+                std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            }
+            crate::deb::write_tar_gz(src, out, *epoch)
         }
         Action::RecordRelease { dir, arch, artifact, services, epoch } => {
             let config = crate::config::Config::load(root)?;

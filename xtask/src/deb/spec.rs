@@ -223,6 +223,16 @@ impl DebSpec {
     /// stored as symlinks), keeps only the execute bit of regular files: setuid (e.g. on
     /// chrome-sandbox) is the postinst's decision, not the build machine's.
     pub fn add_tree(&mut self, src_dir: &Path, dest_prefix: &str) -> Result<()> {
+        self.entries.extend(tree_entries(src_dir, dest_prefix)?);
+        Ok(())
+    }
+}
+
+/// A folder's contents as entries under `dest_prefix`, the prefix directory included: see
+/// [`DebSpec::add_tree`].
+pub fn tree_entries(src_dir: &Path, dest_prefix: &str) -> Result<Vec<Entry>> {
+    let mut entries = Vec::new();
+    {
         if !dest_prefix.starts_with('/') {
             bail!("add_tree: destination {dest_prefix:?} must be absolute, e.g. \"/opt/KitchnTabs\"");
         }
@@ -259,8 +269,8 @@ impl DebSpec {
                     item.path().display()
                 );
             };
-            self.entries.push(entry);
+            entries.push(entry);
         }
-        Ok(())
     }
+    Ok(entries)
 }

@@ -831,3 +831,34 @@ fn bad_icon_is_refused_with_its_size() {
     let err = electron_app_spec(&a).unwrap_err().to_string();
     assert!(err.contains("64x64") && err.contains("48x48"), "{err}");
 }
+
+#[test]
+fn app_tarball_is_reproducible_root_owned_and_keeps_symlinks() {
+    let d = tempfile::tempdir().unwrap();
+    let app = d.path().join("KitchnTabs.app");
+    let macos = app.join("Contents/MacOS");
+    fs::create_dir_all(&macos).unwrap();
+    fs::write(macos.join("KitchnTabs"), b"\xcf\xfa\xed\xfe binary").unwrap();
+    fs::set_permissions(macos.join("KitchnTabs"), fs::Permissions::from_mode(0o775)).unwrap();
+    fs::write(app.join("Contents/Info.plist"), b"<plist/>").unwrap();
+    symlink("MacOS/KitchnTabs", app.join("Contents/Current")).unwrap();
+    let a = d.path().join("a.tar.gz");
+    write_tar_gz(&app, &a, EPOCH).unwrap();
+    // Other on-disk times and modes of the same content: the same bytes.
+    fs::set_permissions(app.join("Contents/Info.plist"), fs::Permissions::from_mode(0o664)).unwrap();
+    fs::write(app.join("Contents/Info.plist"), b"<plist/>").unwrap();
+    let b = d.path().join("b.tar.gz");
+    write_tar_gz(&app, &b, EPOCH).unwrap();
+    assert_eq!(fs::read(&a).unwrap(), fs::read(&b).unwrap());
+    let out = Command::new("tar").args(["-tvzf"]).arg(&a).output().unwrap();
+    let list = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{list}");
+    assert!(list.lines().all(|l| l.contains(" root/root ") && l.contains(" 2023-11-14 ")), "{list}");
+    assert!(
+        list.contains("-rwxr-xr-x root/root") && list.contains("./KitchnTabs.app/Contents/MacOS/KitchnTabs"),
+        "{list}"
+    );
+    assert!(list.contains("./KitchnTabs.app/Contents/Current -> MacOS/KitchnTabs"), "{list}");
+    assert!(!list.lines().any(|l| l.ends_with(" ./")), "{list}");
+    assert!(!d.path().join(".a.tar.gz.tmp").exists() && !d.path().join("a.tar.gz.tmp").exists());
+}
