@@ -130,7 +130,7 @@ fn deb(config: &Config, runs: usize) -> Result<Vec<Row>> {
             ),
         },
         Row {
-            case: "xz -3: ours (both cores) vs fpm's path (tar | xz -3 -T1)".into(),
+            case: "xz -3: ours (both cores) vs fpm's path (tar \\| xz -3 -T1)".into(),
             ours: o3.median_wall(),
             peer: Some(f.median_wall()),
             note: format!("size {:.2} vs {:.2} MB", o3.bytes as f64 / 1e6, f.bytes as f64 / 1e6),
