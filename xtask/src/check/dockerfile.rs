@@ -15,11 +15,8 @@ use std::{collections::BTreeMap, path::Path};
 
 use anyhow::Result;
 
-use super::{Problem, exec, rel, tail};
-use crate::{
-    plan::Command,
-    tool_venv::{Tool, ToolVenv},
-};
+use super::Problem;
+use crate::tool_venv::Tool;
 
 pub fn is_dockerfile(file: &str) -> bool {
     file.starts_with("Dockerfile") || file.ends_with(".Dockerfile") || file.ends_with(".dockerfile")
@@ -40,50 +37,22 @@ pub fn find(root: &Path) -> Vec<std::path::PathBuf> {
 }
 
 pub fn check(root: &Path) -> Result<Vec<Problem>> {
-    let files = find(root);
-    let mut problems = Vec::new();
-    for f in &files {
-        let text = std::fs::read_to_string(f)?;
-        problems.extend(rules(&rel(root, f), &text));
-    }
-    if files.is_empty() {
-        return Ok(problems);
-    }
-    let hadolint = match ToolVenv::open(root).and_then(|v| v.ensure(Tool::Hadolint)) {
-        Ok(exe) => exe,
-        Err(e) => {
-            problems.push(super::tool_problem(Tool::Hadolint, &e));
-            return Ok(problems);
-        }
-    };
-    let mut cmd = Command::new(hadolint.to_string_lossy(), root).arg("--no-color");
-    for f in &files {
-        cmd = cmd.arg(rel(root, f));
-    }
-    let out = exec(&cmd)?;
-    if !out.success {
-        // `docker/Dockerfile.services:20 DL3008 warning: Pin versions in apt get install...`
-        let before = problems.len();
-        for line in out.stdout.lines() {
-            let Some((at, rest)) = line.split_once(' ') else { continue };
-            let Some((code, msg)) = rest.split_once(' ') else { continue };
-            if !at.contains(':') {
-                continue;
-            }
-            problems.push(Problem::new(
+    // `docker/Dockerfile.services:20 DL3008 warning: Pin versions in apt get install...`
+    let parse = |line: &str| {
+        let (at, rest) = line.split_once(' ')?;
+        let (code, msg) = rest.split_once(' ')?;
+        at.contains(':').then(|| {
+            Problem::new(
                 at,
                 format!("hadolint {code} {msg}"),
                 format!(
                     "follow the rule (https://github.com/hadolint/hadolint/wiki/{code}), or where it does not apply \
                      put `# hadolint ignore={code}` and the reason above the instruction"
                 ),
-            ));
-        }
-        if problems.len() == before {
-            problems.push(Problem::new("hadolint", tail(&out, 20), "run hadolint on the file and read its error"));
-        }
-    }
-    Ok(problems)
+            )
+        })
+    };
+    super::rules_then_linter(root, &find(root), rules, Tool::Hadolint, &["--no-color"], parse)
 }
 
 /// One instruction, its continuation lines joined, with the line it starts on.

@@ -375,6 +375,52 @@ pub fn tool_problem(tool: crate::tool_venv::Tool, e: &anyhow::Error) -> Problem 
     Problem::new(format!("{} (could not run)", tool.executable()), message, fix)
 }
 
+/// The shape of the file checks: our `rules` over each file, then `tool` (from the tool venv)
+/// over the same files, its output lines turned into problems by `parse` (lines it returns
+/// None for are not findings). A linter that fails without a finding it can parse is reported
+/// with its output's tail, never dropped.
+pub fn rules_then_linter(
+    root: &Path,
+    files: &[std::path::PathBuf],
+    rules: impl Fn(&str, &str) -> Vec<Problem>,
+    tool: crate::tool_venv::Tool,
+    args: &[&str],
+    parse: impl Fn(&str) -> Option<Problem>,
+) -> Result<Vec<Problem>> {
+    let mut problems = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?;
+        problems.extend(rules(&rel(root, f), &text));
+    }
+    if files.is_empty() {
+        return Ok(problems);
+    }
+    let exe = match crate::tool_venv::ToolVenv::open(root).and_then(|v| v.ensure(tool)) {
+        Ok(exe) => exe,
+        Err(e) => {
+            problems.push(tool_problem(tool, &e));
+            return Ok(problems);
+        }
+    };
+    let mut cmd = crate::plan::Command::new(exe.to_string_lossy(), root).args(args);
+    for f in files {
+        cmd = cmd.arg(rel(root, f));
+    }
+    let out = exec(&cmd)?;
+    if !out.success {
+        let before = problems.len();
+        problems.extend(out.stdout.lines().filter_map(&parse));
+        if problems.len() == before {
+            problems.push(Problem::new(
+                tool.executable(),
+                tail(&out, 20),
+                format!("run {} on the files and read its error", tool.executable()),
+            ));
+        }
+    }
+    Ok(problems)
+}
+
 /// A finished command's result, whatever its exit status: linters report through both.
 pub struct Output {
     pub success: bool,

@@ -10,11 +10,8 @@ use std::path::Path;
 use anyhow::Result;
 use serde_yaml::Value;
 
-use super::{Problem, exec, key_line, rel, tail};
-use crate::{
-    plan::Command,
-    tool_venv::{Tool, ToolVenv},
-};
+use super::{Problem, key_line};
+use crate::tool_venv::Tool;
 
 pub const DIR: &str = ".github/workflows";
 
@@ -31,50 +28,18 @@ pub fn files(root: &Path) -> Vec<std::path::PathBuf> {
 }
 
 pub fn check(root: &Path) -> Result<Vec<Problem>> {
-    let files = files(root);
-    let mut problems = Vec::new();
-    for f in &files {
-        let text = std::fs::read_to_string(f)?;
-        problems.extend(rules(&rel(root, f), &text));
-    }
-    if files.is_empty() {
-        return Ok(problems);
-    }
-    let actionlint = match ToolVenv::open(root).and_then(|v| v.ensure(Tool::Actionlint)) {
-        Ok(exe) => exe,
-        Err(e) => {
-            problems.push(super::tool_problem(Tool::Actionlint, &e));
-            return Ok(problems);
-        }
+    // `.github/workflows/ci.yml:12:9: message [rule]`
+    let parse = |line: &str| {
+        let mut parts = line.strip_prefix(DIR).map(|_| line.splitn(4, ':'))?;
+        let (f, l, _col, msg) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        Some(Problem::new(
+            format!("{f}:{l}"),
+            format!("actionlint:{msg}"),
+            "fix the workflow as the message says (https://github.com/rhysd/actionlint/blob/main/docs/checks.md)",
+        ))
     };
-    let mut cmd =
-        Command::new(actionlint.to_string_lossy(), root).args(["-no-color", "-oneline", "-shellcheck=", "-pyflakes="]);
-    for f in &files {
-        cmd = cmd.arg(rel(root, f));
-    }
-    let out = exec(&cmd)?;
-    if !out.success {
-        let before = problems.len();
-        // `.github/workflows/ci.yml:12:9: message [rule]`
-        for line in out.stdout.lines().filter(|l| l.starts_with(DIR)) {
-            let mut parts = line.splitn(4, ':');
-            if let (Some(f), Some(l), Some(_), Some(msg)) = (parts.next(), parts.next(), parts.next(), parts.next()) {
-                problems.push(Problem::new(
-                    format!("{f}:{l}"),
-                    format!("actionlint:{msg}"),
-                    "fix the workflow as the message says (https://github.com/rhysd/actionlint/blob/main/docs/checks.md)",
-                ));
-            }
-        }
-        if problems.len() == before {
-            problems.push(Problem::new(
-                "actionlint",
-                tail(&out, 20),
-                "run actionlint on the workflows and read its error",
-            ));
-        }
-    }
-    Ok(problems)
+    let args = ["-no-color", "-oneline", "-shellcheck=", "-pyflakes="];
+    super::rules_then_linter(root, &files(root), rules, Tool::Actionlint, &args, parse)
 }
 
 fn get<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
