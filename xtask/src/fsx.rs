@@ -5,7 +5,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 
 /// A hidden sibling temporary path, never mistaken for a finished output. It is the same on
 /// every run, so plans (and the fingerprints over their commands) are stable: runs that
@@ -54,10 +54,38 @@ pub fn remove_all(path: &Path) -> Result<()> {
     match std::fs::symlink_metadata(path) {
         Err(_) => Ok(()),
         Ok(m) if m.is_dir() => {
+            unmount_under(path)?;
             std::fs::remove_dir_all(path).with_context(|| format!("cannot remove {}", path.display()))
         }
         Ok(_) => std::fs::remove_file(path).with_context(|| format!("cannot remove {}", path.display())),
     }
+}
+
+/// Detach every mount below `dir`, deepest first, so removing the tree never descends into
+/// another file system: a debootstrap or smoke-test interrupted mid-way leaves `proc` mounted
+/// in its rootfs, and removing through it would fail (or worse, reach the host's files).
+fn unmount_under(dir: &Path) -> Result<()> {
+    let Ok(mounts) = std::fs::read_to_string("/proc/self/mounts") else { return Ok(()) };
+    let dir = dir.canonicalize().with_context(|| format!("cannot resolve {}", dir.display()))?;
+    let mut points: Vec<PathBuf> = mounts
+        .lines()
+        // Mount points escape spaces as \040.
+        .filter_map(|l| l.split(' ').nth(1).map(|p| PathBuf::from(p.replace("\\040", " "))))
+        .filter(|p| p.starts_with(&dir) && *p != dir)
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    for p in points {
+        let status = std::process::Command::new("umount").arg("-l").arg(&p).status();
+        if !status.is_ok_and(|s| s.success()) {
+            bail!(
+                "{} is mounted inside {}; unmount it (`umount -l {}`) and retry",
+                p.display(),
+                dir.display(),
+                p.display()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Whether this process runs as root (effective uid 0), from /proc: no libc binding needed.
@@ -98,6 +126,23 @@ pub fn rel<'a>(root: &Path, path: &'a Path) -> &'a Path {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A rootfs left with `proc` mounted in it (an interrupted debootstrap or smoke-test).
+    #[test]
+    fn remove_all_detaches_mounts_inside_the_tree_first() {
+        assert!(is_root(), "this test mounts a tmpfs: run the tests as root (`cargo xtask test` does in CI)");
+        let d = tempfile::tempdir().unwrap();
+        let rootfs = d.path().join("rootfs");
+        let inner = rootfs.join("pr oc");
+        std::fs::create_dir_all(&inner).unwrap();
+        let ok = std::process::Command::new("mount").args(["-t", "tmpfs", "tmpfs"]).arg(&inner).status().unwrap();
+        assert!(ok.success());
+        std::fs::write(inner.join("f"), b"on the mount").unwrap();
+        remove_all(&rootfs).unwrap();
+        assert!(!rootfs.exists());
+        let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+        assert!(!mounts.contains(&d.path().to_string_lossy().into_owned()), "{mounts}");
+    }
 
     #[test]
     fn install_replaces_files_and_folders() {
