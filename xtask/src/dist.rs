@@ -154,9 +154,10 @@ fn package_steps(
         tool: "node".into(),
         fix: "install Node.js 20 or later (Debian: apt-get install nodejs npm)".into(),
     });
-    if let Some(dist) = &electron_dist {
+    match &electron_dist {
         // A wrong-arch or missing electronDist fails here, not after the service builds.
-        preflight.actions.push(Action::Verify { paths: vec![dist.join("electron")], arch, glibc: None });
+        Some(dist) => preflight.actions.push(Action::Verify { paths: vec![dist.join("electron")], arch, glibc: None }),
+        None => preflight.actions.push(Action::RequireElectron { zip: electron::electron_zip(&config.root, arch)? }),
     }
     steps.push(electron::node_modules_step(&config.root, tools.node.as_deref())?);
     steps.push(electron::builder_step(config, arch, electron_dist.as_deref(), tools.node.as_deref()));
@@ -395,6 +396,16 @@ mod tests {
         let text = p.render_with(None).unwrap();
         assert!(text.contains("verify /opt/electron/armv7l/electron runs on armv7l"), "{text}");
         let mut tools = tools();
+        tools.electron_dist = None;
+        let text =
+            plan(&config, &request(Arch::Armv7l, None), Some(Arch::X64), &tools).unwrap().render_with(None).unwrap();
+        assert!(
+            text.contains(
+                "require electron-v43.8.11-linux-armv7l.zip in electron-builder's cache, or github.com reachable"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("KT_ELECTRON_DIST="), "{text}");
         tools.source_date_epoch = Err("not a git checkout".into());
         let err = plan(&config, &request(Arch::Armv7l, None), Some(Arch::X64), &tools).unwrap_err();
         assert_eq!(err.to_string(), "not a git checkout");

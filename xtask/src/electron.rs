@@ -35,6 +35,69 @@ pub fn electron_dist(config: &Config, arch: Arch, env: Option<&str>) -> Option<P
     Some(config.root.join(raw.replace("{arch}", arch.name())))
 }
 
+/// The Electron zip electron-builder downloads for `arch` when it has no electronDist.
+pub fn electron_zip(root: &Path, arch: Arch) -> Result<String> {
+    let path = app_dir(root).join("package.json");
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?,
+    )
+    .with_context(|| format!("{} is not valid JSON", path.display()))?;
+    let version = manifest["devDependencies"]["electron"]
+        .as_str()
+        .filter(|v| v.chars().all(|c| c.is_ascii_digit() || c == '.'))
+        .with_context(|| format!("{}: devDependencies.electron must pin an exact version", path.display()))?;
+    let (platform, arch) = match arch {
+        Arch::Armv7l => ("linux", "armv7l"),
+        Arch::Arm64 => ("linux", "arm64"),
+        Arch::X64 => ("linux", "x64"),
+        Arch::DarwinArm64 => ("darwin", "arm64"),
+    };
+    Ok(format!("electron-v{version}-{platform}-{arch}.zip"))
+}
+
+/// Where @electron/get caches downloads: ELECTRON_CACHE, else the user cache folder.
+fn electron_cache() -> PathBuf {
+    if let Some(d) = std::env::var_os("ELECTRON_CACHE").filter(|d| !d.is_empty()) {
+        return PathBuf::from(d);
+    }
+    let home = PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into()));
+    if cfg!(target_os = "macos") {
+        return home.join("Library/Caches/electron");
+    }
+    std::env::var_os("XDG_CACHE_HOME")
+        .filter(|d| !d.is_empty())
+        .map_or(home.join(".cache"), PathBuf::from)
+        .join("electron")
+}
+
+/// @electron/get keeps each download in a folder named for its URL, one level down.
+fn is_cached(cache: &Path, zip: &str) -> bool {
+    walkdir::WalkDir::new(cache)
+        .max_depth(2)
+        .into_iter()
+        .flatten()
+        .any(|e| e.file_type().is_file() && e.file_name() == zip)
+}
+
+/// Ok when `zip` is cached (@electron/get keeps it one folder down) or github.com can be
+/// reached (directly, or through a proxy electron-builder will use).
+pub fn require_download(zip: &str) -> Result<()> {
+    let cache = electron_cache();
+    let cached = is_cached(&cache, zip);
+    let proxied =
+        ["HTTPS_PROXY", "https_proxy", "ELECTRON_GET_USE_PROXY"].iter().any(|v| std::env::var_os(v).is_some());
+    use std::net::ToSocketAddrs;
+    if cached || proxied || ("github.com", 443).to_socket_addrs().is_ok() {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "electron-builder would download {zip} from github.com, which does not resolve from here, and it is not in \
+         {}: point KT_ELECTRON_DIST (or dist.yaml electron.dist) at an unpacked Electron of this version and arch, \
+         e.g. `KT_ELECTRON_DIST=/opt/electron/{{arch}} cargo xtask dist`",
+        cache.display()
+    )
+}
+
 /// `pnpm install --frozen-lockfile` in electron-app/, only when the manifest or lockfile
 /// changed; pnpm itself (the version `packageManager` pins) from npm when it is missing.
 /// Electron's binary download is skipped: electron-builder takes Electron from electronDist
@@ -114,4 +177,23 @@ pub fn afterpack_step(config: &Config, arch: Arch, services_dir: &Path) -> Step 
     s.values.insert("version".into(), config.version.clone());
     s.actions.push(Action::Afterpack { app, arch });
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_electron_zip_follows_the_pinned_version_and_the_arch() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        assert_eq!(electron_zip(root, Arch::Armv7l).unwrap(), "electron-v43.8.11-linux-armv7l.zip");
+        assert_eq!(electron_zip(root, Arch::DarwinArm64).unwrap(), "electron-v43.8.11-darwin-arm64.zip");
+        let d = tempfile::tempdir().unwrap();
+        let zip = "electron-v43.8.11-linux-x64.zip";
+        assert!(!is_cached(d.path(), zip));
+        std::fs::create_dir_all(d.path().join("3f2a9c")).unwrap();
+        std::fs::write(d.path().join("3f2a9c").join(zip), b"zip").unwrap();
+        assert!(is_cached(d.path(), zip));
+        assert!(!is_cached(d.path(), "electron-v43.8.11-linux-arm64.zip"));
+    }
 }

@@ -173,6 +173,12 @@ pub enum Action {
         out: PathBuf,
         epoch: u64,
     },
+    /// Without an electronDist electron-builder downloads Electron from GitHub: fail now, not
+    /// after the service builds, when it is not cached and GitHub is unreachable.
+    RequireElectron {
+        /// The zip electron-builder wants, e.g. `electron-v43.8.11-linux-armv7l.zip`.
+        zip: String,
+    },
     /// A reproducible .tar.gz of the folder `src` (the macOS app bundle).
     WriteTarGz {
         src: PathBuf,
@@ -249,6 +255,9 @@ impl Action {
                 out.display(),
                 app.display()
             ),
+            Action::RequireElectron { zip } => {
+                format!("require {zip} in electron-builder's cache, or github.com reachable to download it")
+            }
             Action::WriteTarGz { src, out, epoch } => format!(
                 "write {} from {} (sorted, root:root, mtime {epoch}; temp file, then rename)",
                 out.display(),
@@ -790,6 +799,7 @@ fn run_action(root: &Path, action: &Action, title: &str, opts: &RunOptions) -> R
         Action::SmokeTest { rootfs, deb, scratch, package, services } => {
             crate::smoke_test::check(rootfs, deb, scratch, package, services)
         }
+        Action::RequireElectron { zip } => crate::electron::require_download(zip),
         Action::WriteTarGz { src, out, epoch } => {
             if let Some(dir) = out.parent() {
                 std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
