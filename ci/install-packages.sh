@@ -5,4 +5,4 @@ set -euo pipefail
 sudo apt-get update -qq
 sudo apt-get install -y -qq --no-install-recommends \
     espeak-ng gcc-arm-linux-gnueabihf gcc-arm-linux-gnueabi gcc-aarch64-linux-gnu binutils dpkg \
-    qemu-user-static debootstrap
+    qemu-user-static debootstrap lintian
