@@ -17,10 +17,12 @@ pub(super) struct TempFile {
 }
 
 impl TempFile {
-    /// `<out>.<suffix>`, truncated if a crashed run left one behind.
+    /// `.<out>.<suffix>`, truncated if a crashed run left one behind. Hidden, like
+    /// `fsx::tmp_sibling`: a run killed outright (no unwinding) must not leave a file that
+    /// looks like a release artifact beside the real ones.
     pub fn create(out: &Path, suffix: &str) -> Result<(Self, File)> {
-        let mut name =
-            out.file_name().with_context(|| format!("output path {} has no file name", out.display()))?.to_os_string();
+        let mut name = std::ffi::OsString::from(".");
+        name.push(out.file_name().with_context(|| format!("output path {} has no file name", out.display()))?);
         name.push(".");
         name.push(suffix);
         let path = out.with_file_name(name);
