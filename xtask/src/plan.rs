@@ -54,16 +54,20 @@ impl Command {
         self
     }
 
+    /// The process to spawn: program, arguments, extra environment, working folder, no stdin.
+    pub fn to_std(&self) -> std::process::Command {
+        let mut cmd = std::process::Command::new(&self.program);
+        cmd.args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .current_dir(&self.cwd)
+            .stdin(std::process::Stdio::null());
+        cmd
+    }
+
     /// Run it quietly, no stdin: its trimmed stdout on success, else the first line of its
     /// stderr. For probes and checks, whose output is the answer.
     pub fn capture(&self) -> std::result::Result<String, String> {
-        let out = std::process::Command::new(&self.program)
-            .args(&self.args)
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .current_dir(&self.cwd)
-            .stdin(std::process::Stdio::null())
-            .output()
-            .map_err(|e| format!("cannot run {}: {e}", self.program))?;
+        let out = self.to_std().output().map_err(|e| format!("cannot run {}: {e}", self.program))?;
         if out.status.success() {
             Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
         } else {

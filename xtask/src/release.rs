@@ -285,11 +285,7 @@ fn run_step(step: &ReleaseStep) -> Result<()> {
     match step {
         ReleaseStep::Dist { arch, command } => {
             eprintln!("==> dist {arch}");
-            let status = std::process::Command::new(&command.program)
-                .args(&command.args)
-                .current_dir(&command.cwd)
-                .status()
-                .with_context(|| format!("cannot run {}", command.shell_line()))?;
+            let status = command.to_std().status().with_context(|| format!("cannot run {}", command.shell_line()))?;
             if !status.success() {
                 bail!("dist for {arch} failed ({status}): {}; its output is above", command.shell_line());
             }

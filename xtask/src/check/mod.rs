@@ -429,13 +429,7 @@ pub struct Output {
 }
 
 pub fn exec(cmd: &Command) -> Result<Output> {
-    let out = std::process::Command::new(&cmd.program)
-        .args(&cmd.args)
-        .envs(cmd.env.iter().map(|(k, v)| (k, v)))
-        .current_dir(&cmd.cwd)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .with_context(|| format!("cannot run `{}`: is it installed?", cmd.program))?;
+    let out = cmd.to_std().output().with_context(|| format!("cannot run `{}`: is it installed?", cmd.program))?;
     Ok(Output {
         success: out.status.success(),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
