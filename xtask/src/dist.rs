@@ -172,8 +172,7 @@ fn package_steps(
     } else {
         package::archive_step(config, arch, &app, epoch)
     };
-    let mut release = release_manifest::step(config, arch, &artifact.outputs[0], &layout.dist, epoch);
-    release.after = vec![artifact.id.clone()];
+    let release = release_manifest::step(config, arch, &artifact, &layout.dist, epoch);
     steps.push(artifact);
     steps.push(release);
     Ok(())

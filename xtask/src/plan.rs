@@ -343,7 +343,7 @@ pub struct Step {
     pub values: BTreeMap<String, String>,
     pub outputs: Vec<PathBuf>,
     pub actions: Vec<Action>,
-    /// Steps that consume this one's outputs: when one of them runs, so does this one
+    /// Earlier steps whose outputs this one consumes: when one of them runs, so does this one
     /// (freshness is decided before anything runs, from each step's own inputs).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub after: Vec<String>,
@@ -659,8 +659,8 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<RunReport> {
     let mut failed: Vec<anyhow::Error> = Vec::new();
     let n = plan.steps.len();
     // Decided once, before anything runs: a step's freshness depends on its own inputs and
-    // outputs only (later steps name sources, not earlier steps' outputs, as inputs), and
-    // hashing or probing an engine twice would be wasted.
+    // outputs, and on whether a step it comes `after` runs; hashing or probing an engine
+    // twice would be wasted.
     let freshness = plan.all_freshness(Some(&opts.force))?;
     // Checks guard long steps: when every other step is up to date there is nothing to guard,
     // and a no-op run should not start containers to find that out.

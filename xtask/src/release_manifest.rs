@@ -285,15 +285,22 @@ pub fn write_merged(dir: &Path, merged: &Merged) -> Result<()> {
     fsx::write_atomic(&dir.join(MERGED), format!("{}\n", serde_json::to_string_pretty(&merged.manifest)?).as_bytes())
 }
 
-/// The release step of `dist`: record this arch's artifact and merge the folder.
-pub fn step(config: &Config, arch: Arch, artifact: &Path, services_dir: &Path, epoch: u64) -> crate::plan::Step {
+/// The release step of `dist`: record the artifact `artifact_step` writes and merge the folder.
+pub fn step(
+    config: &Config,
+    arch: Arch,
+    artifact_step: &crate::plan::Step,
+    services_dir: &Path,
+    epoch: u64,
+) -> crate::plan::Step {
+    let artifact = &artifact_step.outputs[0];
     let dir = crate::package::release_dir(config);
     let mut s = crate::plan::Step::new(
         "release",
         format!("record {arch} in {}", fsx::rel(&config.root, &dir).display()),
         crate::plan::StepKind::Release,
     );
-    s.after.push("deb".into());
+    s.after.push(artifact_step.id.clone());
     s.inputs.push(artifact.to_path_buf());
     s.values.insert("SOURCE_DATE_EPOCH".into(), epoch.to_string());
     s.outputs.push(dir.join(arch_manifest_name(arch)));
