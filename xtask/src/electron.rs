@@ -35,13 +35,16 @@ pub fn electron_dist(config: &Config, arch: Arch, env: Option<&str>) -> Option<P
     Some(config.root.join(raw.replace("{arch}", arch.name())))
 }
 
+/// A `package.json` (the app's, or an installed module's), parsed; errors name the file.
+pub fn read_package_json(path: &Path) -> Result<serde_json::Value> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))
+}
+
 /// The Electron zip electron-builder downloads for `arch` when it has no electronDist.
 pub fn electron_zip(root: &Path, arch: Arch) -> Result<String> {
     let path = app_dir(root).join("package.json");
-    let manifest: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?,
-    )
-    .with_context(|| format!("{} is not valid JSON", path.display()))?;
+    let manifest = read_package_json(&path)?;
     let version = manifest["devDependencies"]["electron"]
         .as_str()
         .filter(|v| v.chars().all(|c| c.is_ascii_digit() || c == '.'))
@@ -104,11 +107,7 @@ pub fn require_download(zip: &str) -> Result<()> {
 /// or its own cache, never from node_modules.
 pub fn node_modules_step(root: &Path, node: Option<&str>) -> Result<Step> {
     let app = app_dir(root);
-    let path = app.join("package.json");
-    let manifest: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?,
-    )
-    .with_context(|| format!("{} is not valid JSON", path.display()))?;
+    let manifest = read_package_json(&app.join("package.json"))?;
     let pnpm = manifest["packageManager"].as_str().filter(|p| p.starts_with("pnpm@")).ok_or_else(|| {
         anyhow::anyhow!("electron-app/package.json: packageManager must pin pnpm, e.g. \"pnpm@12.18.0\"")
     })?;

@@ -144,10 +144,8 @@ fn tool_versions(config: &Config) -> BTreeMap<String, String> {
     tools.insert("xtask".into(), env!("CARGO_PKG_VERSION").into());
     let modules = crate::electron::app_dir(&config.root).join("node_modules");
     for pkg in ["electron", "electron-builder"] {
-        let path = modules.join(pkg).join("package.json");
-        if let Some(v) = std::fs::read_to_string(&path)
+        if let Some(v) = crate::electron::read_package_json(&modules.join(pkg).join("package.json"))
             .ok()
-            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
             .and_then(|j| j["version"].as_str().map(str::to_string))
         {
             tools.insert(pkg.into(), v);
