@@ -479,9 +479,7 @@ impl Config {
 
 fn read_version(root: &Path, rel: &Path) -> Result<String> {
     let path = root.join(rel);
-    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
-    let json: serde_json::Value =
-        serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))?;
+    let json = crate::electron::read_package_json(&path)?;
     let version = json
         .get("version")
         .and_then(|v| v.as_str())
