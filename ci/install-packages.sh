@@ -1,8 +1,6 @@
 #!/usr/bin/env bash
-# The Debian packages `cargo xtask test` and `dist` would install themselves as root; CI runs
-# as a sudo-capable user, so install them up front.
+# What `cargo xtask test` would set up itself as root (Debian packages of every failed probe,
+# the venv, node_modules, dockerd, QEMU): CI runs as a sudo-capable user, so set it up first,
+# as root. The package list lives in the xtask (xtask/src/test.rs), not here.
 set -euo pipefail
-sudo apt-get update -qq
-sudo apt-get install -y -qq --no-install-recommends \
-    espeak-ng gcc-arm-linux-gnueabihf gcc-arm-linux-gnueabi gcc-aarch64-linux-gnu binutils dpkg \
-    qemu-user-static debootstrap lintian
+"$(dirname "$0")/as-root.sh" cargo xtask test --setup

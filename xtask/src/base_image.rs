@@ -16,7 +16,8 @@ use crate::{
     arch::Arch,
     config::Suite,
     engine::Engine,
-    plan::{Action, Command, Probe, Step, StepKind, ToolPackage},
+    plan::{Action, Command, Probe, Step, StepKind},
+    prereq::Prereq,
 };
 
 /// What a services build needs from the OS: Python with venv and its shared libpython
@@ -136,12 +137,15 @@ pub fn rootfs_step(
     Ok((rootfs, tar))
 }
 
-/// What the host needs for `steps`: debootstrap (installed when missing, as root) and tar.
+/// What the host needs for `steps`: debootstrap and GNU tar (installed when they do not run,
+/// as root).
 pub fn add_preflight(step: &mut Step) {
-    step.actions.push(Action::EnsurePackages {
-        needs: vec![ToolPackage { tool: "debootstrap".into(), package: "debootstrap".into() }],
+    step.actions.push(Action::Prerequisites {
+        needs: vec![
+            Prereq::runs("debootstrap", &["--version"], &["debootstrap"]),
+            Prereq::runs("tar", &["--version"], &["tar"]),
+        ],
     });
-    step.actions.push(Action::RequireTool { tool: "tar".into(), fix: "install GNU tar (apt-get install tar)".into() });
 }
 
 #[derive(clap::Args)]
@@ -182,6 +186,7 @@ pub fn run(config: &crate::config::Config, args: &BaseImageArgs, what: &str) -> 
     let engine = crate::dist::engine_for(config, args.arch, Arch::host(), Some(choice), &tools)?;
     let mut preflight = Step::new("preflight", "check the host can build a base image", StepKind::Preflight);
     preflight.always = true;
+    preflight.check_all = true;
     add_preflight(&mut preflight);
     let (steps, _) = steps(&config.root, args.arch, args.suite, &engine, &tools.cache)?;
     let plan = Plan {

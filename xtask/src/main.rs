@@ -18,6 +18,7 @@ mod install_hooks;
 mod lock;
 mod package;
 mod plan;
+mod prereq;
 mod release;
 mod release_manifest;
 mod rng;
@@ -45,7 +46,8 @@ use crate::{arch::Arch, config::EngineChoice, plan::Force};
     about = "Build, verify and package KitchnTabs for ARM boards, x64 Linux and macOS"
 )]
 struct Cli {
-    /// Repository root (default: the checkout this xtask was built from).
+    /// The checkout to act on (default: the nearest folder at or above the current one that
+    /// holds dist.yaml, else the one of CARGO_MANIFEST_DIR, which `cargo run` sets).
     #[arg(long, global = true, value_name = "DIR")]
     root: Option<PathBuf>,
     #[command(subcommand)]
@@ -169,9 +171,14 @@ impl TargetArgs {
     }
 }
 
-/// The checkout this binary was built from: `cargo xtask` always runs from a checkout.
-fn default_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+/// `--root`, else the checkout the command runs in (see [`config::find_root`]).
+fn root(explicit: Option<PathBuf>) -> Result<PathBuf> {
+    if let Some(r) = explicit {
+        return Ok(r);
+    }
+    let cwd = std::env::current_dir().map_err(|e| anyhow::anyhow!("cannot read the current folder: {e}"))?;
+    let manifest = std::env::var_os("CARGO_MANIFEST_DIR").filter(|d| !d.is_empty()).map(PathBuf::from);
+    config::find_root(&cwd, manifest.as_deref())
 }
 
 fn main() {
@@ -182,7 +189,7 @@ fn main() {
 }
 
 fn run(cli: Cli) -> Result<()> {
-    let root = cli.root.unwrap_or_else(default_root);
+    let root = root(cli.root)?;
     let what = std::env::args().skip(1).collect::<Vec<_>>().join(" ");
     let what = format!("cargo xtask {what}");
     match cli.command {

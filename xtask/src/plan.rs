@@ -78,8 +78,13 @@ impl Command {
 
     /// The command as a POSIX shell line that does the same thing: `cd DIR && VAR=x prog 'arg'`.
     pub fn shell_line(&self) -> String {
-        let q = |s: &str| shlex::try_quote(s).map(|c| c.into_owned()).unwrap_or_else(|_| format!("{s:?}"));
-        let mut line = format!("cd {} && ", q(&self.cwd.to_string_lossy()));
+        format!("cd {} && {}", quote(&self.cwd.to_string_lossy()), self.shell_line_here())
+    }
+
+    /// The same without the `cd`: for commands whose working folder does not matter.
+    pub fn shell_line_here(&self) -> String {
+        let q = quote;
+        let mut line = String::new();
         for (k, v) in &self.env {
             let _ = write!(line, "{k}={} ", q(v));
         }
@@ -90,6 +95,10 @@ impl Command {
         }
         line
     }
+}
+
+fn quote(s: &str) -> String {
+    shlex::try_quote(s).map(|c| c.into_owned()).unwrap_or_else(|_| format!("{s:?}"))
 }
 
 /// One thing a step does. External work is a `Run`; file moves are done in-process so they
@@ -122,10 +131,9 @@ pub enum Action {
         from: PathBuf,
         to: PathBuf,
     },
-    /// Fail unless a tool is on PATH, with the way to get it.
-    RequireTool {
-        tool: String,
-        fix: String,
+    /// Fails with `reason`: what planning found this machine lacks (the plan is still whole).
+    Fail {
+        reason: String,
     },
     /// Fail unless this host can build the target at all.
     RequireHost {
@@ -159,10 +167,10 @@ pub enum Action {
     RegisterBinfmt {
         arches: Vec<Arch>,
     },
-    /// Install the Debian packages that provide missing tools (as root with apt-get), or
-    /// fail with the command that would.
-    EnsurePackages {
-        needs: Vec<ToolPackage>,
+    /// Probe each prerequisite by using it; install the Debian packages of the failed ones
+    /// (as root with apt-get) and probe again, or fail with every failure and the command.
+    Prerequisites {
+        needs: Vec<crate::prereq::Prereq>,
     },
     /// afterpack: check the unpacked app is for `arch`, inject the services (0755, atomic),
     /// write their manifest.json, verify the whole app.
@@ -210,12 +218,6 @@ pub enum Action {
     },
 }
 
-#[derive(Clone, Debug, Serialize)]
-pub struct ToolPackage {
-    pub tool: String,
-    pub package: String,
-}
-
 impl Action {
     fn describe(&self) -> String {
         match self {
@@ -230,7 +232,7 @@ impl Action {
                 to.display()
             ),
             Action::Link { from, to } => format!("link {} -> {}", from.display(), to.display()),
-            Action::RequireTool { tool, .. } => format!("require `{tool}` on PATH"),
+            Action::Fail { reason } => format!("FAILS on this machine: {}", reason.replace('\n', " ")),
             Action::RequireHost { arch, .. } => format!("require a {arch} host"),
             Action::EngineChecks { arch, engine, .. } => format!("doctor: {engine} can build {arch}"),
             Action::Verify { paths, arch, glibc } => {
@@ -238,15 +240,17 @@ impl Action {
                 let floor = glibc.map(|g| format!(", glibc <= {g}")).unwrap_or_default();
                 format!("verify {} runs on {arch}{floor}", names.join(" "))
             }
-            Action::EnsureNpmTool { tool, package } => format!("ensure `{tool}` (npm install -g {package})"),
+            Action::EnsureNpmTool { tool, package } => {
+                format!("probe `{tool} --version` is {package}'s, else npm install -g {package}")
+            }
             Action::StartDockerd { log } => format!("start dockerd unless one answers (log {})", log.display()),
             Action::RegisterBinfmt { arches } => {
                 let names: Vec<_> = arches.iter().map(|a| a.name()).collect();
                 format!("register QEMU binfmt handlers for {}", names.join(", "))
             }
-            Action::EnsurePackages { needs } => {
-                let pkgs: Vec<_> = needs.iter().map(|n| format!("{} (apt {})", n.tool, n.package)).collect();
-                format!("ensure installed: {}", pkgs.join(", "))
+            Action::Prerequisites { needs } => {
+                let probes: Vec<_> = needs.iter().map(|n| n.describe()).collect();
+                format!("probe: {}", probes.join("; "))
             }
             Action::Afterpack { app, arch } => format!(
                 "afterpack: check {} is a {arch} app, inject the services (0755) and manifest.json, verify the app \
@@ -349,6 +353,10 @@ pub struct Step {
     pub after: Vec<String>,
     /// Run every time (checks): never stamped.
     pub always: bool,
+    /// Every action is an independent check: all run, and the step fails with every failure
+    /// (a preflight names everything missing in one run).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub check_all: bool,
     /// A check that only guards the other steps: skipped when none of them has work.
     pub guard: bool,
     /// Independent of its neighbours that are `parallel` too: a run of such steps runs at once
@@ -384,6 +392,7 @@ impl Step {
             actions: Vec::new(),
             after: Vec::new(),
             always: false,
+            check_all: false,
             guard: false,
             parallel: false,
             stamp: None,
@@ -523,7 +532,9 @@ impl Plan {
             None => None,
         };
         for (i, step) in self.steps.iter().enumerate() {
+            let fails = step.actions.iter().any(|a| matches!(a, Action::Fail { .. }));
             let status = match freshness.as_ref().map(|f| &f[i]) {
+                _ if fails => "  (will fail on this machine)".to_string(),
                 None => String::new(),
                 Some(Freshness::UpToDate) => "  (up to date)".to_string(),
                 Some(Freshness::Stale(why)) => format!("  (will run: {why})"),
@@ -732,7 +743,20 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<RunReport> {
 }
 
 fn run_step(plan: &Plan, step: &Step, opts: &RunOptions) -> Result<()> {
-    for action in &step.actions {
+    if step.check_all {
+        let failed: Vec<String> = step
+            .actions
+            .iter()
+            .filter_map(|a| run_action(&plan.root, a, &step.title, opts).err())
+            .map(|e| format!("{e:#}"))
+            .collect();
+        match failed.len() {
+            0 => {}
+            1 => bail!("{}", failed[0]),
+            n => bail!("{n} checks failed:\n- {}", failed.join("\n- ")),
+        }
+    }
+    for action in step.actions.iter().filter(|_| !step.check_all) {
         run_action(&plan.root, action, &step.title, opts)?;
     }
     if !step.always && step.probe.is_none() {
@@ -773,21 +797,35 @@ fn run_action(root: &Path, action: &Action, title: &str, opts: &RunOptions) -> R
             }
             Ok(())
         }
-        Action::RequireTool { tool, fix } => match which::which(tool) {
-            Ok(_) => Ok(()),
-            Err(_) => bail!("`{tool}` is not on PATH: {fix}"),
-        },
-        Action::EnsurePackages { needs } => ensure_packages(needs, opts.verbose),
+        Action::Fail { reason } => bail!("{reason}"),
+        Action::Prerequisites { needs } => {
+            crate::prereq::ensure(needs, &|cmd, title| run_command(cmd, title, opts.verbose))
+        }
         Action::Verify { paths, arch, glibc } => crate::verify::check_release(paths, *arch, *glibc),
         Action::StartDockerd { log } => crate::doctor::ensure_dockerd(log),
         Action::EnsureNpmTool { tool, package } => {
-            if which::which(tool).is_ok() {
-                return Ok(());
+            // Probed by running it: the version after `@` in `package` (pnpm@12.18.0) must be
+            // the one `TOOL --version` prints, else npm installs that one.
+            let wanted = package.rsplit_once('@').map(|(_, v)| v).filter(|v| !v.is_empty());
+            let found = Command::new(tool.clone(), Path::new("/")).arg("--version").capture();
+            match (&found, wanted) {
+                (Ok(v), Some(w)) if v == w => return Ok(()),
+                (Ok(_), None) => return Ok(()),
+                _ => {}
             }
+            let what = match &found {
+                Ok(v) => format!("`{tool} --version` is {v}"),
+                Err(e) => format!("`{tool}` does not run ({e})"),
+            };
             let npm = Command::new("npm", Path::new("/")).args(["install", "-g", package]);
-            run_command(&npm, &format!("npm install -g {package}"), opts.verbose).with_context(|| {
-                format!("`{tool}` is missing and could not be installed; install it with `npm install -g {package}`")
-            })
+            run_command(&npm, &format!("npm install -g {package}"), opts.verbose)
+                .with_context(|| format!("{what} and `npm install -g {package}` failed"))?;
+            match Command::new(tool.clone(), Path::new("/")).arg("--version").capture() {
+                Ok(v) if wanted.is_none_or(|w| v == w) => Ok(()),
+                after => bail!(
+                    "after `npm install -g {package}`, `{tool} --version` gives {after:?}: another {tool} comes first on PATH; remove it or put npm's global bin first"
+                ),
+            }
         }
         Action::RegisterBinfmt { arches } => crate::doctor::register_binfmt(arches),
         Action::Afterpack { app, arch } => {
@@ -827,24 +865,6 @@ fn run_action(root: &Path, action: &Action, title: &str, opts: &RunOptions) -> R
             }
         }
     }
-}
-
-fn ensure_packages(needs: &[ToolPackage], verbose: bool) -> Result<()> {
-    let missing: Vec<&str> =
-        needs.iter().filter(|n| which::which(&n.tool).is_err()).map(|n| n.package.as_str()).collect();
-    if missing.is_empty() {
-        return Ok(());
-    }
-    let install = format!("apt-get install -y --no-install-recommends {}", missing.join(" "));
-    if !fsx::is_root() || which::which("apt-get").is_err() {
-        bail!("missing {}: install with `sudo apt-get update && sudo {install}`", missing.join(", "));
-    }
-    eprintln!("    installing {}", missing.join(" "));
-    let here = Path::new("/");
-    run_command(&Command::new("apt-get", here).args(["update", "-qq"]), "apt-get update", verbose)?;
-    let mut cmd = Command::new("apt-get", here).args(["install", "-y", "-qq", "--no-install-recommends"]);
-    cmd = cmd.args(&missing).env("DEBIAN_FRONTEND", "noninteractive");
-    run_command(&cmd, "apt-get install", verbose)
 }
 
 #[cfg(unix)]
@@ -1037,6 +1057,31 @@ mod tests {
         let forced = RunOptions { force: Force::Step("hello".into()), ..opts };
         assert_eq!(run(&plan, &forced).unwrap().outcome("preflight"), Some(Outcome::Passed));
         assert_eq!(std::fs::read_to_string(d.path().join("guard.log")).unwrap(), "x\nx\n");
+    }
+
+    #[test]
+    fn a_check_all_step_runs_every_check_and_reports_every_failure() {
+        let d = tempfile::tempdir().unwrap();
+        let mut plan = plan_in(d.path());
+        let mut s = Step::new("preflight", "checks", StepKind::Preflight);
+        s.always = true;
+        s.check_all = true;
+        s.actions.push(Action::Fail { reason: "no engine here".into() });
+        s.actions.push(Action::Run(Command::new("sh", d.path()).args(["-c", "touch second.ran; exit 4"])));
+        s.actions.push(Action::Run(Command::new("sh", d.path()).args(["-c", "touch third.ran"])));
+        plan.steps = vec![s];
+        let err = format!(
+            "{:#}",
+            run(&plan, &RunOptions { force: Force::None, verbose: false, keep_going: false }).unwrap_err()
+        );
+        assert!(err.contains("2 checks failed:\n- no engine here\n- command failed (exit status: 4)"), "{err}");
+        assert!(d.path().join("second.ran").exists() && d.path().join("third.ran").exists());
+        // Without check_all the first failure stops the step.
+        plan.steps[0].check_all = false;
+        std::fs::remove_file(d.path().join("third.ran")).unwrap();
+        let err = run(&plan, &RunOptions { force: Force::None, verbose: false, keep_going: false }).unwrap_err();
+        assert!(format!("{err:#}").ends_with("no engine here"), "{err:#}");
+        assert!(!d.path().join("third.ran").exists());
     }
 
     #[test]

@@ -67,6 +67,7 @@ pub fn plan(config: &Config, args: &SmokeTestArgs, tools: &Tools) -> Result<Plan
     };
     let mut preflight = Step::new("preflight", "check the host can run a rootfs of the target", StepKind::Preflight);
     preflight.always = true;
+    preflight.check_all = true;
     crate::base_image::add_preflight(&mut preflight);
     if Arch::host() != Some(arch) {
         preflight.actions.push(Action::RegisterBinfmt { arches: vec![arch] });

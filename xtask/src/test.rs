@@ -1,5 +1,9 @@
 //! `cargo xtask test`: every test of the repository in one command, setting up what the
-//! suites need (the Python venv) and saying what it runs. The README and `.ci/run` call it.
+//! suites need and saying what it runs. The README and `.ci/run` call it.
+//!
+//! Each suite first probes what it uses from the host by using it (the cross compilers link a
+//! program, espeak-ng speaks, lintian runs) and installs the Debian packages of whatever fails
+//! (as root), so no suite depends on what an earlier one or an earlier run happened to install.
 
 use std::path::Path;
 
@@ -10,7 +14,8 @@ use crate::{
     arch::Arch,
     config::Config,
     engine::Engine,
-    plan::{self, Action, Command, Force, Plan, RunOptions, Step, StepKind, ToolPackage},
+    plan::{self, Action, Command, Force, Plan, RunOptions, Step, StepKind},
+    prereq::Prereq,
     services::{self, Layout, Tools},
 };
 
@@ -19,6 +24,10 @@ pub struct TestArgs {
     /// Run only these suites (repeatable). Default: all.
     #[arg(long = "only", value_enum)]
     only: Vec<Suite>,
+    /// Only set up what the chosen suites need (probe and install the prerequisites, the venv,
+    /// node_modules, dockerd, QEMU), run no test: CI's install step.
+    #[arg(long)]
+    setup: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -32,6 +41,48 @@ pub enum Suite {
     /// End-to-end: real cross-builds for armv7l and arm64 under QEMU through Docker, run on
     /// their platform; a second engine endpoint. Installs and starts what it needs.
     E2e,
+}
+
+/// tts_service's tests speak through a real espeak-ng.
+fn python_needs() -> Vec<Prereq> {
+    vec![Prereq::espeak_ng()]
+}
+
+/// verify's fixtures and the stand-in Electron are real binaries built with the host and
+/// cross compilers (static ones too) and objcopy; the .debs are read by dpkg-deb, xz and
+/// lintian; the native-build test runs `dist` (git, Node.js, tar) end to end.
+fn rust_needs() -> Vec<Prereq> {
+    vec![
+        Prereq::host_cc(),
+        Prereq::cross_cc("arm-linux-gnueabihf", "armhf", true),
+        Prereq::cross_cc("arm-linux-gnueabi", "armel", false),
+        Prereq::cross_cc("aarch64-linux-gnu", "arm64", true),
+        Prereq::runs("objcopy", &["--version"], &["binutils"]),
+        Prereq::runs("dpkg-deb", &["--version"], &["dpkg"]),
+        Prereq::runs("xz", &["--version"], &["xz-utils"]),
+        Prereq::runs("lintian", &["--version"], &["lintian"]),
+        Prereq::runs("git", &["--version"], &["git"]),
+        Prereq::runs("tar", &["--version"], &["tar"]),
+        Prereq::runs("sha256sum", &["--version"], &["coreutils"]),
+        Prereq::node(),
+    ]
+}
+
+/// The cross-builds run Docker (client and daemon) with QEMU, debootstrap their base images and
+/// smoke-test rootfs, and compile the stand-in Electron of each arch.
+fn e2e_needs() -> Vec<Prereq> {
+    vec![
+        Prereq::runs("dockerd", &["--version"], &["docker.io"]),
+        Prereq::runs("docker", &["--version"], &["docker.io"]),
+        Prereq::runs("qemu-arm-static", &["--version"], &["qemu-user-static"]),
+        Prereq::runs("qemu-aarch64-static", &["--version"], &["qemu-user-static"]),
+        Prereq::runs("debootstrap", &["--version"], &["debootstrap"]),
+        Prereq::cross_cc("arm-linux-gnueabihf", "armhf", false),
+        Prereq::cross_cc("aarch64-linux-gnu", "arm64", false),
+        Prereq::runs("dpkg-deb", &["--version"], &["dpkg"]),
+        Prereq::runs("tar", &["--version"], &["tar"]),
+        Prereq::node(),
+    ]
 }
 
 pub fn run(root: &Path, args: &TestArgs) -> Result<()> {
@@ -49,10 +100,7 @@ pub fn run(root: &Path, args: &TestArgs) -> Result<()> {
     if wants(Suite::Python) {
         let mut s = Step::new("pytest", "Python service tests (pytest)", StepKind::Preflight);
         s.always = true;
-        // tts_service's tests speak through a real espeak-ng.
-        s.actions.push(Action::EnsurePackages {
-            needs: vec![ToolPackage { tool: "espeak-ng".into(), package: "espeak-ng".into() }],
-        });
+        s.actions.push(Action::Prerequisites { needs: python_needs() });
         s.actions.push(Action::Run(
             Command::new(layout.venv_python().to_string_lossy(), &config.python_dir()).args(["-m", "pytest", "-q"]),
         ));
@@ -62,28 +110,14 @@ pub fn run(root: &Path, args: &TestArgs) -> Result<()> {
         steps.push(crate::electron::node_modules_step(root, services::tool_version("node").as_deref())?);
         let mut s = Step::new("node-test", "Electron app tests (node --test)", StepKind::Preflight);
         s.always = true;
+        s.actions.push(Action::Prerequisites { needs: vec![Prereq::node()] });
         s.actions.push(Action::Run(Command::new("node", &root.join("electron-app")).args(["--test", "test/"])));
         steps.push(s);
     }
     if wants(Suite::Rust) {
         let mut s = Step::new("cargo-test", "Rust tests (cargo test --workspace)", StepKind::Preflight);
         s.always = true;
-        // verify's fixtures and the stand-in Electron are real binaries built by the tests with
-        // the cross compilers; the .debs are read by dpkg-deb and lintian.
-        let need = |tool: &str, package: &str| ToolPackage { tool: tool.into(), package: package.into() };
-        s.actions.push(Action::EnsurePackages {
-            needs: vec![
-                need("arm-linux-gnueabihf-gcc", "gcc-arm-linux-gnueabihf"),
-                need("arm-linux-gnueabi-gcc", "gcc-arm-linux-gnueabi"),
-                need("aarch64-linux-gnu-gcc", "gcc-aarch64-linux-gnu"),
-                need("objcopy", "binutils"),
-                need("dpkg-deb", "dpkg"),
-                // The .deb tests: lintian over the real package, the host compiler for the
-                // x64 stand-in Electron.
-                need("lintian", "lintian"),
-                need("gcc", "gcc"),
-            ],
-        });
+        s.actions.push(Action::Prerequisites { needs: rust_needs() });
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         // The native-build integration test reuses the venv synced above instead of
         // downloading its own.
@@ -95,14 +129,7 @@ pub fn run(root: &Path, args: &TestArgs) -> Result<()> {
     if wants(Suite::E2e) {
         let mut s = Step::new("e2e", "end-to-end cross-builds (Docker BuildKit under QEMU)", StepKind::Preflight);
         s.always = true;
-        let need = |tool: &str, package: &str| ToolPackage { tool: tool.into(), package: package.into() };
-        s.actions.push(Action::EnsurePackages {
-            needs: vec![
-                need("dockerd", "docker.io"),
-                need("qemu-aarch64-static", "qemu-user-static"),
-                need("debootstrap", "debootstrap"),
-            ],
-        });
+        s.actions.push(Action::Prerequisites { needs: e2e_needs() });
         s.actions.push(Action::StartDockerd { log: root.join("target/xtask/dockerd.log") });
         s.actions.push(Action::RegisterBinfmt { arches: vec![Arch::Armv7l, Arch::Arm64] });
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
@@ -118,6 +145,11 @@ pub fn run(root: &Path, args: &TestArgs) -> Result<()> {
             "--nocapture",
         ])));
         steps.push(s);
+    }
+    if args.setup {
+        for s in &mut steps {
+            s.actions.retain(|a| !(s.always && matches!(a, Action::Run(_))));
+        }
     }
     let names: Vec<_> = steps.iter().filter(|s| s.always).map(|s| s.title.as_str()).collect();
     eprintln!("cargo xtask test: {}", names.join("; "));
