@@ -335,11 +335,31 @@ pub struct Config {
     pub version: String,
 }
 
+/// The checkout a command acts on when no `--root` is given: the nearest folder at or above
+/// `cwd` that holds dist.yaml, else the one above `manifest_dir` (cargo sets
+/// CARGO_MANIFEST_DIR for `cargo run`, so `cargo --manifest-path other/Cargo.toml xtask` works
+/// from anywhere). Never the folder the binary was compiled in: a shared target dir or a copied
+/// binary would act on another checkout.
+pub fn find_root(cwd: &Path, manifest_dir: Option<&Path>) -> Result<PathBuf> {
+    let holding = |start: &Path| start.ancestors().find(|d| d.join(CONFIG_FILE).is_file()).map(Path::to_path_buf);
+    if let Some(root) = holding(cwd) {
+        return Ok(root);
+    }
+    if let Some(root) = manifest_dir.and_then(holding) {
+        return Ok(root);
+    }
+    bail!(
+        "no {CONFIG_FILE} in {} or any folder above it: run cargo xtask inside a KitchnTabs checkout, or pass --root DIR",
+        cwd.display()
+    )
+}
+
 impl Config {
     pub fn load(root: &Path) -> Result<Config> {
         let path = root.join(CONFIG_FILE);
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("cannot read {}: run from the repository root or pass --root", path.display()))?;
+        let text = std::fs::read_to_string(&path).with_context(|| {
+            format!("cannot read {}: --root must name a checkout that holds {CONFIG_FILE}", path.display())
+        })?;
         Config::parse(root, &text)
     }
 

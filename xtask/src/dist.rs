@@ -7,10 +7,11 @@ use crate::{
     base_image,
     config::{Base, Config, EngineChoice},
     electron,
-    engine::{Engine, Route},
+    engine::{Engine, NoEngine, Route},
     lock::TreeLock,
     package,
     plan::{self, Action, Force, Plan, RunOptions, Step, StepKind},
+    prereq::Prereq,
     release_manifest,
     services::{self, Layout, Tools},
 };
@@ -52,9 +53,28 @@ pub fn engine_for(
     Ok(engine.with_builder(target.builder.clone()))
 }
 
+/// The engine the plan uses. Where `auto` finds none on this machine, the one it picks first on a
+/// machine that has one, and why this machine cannot build: a dry run still shows the whole
+/// plan, and the preflight of a real run fails with the reason and the fix.
+fn planned_engine(
+    config: &Config,
+    arch: Arch,
+    host: Option<Arch>,
+    choice: Option<EngineChoice>,
+    tools: &Tools,
+) -> Result<(Engine, Option<String>)> {
+    match engine_for(config, arch, host, choice, tools) {
+        Ok(e) => Ok((e, None)),
+        Err(e) => match e.downcast::<NoEngine>() {
+            Ok(none) => Ok((none.planned.with_builder(config.target(arch)?.builder.clone()), Some(none.message))),
+            Err(e) => Err(e),
+        },
+    }
+}
+
 /// Compute the whole plan before anything runs.
 pub fn plan(config: &Config, req: &Request, host: Option<Arch>, tools: &Tools) -> Result<Plan> {
-    let engine = engine_for(config, req.arch, host, req.engine, tools)?;
+    let (engine, no_engine) = planned_engine(config, req.arch, host, req.engine, tools)?;
     config.env_file(&req.env)?;
     let services = selected_services(config, &req.services)?;
     let layout = Layout::new(config, req.arch, &req.env, tools);
@@ -62,6 +82,11 @@ pub fn plan(config: &Config, req: &Request, host: Option<Arch>, tools: &Tools) -
     let mut preflight = Step::new("preflight", "check the host can build this target", StepKind::Preflight);
     preflight.always = true;
     preflight.guard = true;
+    // Every check runs and every failure is reported: one run names all that is missing.
+    preflight.check_all = true;
+    if let Some(reason) = no_engine {
+        preflight.actions.push(Action::Fail { reason });
+    }
     let mut steps = Vec::new();
     match &engine {
         Engine::Native => {
@@ -79,10 +104,9 @@ pub fn plan(config: &Config, req: &Request, host: Option<Arch>, tools: &Tools) -
                     },
                 });
             }
-            preflight.actions.push(Action::RequireTool {
-                tool: config.dist.python.interpreter.clone(),
-                fix: "install Python 3 with venv (Debian: apt-get install python3 python3-venv), or set python.interpreter in dist.yaml".into(),
-            });
+            preflight
+                .actions
+                .push(Action::Prerequisites { needs: vec![Prereq::python_venv(&config.dist.python.interpreter)] });
             steps.push(preflight);
             steps.push(services::venv_step(config, &layout, tools));
             steps.push(services::stage_step(config, &layout, req.arch, &req.env)?);
@@ -93,9 +117,8 @@ pub fn plan(config: &Config, req: &Request, host: Option<Arch>, tools: &Tools) -
         container => {
             let mut cross =
                 services::cross_build_step(config, &layout, req.arch, &req.env, container, tools, &services)?;
-            preflight.actions.push(Action::RequireTool {
-                tool: container.program().unwrap_or_default().to_string(),
-                fix: "install Docker (Debian: apt-get install docker.io) or podman, or point DOCKER / docker.executable at the client".into(),
+            preflight.actions.push(Action::Prerequisites {
+                needs: vec![Prereq::container_client(container.program().unwrap_or_default())],
             });
             preflight.actions.push(Action::EngineChecks {
                 arch: req.arch,
@@ -150,10 +173,7 @@ fn package_steps(
 ) -> Result<()> {
     let electron_dist = electron::electron_dist(config, arch, tools.electron_dist.as_deref());
     let preflight = &mut steps[0];
-    preflight.actions.push(Action::RequireTool {
-        tool: "node".into(),
-        fix: "install Node.js 20 or later (Debian: apt-get install nodejs npm)".into(),
-    });
+    preflight.actions.push(Action::Prerequisites { needs: vec![Prereq::node()] });
     match &electron_dist {
         // A wrong-arch or missing electronDist fails here, not after the service builds.
         Some(dist) => preflight.actions.push(Action::Verify { paths: vec![dist.join("electron")], arch, glibc: None }),
@@ -353,12 +373,50 @@ mod tests {
             "{text}"
         );
 
+        // DOCKER names a client with BuildKit built in (a fake one: no unit test needs Docker).
         let mut tools = tools();
-        tools.docker = Some("/usr/bin/docker".into());
+        let docker = crate::engine::tests::fixture("buildkit", "docker");
+        tools.docker = Some(docker.clone());
         let p = plan(&config, &request(Arch::Armv7l, None), Some(Arch::X64), &tools).unwrap();
-        assert!(
-            p.render_with(None).unwrap().contains("DOCKER_BUILDKIT=1 /usr/bin/docker build --platform linux/arm/v7")
+        let text = p.render_with(None).unwrap();
+        assert!(text.contains(&format!("DOCKER_BUILDKIT=1 {docker} build --platform linux/arm/v7")), "{text}");
+    }
+
+    #[test]
+    fn without_any_engine_the_plan_is_whole_and_its_preflight_fails_with_the_fix() {
+        let config = Config::load(&repo_root()).unwrap();
+        let mut tools = tools();
+        // Only a Docker 28 client without buildx: nothing on this PATH can build armv7l.
+        tools.path = crate::engine::tests::fake_path(&["new-docker"]);
+        let p = plan(&config, &request(Arch::Armv7l, None), Some(Arch::X64), &tools).unwrap();
+        // The engine `auto` picks first on a machine that has one.
+        assert_eq!(p.engine, Engine::Buildx { docker: "docker".into(), builder: None, route: Route::default() });
+        let ids: Vec<_> = p.steps.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                "preflight",
+                "rootfs",
+                "base-image",
+                "stage",
+                "cross-build",
+                "node-modules",
+                "electron-builder",
+                "afterpack",
+                "deb",
+                "release"
+            ]
         );
+        let Action::Fail { reason } = &p.steps[0].actions[0] else { panic!("{:?}", p.steps[0].actions) };
+        assert!(reason.contains("no container engine can build armv7l"), "{reason}");
+        assert!(reason.contains("is Docker 28 without the buildx plugin"), "{reason}");
+        assert!(reason.contains("fix: install Docker with the buildx plugin"), "{reason}");
+        let text = p.render_with(None).unwrap();
+        assert!(text.contains("[1/10] preflight — check the host can build this target  (will fail on this machine)"));
+        assert!(text.contains("docker buildx build --platform linux/arm/v7"), "{text}");
+        // An explicit engine is taken as given: nothing to fail at planning.
+        let p = plan(&config, &request(Arch::Armv7l, Some(EngineChoice::Docker)), Some(Arch::X64), &tools).unwrap();
+        assert!(!p.steps[0].actions.iter().any(|a| matches!(a, Action::Fail { .. })));
     }
 
     #[test]

@@ -75,6 +75,22 @@ impl fmt::Display for Engine {
     }
 }
 
+/// `auto` found no usable engine on this machine. `planned` is the one a machine that has one
+/// would use first (buildx), so a dry run can still show the whole plan.
+#[derive(Debug)]
+pub struct NoEngine {
+    pub message: String,
+    pub planned: Engine,
+}
+
+impl fmt::Display for NoEngine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for NoEngine {}
+
 /// Everything a container build needs besides the engine.
 pub struct ContainerBuild<'a> {
     pub arch: Arch,
@@ -110,16 +126,22 @@ impl Engine {
                     (Some(d), _, _) => Engine::Buildx { docker: d, builder: None, route },
                     (None, Some(d), _) => Engine::DockerBuildkit { docker: d, route },
                     (None, None, Some(p)) if route == Route::default() => Engine::Podman { podman: p },
-                    _ => bail!(
-                        "no container engine can build {arch}: {}.\nfix: install Docker with the buildx plugin \
-                         (Debian: apt-get install docker.io docker-buildx), or podman; or point DOCKER at a client \
-                         with BuildKit built in (Debian's /usr/bin/docker 20.10)",
-                        if found.notes.is_empty() {
+                    _ => {
+                        let why = if found.notes.is_empty() {
                             "no docker or podman on PATH".into()
                         } else {
                             found.notes.join("; ")
+                        };
+                        return Err(NoEngine {
+                            message: format!(
+                                "no container engine can build {arch}: {why}.\nfix: install Docker with the buildx plugin \
+                                 (Debian: apt-get install docker.io docker-buildx), or podman; or point DOCKER at a client \
+                                 with BuildKit built in (Debian's /usr/bin/docker 20.10)"
+                            ),
+                            planned: Engine::Buildx { docker: docker.into(), builder: None, route },
                         }
-                    ),
+                        .into());
+                    }
                 }
             }
             _ if arch.docker_platform().is_none() => {
@@ -327,7 +349,8 @@ pub(crate) mod tests {
         std::env::join_paths(dirs.iter().map(|d| base.join(d))).unwrap()
     }
 
-    fn fixture(dir: &str, tool: &str) -> String {
+    /// One fake client of `xtask/tests/fake-path/<dir>`, as an absolute path.
+    pub fn fixture(dir: &str, tool: &str) -> String {
         Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("tests/fake-path")
             .join(dir)
