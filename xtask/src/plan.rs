@@ -743,6 +743,35 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<RunReport> {
 }
 
 fn run_step(plan: &Plan, step: &Step, opts: &RunOptions) -> Result<()> {
+    let stamped = !step.always && step.probe.is_none();
+    // The stamp records the inputs as they were when the step started (as cargo does): a
+    // source saved while a 10-minute build runs is not in the output, so it must not be in the
+    // stamp either. The old stamp goes first: a run killed while the step changes its outputs
+    // in place (the venv sync) must leave no stamp that calls them up to date.
+    let before = if stamped {
+        let fp = step.fingerprint(&plan.root)?;
+        fsx::remove_all(&plan.stamp_path(step))?;
+        Some(fp)
+    } else {
+        None
+    };
+    run_actions(plan, step, opts)?;
+    if let Some(before) = before {
+        let after = step.fingerprint(&plan.root)?;
+        if after.digest() != before.digest() {
+            let changed = after.changed_since(&before);
+            eprintln!(
+                "    note: {} changed while `{}` ran; the output was built from the earlier content, so the next run builds it again",
+                changed.join(", "),
+                step.id
+            );
+        }
+        Stamp::write(&plan.stamp_path(step), &before)?;
+    }
+    Ok(())
+}
+
+fn run_actions(plan: &Plan, step: &Step, opts: &RunOptions) -> Result<()> {
     if step.check_all {
         let failed: Vec<String> = step
             .actions
@@ -758,12 +787,6 @@ fn run_step(plan: &Plan, step: &Step, opts: &RunOptions) -> Result<()> {
     }
     for action in step.actions.iter().filter(|_| !step.check_all) {
         run_action(&plan.root, action, &step.title, opts)?;
-    }
-    if !step.always && step.probe.is_none() {
-        // Stamp last, from the inputs as they are now: had an input changed during the
-        // build, the next run sees the difference and builds again.
-        let fp = step.fingerprint(&plan.root)?;
-        Stamp::write(&plan.stamp_path(step), &fp)?;
     }
     Ok(())
 }
@@ -1082,6 +1105,44 @@ mod tests {
         let err = run(&plan, &RunOptions { force: Force::None, verbose: false, keep_going: false }).unwrap_err();
         assert!(format!("{err:#}").ends_with("no engine here"), "{err:#}");
         assert!(!d.path().join("third.ran").exists());
+    }
+
+    #[test]
+    fn an_input_edited_while_the_step_runs_is_built_by_the_next_run() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("in.txt"), "v1").unwrap();
+        let mut plan = plan_in(d.path());
+        plan.steps.truncate(1);
+        // The step reads its input, then the input is saved again before the step ends.
+        plan.steps[0].actions.insert(1, Action::Run(Command::new("sh", d.path()).args(["-c", "echo v2 > in.txt"])));
+        let opts = RunOptions { force: Force::None, verbose: false, keep_going: false };
+        assert_eq!(run(&plan, &opts).unwrap().outcome("hello"), Some(Outcome::Built));
+        assert_eq!(std::fs::read_to_string(d.path().join("out.txt")).unwrap(), "v1");
+        // The stamp holds v1, so the step is not up to date with v2.
+        assert_eq!(plan.freshness(&plan.steps[0]).unwrap(), Freshness::Stale("changed: in.txt".into()));
+        plan.steps[0].actions.remove(1);
+        assert_eq!(run(&plan, &opts).unwrap().outcome("hello"), Some(Outcome::Built));
+        assert_eq!(std::fs::read_to_string(d.path().join("out.txt")).unwrap(), "v2\n");
+        assert_eq!(run(&plan, &opts).unwrap().outcome("hello"), Some(Outcome::UpToDate));
+    }
+
+    #[test]
+    fn a_step_that_starts_removes_its_old_stamp_first() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("in.txt"), "v1").unwrap();
+        let mut plan = plan_in(d.path());
+        plan.steps.truncate(1);
+        let opts = RunOptions { force: Force::None, verbose: false, keep_going: false };
+        run(&plan, &opts).unwrap();
+        assert_eq!(plan.freshness(&plan.steps[0]).unwrap(), Freshness::UpToDate);
+        // A forced rebuild changes the output in place, then dies (a Ctrl-C): the old stamp
+        // must not survive to call the half-changed output up to date.
+        plan.steps[0]
+            .actions
+            .insert(0, Action::Run(Command::new("sh", d.path()).args(["-c", "echo half > out.txt; exit 9"])));
+        let forced = RunOptions { force: Force::All, verbose: false, keep_going: false };
+        assert!(run(&plan, &forced).is_err());
+        assert_eq!(plan.freshness(&plan.steps[0]).unwrap(), Freshness::Stale("never built".into()));
     }
 
     #[test]

@@ -118,3 +118,84 @@ fn native_dist_builds_packages_and_rebuilds_only_what_changed() {
     let touched = dist(root);
     assert!(touched.iter().all(|(id, o)| o == "up_to_date" || id == "preflight"), "{touched:?}");
 }
+
+/// What PyInstaller's own archive reader finds in the entry script of a one-file binary.
+fn entry_script(venv: &Path, bin: &Path, name: &str) -> Vec<u8> {
+    let script = "import sys\nfrom PyInstaller.archive.readers import CArchiveReader\n\
+                  sys.stdout.buffer.write(CArchiveReader(sys.argv[1]).extract(sys.argv[2]))\n";
+    let out = Command::new(venv.join("bin/python")).args(["-c", script]).arg(bin).arg(name).output().unwrap();
+    assert!(out.status.success(), "CArchiveReader: {}", String::from_utf8_lossy(&out.stderr));
+    out.stdout
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
+/// A source saved while PyInstaller runs is not in that build, so the run must not record it
+/// as built: the next plain run builds it, and the binary then holds it.
+#[test]
+fn a_source_saved_during_the_build_is_built_by_the_next_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("repo");
+    copy_repo(&root);
+    let venv = match std::env::var("KT_VENV") {
+        Ok(v) if !v.is_empty() => std::path::PathBuf::from(v),
+        _ => repo_root().join("python-service/.venv"),
+    };
+    assert!(venv.join("bin/python").exists(), "no venv at {}: run `cargo xtask test`", venv.display());
+    let src = root.join("python-service/src/print_service.py");
+    let nonce = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let (first, second) = (format!("kt-first-{nonce}"), format!("kt-second-{nonce}"));
+    let original = std::fs::read_to_string(&src).unwrap();
+    std::fs::write(&src, format!("{original}\nEDIT_MARKER = \"{first}\"\n")).unwrap();
+
+    // Save the second edit once PyInstaller has finished its archive (PKG-00.toc is written
+    // after the scripts are compiled into it), while the step is still running.
+    let work = root.join("target/xtask/pyinstaller");
+    let saver = {
+        let (src, original, second) = (src.clone(), original.clone(), second.clone());
+        std::thread::spawn(move || {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
+            while std::time::Instant::now() < deadline {
+                let pkg = walkdir::WalkDir::new(&work)
+                    .into_iter()
+                    .filter_map(|e| e.ok())
+                    .any(|e| e.file_name() == "PKG-00.toc");
+                if pkg {
+                    std::fs::write(&src, format!("{original}\nEDIT_MARKER = \"{second}\"\n")).unwrap();
+                    return true;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            false
+        })
+    };
+    let build = |root: &Path| {
+        let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .arg("--root")
+            .arg(root)
+            .args(["build-services", "--service", "print_service", "--json"])
+            .env("KT_VENV", &venv)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "build-services failed:\n{stderr}");
+        (outcomes(&serde_json::from_slice(&out.stdout).unwrap()), stderr)
+    };
+    let (report, stderr) = build(&root);
+    assert!(saver.join().unwrap(), "PyInstaller never wrote its archive");
+    assert_eq!(outcome(&report, "print_service"), "built", "{report:?}");
+    assert!(stderr.contains("changed while `print_service` ran"), "the edit was not seen as mid-build:\n{stderr}");
+    let bin = root.join("python-service/dist").join(host_arch()).join("print_service");
+    let script = entry_script(&venv, &bin, "print_service");
+    assert!(contains(&script, &first) && !contains(&script, &second), "the build saw the second edit");
+
+    // The next plain run builds the edit, and then nothing.
+    let (report, _) = build(&root);
+    assert_eq!(outcome(&report, "print_service"), "built", "{report:?}");
+    let script = entry_script(&venv, &bin, "print_service");
+    assert!(contains(&script, &second), "the binary lacks the edit saved during the first build");
+    let (report, _) = build(&root);
+    assert_eq!(outcome(&report, "print_service"), "up_to_date", "{report:?}");
+}
