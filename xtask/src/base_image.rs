@@ -162,7 +162,7 @@ pub struct BaseImageArgs {
     /// Print the plan instead of running it.
     #[arg(long)]
     dry_run: bool,
-    /// With --dry-run: the plan as JSON.
+    /// The plan (with --dry-run), or the plan and the run report, as JSON on stdout.
     #[arg(long)]
     json: bool,
     /// Rebuild the rootfs and the image, or only STEP (rootfs, base-image).
@@ -203,13 +203,16 @@ pub fn run(config: &crate::config::Config, args: &BaseImageArgs, what: &str) -> 
     plan.resolve_force(&force)?;
     if args.dry_run {
         if args.json {
-            println!("{}", plan.to_json()?);
+            crate::exit::print_json(plan.to_json_value(Some(&force))?, true)?;
         } else {
             print!("{}", plan.render(&force)?);
         }
         return Ok(());
     }
     let _lock = crate::lock::TreeLock::acquire(&tools.cache.join("base-image.lock"), what)?;
-    crate::plan::run(&plan, &RunOptions { force, verbose: args.verbose, keep_going: false })?;
+    let report = crate::plan::run(&plan, &RunOptions { force, verbose: args.verbose, keep_going: false })?;
+    if args.json {
+        crate::exit::print_json(serde_json::json!({ "plan": plan, "report": report }), true)?;
+    }
     Ok(())
 }

@@ -66,7 +66,10 @@ fn planned_engine(
     match engine_for(config, arch, host, choice, tools) {
         Ok(e) => Ok((e, None)),
         Err(e) => match e.downcast::<NoEngine>() {
-            Ok(none) => Ok((none.planned.with_builder(config.target(arch)?.builder.clone()), Some(none.message))),
+            Ok(none) => {
+                let reason = none.to_string();
+                Ok((none.planned.with_builder(config.target(arch)?.builder.clone()), Some(reason)))
+            }
             Err(e) => Err(e),
         },
     }
@@ -177,7 +180,9 @@ fn package_steps(
     match &electron_dist {
         // A wrong-arch or missing electronDist fails here, not after the service builds.
         Some(dist) => preflight.actions.push(Action::Verify { paths: vec![dist.join("electron")], arch, glibc: None }),
-        None => preflight.actions.push(Action::RequireElectron { zip: electron::electron_zip(&config.root, arch)? }),
+        None => preflight
+            .actions
+            .push(Action::RequireElectron { zip: electron::electron_zip(&config.root, arch, &electron::process_env)? }),
     }
     steps.push(electron::node_modules_step(&config.root, tools.node.as_deref())?);
     steps.push(electron::builder_step(config, arch, electron_dist.as_deref(), tools.node.as_deref()));
@@ -217,7 +222,7 @@ pub fn run(config: &Config, req: &Request, mode: &Mode, what: &str) -> Result<()
     plan.resolve_force(&mode.force)?;
     if mode.dry_run {
         if mode.json {
-            println!("{}", plan.to_json()?);
+            crate::exit::print_json(plan.to_json_value(Some(&mode.force))?, true)?;
         } else {
             print!("{}", plan.render(&mode.force)?);
         }
@@ -226,7 +231,7 @@ pub fn run(config: &Config, req: &Request, mode: &Mode, what: &str) -> Result<()
     let _lock = TreeLock::acquire(&config.root.join("target/xtask/dist.lock"), what)?;
     let report = plan::run(&plan, &RunOptions { force: mode.force.clone(), verbose: mode.verbose, keep_going: false })?;
     if mode.json {
-        println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "plan": plan, "report": report }))?);
+        crate::exit::print_json(serde_json::json!({ "plan": plan, "report": report }), true)?;
     }
     Ok(())
 }
@@ -294,7 +299,7 @@ mod tests {
     fn plan_json_has_typed_steps_and_commands() {
         let config = Config::load(&repo_root()).unwrap();
         let plan = plan(&config, &request(Arch::Armv7l, None), Some(Arch::X64), &tools()).unwrap();
-        let json: serde_json::Value = serde_json::from_str(&plan.to_json().unwrap()).unwrap();
+        let json = plan.to_json_value(Some(&Force::None)).unwrap();
         assert_eq!(json["arch"], "armv7l");
         assert_eq!(json["engine"]["engine"], "docker_buildkit");
         let steps = json["steps"].as_array().unwrap();
@@ -458,7 +463,7 @@ mod tests {
             plan(&config, &request(Arch::Armv7l, None), Some(Arch::X64), &tools).unwrap().render_with(None).unwrap();
         assert!(
             text.contains(
-                "require electron-v43.8.11-linux-armv7l.zip in electron-builder's cache, or github.com reachable"
+                "require electron-v43.8.11-linux-armv7l.zip in electron-builder's cache, or the ELECTRON_MIRROR or github.com host answering"
             ),
             "{text}"
         );

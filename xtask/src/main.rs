@@ -12,6 +12,7 @@ mod dist;
 mod doctor;
 mod electron;
 mod engine;
+mod exit;
 mod fingerprint;
 mod fsx;
 mod install_hooks;
@@ -181,41 +182,70 @@ fn root(explicit: Option<PathBuf>) -> Result<PathBuf> {
     config::find_root(&cwd, manifest.as_deref())
 }
 
-fn main() {
-    if let Err(e) = run(Cli::parse()) {
-        eprintln!("error: {e:#}");
-        std::process::exit(1);
-    }
+/// The command line with the exit-code rule in every command's `--help`.
+fn cli_command() -> clap::Command {
+    use clap::CommandFactory;
+    Cli::command().after_help(exit::HELP).mut_subcommands(|c| c.after_help(exit::HELP))
 }
 
-fn run(cli: Cli) -> Result<()> {
+fn main() {
+    exit::quiet_on_closed_stdout();
+    let args: Vec<String> = std::env::args().collect();
+    let json = exit::wants_json(&args);
+    let parsed = cli_command().try_get_matches().and_then(|m| <Cli as clap::FromArgMatches>::from_arg_matches(&m));
+    let cli = match parsed {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => e.exit(),
+        Err(e) => {
+            if json {
+                let err = anyhow::anyhow!("{}", e.to_string().trim_end());
+                println!("{}", exit::error_document(&err, exit::UNUSABLE));
+            }
+            let _ = e.print();
+            std::process::exit(exit::UNUSABLE);
+        }
+    };
+    let code = match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            let code = exit::code_of(&e);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&exit::error_document(&e, code)).unwrap_or_default());
+            }
+            eprintln!("error: {e:#}");
+            code
+        }
+    };
+    std::process::exit(code);
+}
+
+/// The command's exit code (see [`exit`]); an error is reported by `main`.
+fn run(cli: Cli) -> Result<i32> {
     let root = root(cli.root)?;
     let what = std::env::args().skip(1).collect::<Vec<_>>().join(" ");
     let what = format!("cargo xtask {what}");
+    let done = |r: Result<()>| r.map(|()| exit::OK);
     match cli.command {
         Command::Dist(a) => {
             let config = config::Config::load(&root)?;
-            dist::run(&config, &a.target.request(Vec::new(), true)?, &a.target.mode(), &what)
+            done(dist::run(&config, &a.target.request(Vec::new(), true)?, &a.target.mode(), &what))
         }
         Command::BuildServices(a) => {
             let config = config::Config::load(&root)?;
-            dist::run(&config, &a.target.request(a.services.clone(), false)?, &a.target.mode(), &what)
+            done(dist::run(&config, &a.target.request(a.services.clone(), false)?, &a.target.mode(), &what))
         }
-        Command::BaseImage(a) => base_image::run(&config::Config::load(&root)?, &a, &what),
+        Command::BaseImage(a) => done(base_image::run(&config::Config::load(&root)?, &a, &what)),
         Command::Doctor(a) => doctor::run(&config::Config::load(&root)?, &a),
-        Command::Test(a) => test::run(&root, &a),
-        Command::SmokeTest(a) => smoke_test::run(&config::Config::load(&root)?, &a, &what),
-        Command::Afterpack(a) => afterpack::run(&config::Config::load(&root)?, &a),
-        Command::Bench(a) => bench::run(&config::Config::load(&root)?, &a),
-        Command::Verify(a) => {
-            let code = verify::run(&config::Config::load(&root)?, &a)?;
-            std::process::exit(code);
-        }
-        Command::Targets { json } => targets::run(&config::Config::load(&root)?, json),
+        Command::Test(a) => done(test::run(&root, &a)),
+        Command::SmokeTest(a) => done(smoke_test::run(&config::Config::load(&root)?, &a, &what)),
+        Command::Afterpack(a) => done(afterpack::run(&config::Config::load(&root)?, &a)),
+        Command::Bench(a) => done(bench::run(&config::Config::load(&root)?, &a)),
+        Command::Verify(a) => verify::run(&config::Config::load(&root)?, &a),
+        Command::Targets { json } => done(targets::run(&config::Config::load(&root)?, json)),
         Command::Check(a) => check::run(&root, &a),
-        Command::InstallHooks => install_hooks::run(&root),
-        Command::Release(a) => release::run(&config::Config::load(&root)?, &a),
-        Command::BenchDebWriter { tree, out, level } => deb::bench::bench_child(&tree, &out, level),
+        Command::InstallHooks => done(install_hooks::run(&root)),
+        Command::Release(a) => done(release::run(&config::Config::load(&root)?, &a)),
+        Command::BenchDebWriter { tree, out, level } => done(deb::bench::bench_child(&tree, &out, level)),
     }
 }
 

@@ -263,9 +263,9 @@ impl Action {
                 out.display(),
                 app.display()
             ),
-            Action::RequireElectron { zip } => {
-                format!("require {zip} in electron-builder's cache, or github.com reachable to download it")
-            }
+            Action::RequireElectron { zip } => format!(
+                "require {zip} in electron-builder's cache, or the ELECTRON_MIRROR or github.com host answering"
+            ),
             Action::WriteTarGz { src, out, epoch } => format!(
                 "write {} from {} (sorted, root:root, mtime {epoch}; temp file, then rename)",
                 out.display(),
@@ -569,8 +569,27 @@ impl Plan {
         Ok(out)
     }
 
-    pub fn to_json(&self) -> Result<String> {
-        Ok(serde_json::to_string_pretty(self)?)
+    /// The plan as JSON. With `force`, each step also has its `status`: `will_run` with the
+    /// reason, `up_to_date`, `always_runs`, or `will_fail` with what this machine lacks.
+    pub fn to_json_value(&self, force: Option<&Force>) -> Result<serde_json::Value> {
+        let mut value = serde_json::to_value(self)?;
+        if let Some(force) = force {
+            let freshness = self.all_freshness(Some(force))?;
+            let steps = value["steps"].as_array_mut().expect("a plan serialises its steps");
+            for ((json, step), f) in steps.iter_mut().zip(&self.steps).zip(freshness) {
+                let fails = step.actions.iter().find_map(|a| match a {
+                    Action::Fail { reason } => Some(reason.clone()),
+                    _ => None,
+                });
+                json["status"] = match (fails, f) {
+                    (Some(reason), _) => serde_json::json!({ "status": "will_fail", "reason": reason }),
+                    (None, Freshness::UpToDate) => serde_json::json!({ "status": "up_to_date" }),
+                    (None, Freshness::Stale(why)) => serde_json::json!({ "status": "will_run", "reason": why }),
+                    (None, Freshness::Always) => serde_json::json!({ "status": "always_runs" }),
+                };
+            }
+        }
+        Ok(value)
     }
 }
 
@@ -732,15 +751,37 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<RunReport> {
     let steps = reports.into_iter().map(|r| r.expect("every step is reported")).collect();
     let report = RunReport { steps, seconds: started.elapsed().as_secs_f64() };
     eprintln!("\n{}", report.table());
-    match failed.len() {
-        0 => Ok(report),
-        1 => Err(failed.remove(0)),
-        _ => {
-            let all: Vec<String> = failed.iter().map(|e| format!("{e:#}")).collect();
-            bail!("{} steps failed:\n{}", all.len(), all.join("\n"))
+    if failed.is_empty() {
+        return Ok(report);
+    }
+    let errors: Vec<String> = failed.iter().map(|e| format!("{e:#}")).collect();
+    Err(StepsFailed { report, errors }.into())
+}
+
+/// A run in which steps failed: each failure, and the report of every step, for `--json`.
+#[derive(Debug)]
+pub struct StepsFailed {
+    pub report: RunReport,
+    pub errors: Vec<String>,
+}
+
+impl StepsFailed {
+    /// The ids of the failed steps.
+    pub fn failed_steps(&self) -> Vec<&str> {
+        self.report.steps.iter().filter(|s| s.outcome == Outcome::Failed).map(|s| s.id.as_str()).collect()
+    }
+}
+
+impl std::fmt::Display for StepsFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.errors.as_slice() {
+            [one] => f.write_str(one),
+            all => write!(f, "{} steps failed:\n{}", all.len(), all.join("\n")),
         }
     }
 }
+
+impl std::error::Error for StepsFailed {}
 
 fn run_step(plan: &Plan, step: &Step, opts: &RunOptions) -> Result<()> {
     let stamped = !step.always && step.probe.is_none();
@@ -864,7 +905,13 @@ fn run_action(root: &Path, action: &Action, title: &str, opts: &RunOptions) -> R
         Action::SmokeTest { rootfs, deb, scratch, package, services } => {
             crate::smoke_test::check(rootfs, deb, scratch, package, services)
         }
-        Action::RequireElectron { zip } => crate::electron::require_download(zip),
+        Action::RequireElectron { zip } => match crate::electron::download(root, zip, &crate::electron::process_env)? {
+            crate::electron::Download::Available(_) => Ok(()),
+            crate::electron::Download::Unchecked(note) => {
+                eprintln!("    note: {note}");
+                Ok(())
+            }
+        },
         Action::WriteTarGz { src, out, epoch } => {
             if let Some(dir) = out.parent() {
                 std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;

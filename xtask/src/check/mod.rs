@@ -20,7 +20,7 @@ use std::{
     time::Instant,
 };
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result};
 use clap::Args;
 use serde::Serialize;
 
@@ -291,7 +291,9 @@ fn render(check: Check, outcome: Outcome, seconds: f64, problems: &[Problem]) ->
     out
 }
 
-pub fn run(checkout: &Path, args: &CheckArgs) -> Result<()> {
+/// Exit code 0 or 1 with `--json` (the report is the document); otherwise a failed check is
+/// an error.
+pub fn run(checkout: &Path, args: &CheckArgs) -> Result<i32> {
     let started = Instant::now();
     let wanted: Vec<Check> = Check::ALL.into_iter().filter(|c| args.only.is_empty() || args.only.contains(c)).collect();
     let (report, _export) = if args.staged {
@@ -347,22 +349,23 @@ pub fn run(checkout: &Path, args: &CheckArgs) -> Result<()> {
     finish(&report, args)
 }
 
-fn finish(report: &Report, args: &CheckArgs) -> Result<()> {
+fn finish(report: &Report, args: &CheckArgs) -> Result<i32> {
     if args.json {
-        println!("{}", serde_json::to_string_pretty(report)?);
-        if !report.passed {
-            std::process::exit(1);
-        }
-        return Ok(());
+        crate::exit::print_json(report, report.passed)?;
+        return Ok(if report.passed { crate::exit::OK } else { crate::exit::FAILED });
     }
     if args.keep_going || !report.passed {
         eprintln!("\n{}", report.table());
     }
     if !report.passed {
         let names: Vec<_> = report.failed().iter().map(|c| c.name()).collect();
-        bail!("check failed: {} (each problem's fix is printed above)", names.join(", "));
+        return Err(crate::exit::CheckFailed(format!(
+            "check failed: {} (each problem's fix is printed above)",
+            names.join(", ")
+        ))
+        .into());
     }
-    Ok(())
+    Ok(crate::exit::OK)
 }
 
 /// A linter that cannot be installed: the check fails (never skipped) with the reason and the fix.
