@@ -41,14 +41,32 @@ pub fn read_package_json(path: &Path) -> Result<serde_json::Value> {
     serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))
 }
 
-/// The Electron zip electron-builder downloads for `arch` when it has no electronDist.
-pub fn electron_zip(root: &Path, arch: Arch) -> Result<String> {
+/// The Electron version the app pins (package.json `devDependencies.electron`, exact).
+pub fn pinned_version(root: &Path) -> Result<String> {
     let path = app_dir(root).join("package.json");
     let manifest = read_package_json(&path)?;
-    let version = manifest["devDependencies"]["electron"]
+    manifest["devDependencies"]["electron"]
         .as_str()
-        .filter(|v| v.chars().all(|c| c.is_ascii_digit() || c == '.'))
-        .with_context(|| format!("{}: devDependencies.electron must pin an exact version", path.display()))?;
+        .filter(|v| !v.is_empty() && v.chars().all(|c| c.is_ascii_digit() || c == '.'))
+        .map(str::to_string)
+        .with_context(|| format!("{}: devDependencies.electron must pin an exact version", path.display()))
+}
+
+/// Reads an environment variable; tests pass their own.
+pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// The process environment.
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// The Electron zip electron-builder downloads for `arch` when it has no electronDist
+/// (`ELECTRON_CUSTOM_FILENAME` replaces the name, as @electron/get does).
+pub fn electron_zip(root: &Path, arch: Arch, env: Env) -> Result<String> {
+    if let Some(name) = env_var(env, &["ELECTRON_CUSTOM_FILENAME", "npm_config_electron_custom_filename"]) {
+        return Ok(name);
+    }
+    let version = pinned_version(root)?;
     let (platform, arch) = match arch {
         Arch::Armv7l => ("linux", "armv7l"),
         Arch::Arm64 => ("linux", "arm64"),
@@ -58,45 +76,109 @@ pub fn electron_zip(root: &Path, arch: Arch) -> Result<String> {
     Ok(format!("electron-v{version}-{platform}-{arch}.zip"))
 }
 
-/// Where @electron/get caches downloads: ELECTRON_CACHE, else the user cache folder.
-fn electron_cache() -> PathBuf {
-    if let Some(d) = std::env::var_os("ELECTRON_CACHE").filter(|d| !d.is_empty()) {
+/// The first of these variables that is set and not empty (@electron/get reads the npm
+/// config spellings too).
+fn env_var(env: Env, names: &[&str]) -> Option<String> {
+    names.iter().find_map(|n| env(n).filter(|v| !v.is_empty()))
+}
+
+/// Where @electron/get caches downloads: ELECTRON_CACHE (or electron_config_cache), else the
+/// user cache folder.
+fn electron_cache(env: Env) -> PathBuf {
+    if let Some(d) = env_var(env, &["ELECTRON_CACHE", "electron_config_cache"]) {
         return PathBuf::from(d);
     }
-    let home = PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into()));
+    let home = PathBuf::from(env_var(env, &["HOME"]).unwrap_or_else(|| "/root".into()));
     if cfg!(target_os = "macos") {
         return home.join("Library/Caches/electron");
     }
-    std::env::var_os("XDG_CACHE_HOME")
-        .filter(|d| !d.is_empty())
-        .map_or(home.join(".cache"), PathBuf::from)
-        .join("electron")
+    env_var(env, &["XDG_CACHE_HOME"]).map_or(home.join(".cache"), PathBuf::from).join("electron")
 }
 
 /// @electron/get keeps each download in a folder named for its URL, one level down.
-fn is_cached(cache: &Path, zip: &str) -> bool {
+fn cached(cache: &Path, zip: &str) -> Option<PathBuf> {
     walkdir::WalkDir::new(cache)
         .max_depth(2)
         .into_iter()
         .flatten()
-        .any(|e| e.file_type().is_file() && e.file_name() == zip)
+        .find(|e| e.file_type().is_file() && e.file_name() == zip)
+        .map(|e| e.into_path())
 }
 
-/// Ok when `zip` is cached (@electron/get keeps it one folder down) or github.com can be
-/// reached (directly, or through a proxy electron-builder will use).
-pub fn require_download(zip: &str) -> Result<()> {
-    let cache = electron_cache();
-    let cached = is_cached(&cache, zip);
-    let proxied =
-        ["HTTPS_PROXY", "https_proxy", "ELECTRON_GET_USE_PROXY"].iter().any(|v| std::env::var_os(v).is_some());
+/// Where electron-builder's download of Electron would come from, or why it cannot.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Download {
+    /// It can: from where.
+    Available(String),
+    /// Through a proxy this machine cannot look past: not checked, said so.
+    Unchecked(String),
+}
+
+/// A TCP connection to `host:port` within 3 s: the host resolves and something answers.
+fn connects(host: &str, port: u16) -> bool {
     use std::net::ToSocketAddrs;
-    if cached || proxied || ("github.com", 443).to_socket_addrs().is_ok() {
-        return Ok(());
+    let Ok(addrs) = (host, port).to_socket_addrs() else { return false };
+    addrs.into_iter().any(|a| std::net::TcpStream::connect_timeout(&a, std::time::Duration::from_secs(3)).is_ok())
+}
+
+/// `https://host:port/path` → (host, port).
+fn url_host(url: &str) -> Option<(String, u16)> {
+    let (scheme, rest) = url.split_once("://")?;
+    let authority = rest.split('/').next()?.rsplit('@').next()?;
+    let default = if scheme == "http" { 80 } else { 443 };
+    match authority.rsplit_once(':') {
+        Some((h, p)) if p.chars().all(|c| c.is_ascii_digit()) => Some((h.to_string(), p.parse().ok()?)),
+        _ => Some((authority.to_string(), default)),
+    }
+}
+
+/// Without an electronDist electron-builder downloads `zip` through @electron/get: from its
+/// cache, from ELECTRON_MIRROR (+ ELECTRON_CUSTOM_DIR, default `v<version>`), or from
+/// github.com, through a proxy when HTTPS_PROXY says so. Err: none of them can serve it.
+pub fn download(root: &Path, zip: &str, env: Env) -> Result<Download> {
+    let cache = electron_cache(env);
+    if let Some(hit) = cached(&cache, zip) {
+        return Ok(Download::Available(format!("cached at {}", hit.display())));
+    }
+    let fix = "point KT_ELECTRON_DIST (or dist.yaml electron.dist) at an unpacked Electron of this version and arch, \
+               e.g. `KT_ELECTRON_DIST=/opt/electron/{arch} cargo xtask dist`, or ELECTRON_MIRROR at a mirror that has it";
+    if let Some(mirror) = env_var(env, &["ELECTRON_MIRROR", "npm_config_electron_mirror", "NPM_CONFIG_ELECTRON_MIRROR"])
+    {
+        let dir = match env_var(env, &["ELECTRON_CUSTOM_DIR", "npm_config_electron_custom_dir"]) {
+            Some(d) => d.replace("{{ version }}", &pinned_version(root)?),
+            None => format!("v{}", pinned_version(root)?),
+        };
+        let url = format!("{}/{dir}/{zip}", mirror.trim_end_matches('/'));
+        if let Some(path) = url.strip_prefix("file://") {
+            if Path::new(path).is_file() {
+                return Ok(Download::Available(format!("ELECTRON_MIRROR file {path}")));
+            }
+            anyhow::bail!(
+                "ELECTRON_MIRROR gives {url}, which does not exist, and {zip} is not in {}: {fix}",
+                cache.display()
+            );
+        }
+        let Some((host, port)) = url_host(&url) else {
+            anyhow::bail!("ELECTRON_MIRROR={mirror} is not a URL (https://host/path/ or file:///path/)");
+        };
+        if connects(&host, port) {
+            return Ok(Download::Available(format!("ELECTRON_MIRROR {url}")));
+        }
+        anyhow::bail!(
+            "ELECTRON_MIRROR host {host}:{port} does not answer, and {zip} is not in {}: {fix}",
+            cache.display()
+        );
+    }
+    if connects("github.com", 443) {
+        return Ok(Download::Available(format!("github.com ({zip})")));
+    }
+    if let Some(proxy) = env_var(env, &["HTTPS_PROXY", "https_proxy", "GLOBAL_AGENT_HTTPS_PROXY"]) {
+        return Ok(Download::Unchecked(format!(
+            "github.com does not answer from here; the download would go through the proxy {proxy}, not checked"
+        )));
     }
     anyhow::bail!(
-        "electron-builder would download {zip} from github.com, which does not resolve from here, and it is not in \
-         {}: point KT_ELECTRON_DIST (or dist.yaml electron.dist) at an unpacked Electron of this version and arch, \
-         e.g. `KT_ELECTRON_DIST=/opt/electron/{{arch}} cargo xtask dist`",
+        "electron-builder would download {zip} from github.com, which does not answer from here, and it is not in {}: {fix}",
         cache.display()
     )
 }
@@ -185,14 +267,17 @@ mod tests {
     #[test]
     fn the_electron_zip_follows_the_pinned_version_and_the_arch() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-        assert_eq!(electron_zip(root, Arch::Armv7l).unwrap(), "electron-v43.8.11-linux-armv7l.zip");
-        assert_eq!(electron_zip(root, Arch::DarwinArm64).unwrap(), "electron-v43.8.11-darwin-arm64.zip");
+        let none = |_: &str| None;
+        assert_eq!(electron_zip(root, Arch::Armv7l, &none).unwrap(), "electron-v43.8.11-linux-armv7l.zip");
+        assert_eq!(electron_zip(root, Arch::DarwinArm64, &none).unwrap(), "electron-v43.8.11-darwin-arm64.zip");
+        let custom = |n: &str| (n == "ELECTRON_CUSTOM_FILENAME").then(|| "my-electron.zip".to_string());
+        assert_eq!(electron_zip(root, Arch::X64, &custom).unwrap(), "my-electron.zip");
         let d = tempfile::tempdir().unwrap();
         let zip = "electron-v43.8.11-linux-x64.zip";
-        assert!(!is_cached(d.path(), zip));
+        assert!(cached(d.path(), zip).is_none());
         std::fs::create_dir_all(d.path().join("3f2a9c")).unwrap();
         std::fs::write(d.path().join("3f2a9c").join(zip), b"zip").unwrap();
-        assert!(is_cached(d.path(), zip));
-        assert!(!is_cached(d.path(), "electron-v43.8.11-linux-arm64.zip"));
+        assert_eq!(cached(d.path(), zip), Some(d.path().join("3f2a9c").join(zip)));
+        assert!(cached(d.path(), "electron-v43.8.11-linux-arm64.zip").is_none());
     }
 }

@@ -79,13 +79,16 @@ impl fmt::Display for Engine {
 /// would use first (buildx), so a dry run can still show the whole plan.
 #[derive(Debug)]
 pub struct NoEngine {
-    pub message: String,
+    pub arch: Arch,
+    /// What detection found (each client and why it cannot build).
+    pub why: String,
+    pub fix: String,
     pub planned: Engine,
 }
 
 impl fmt::Display for NoEngine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
+        write!(f, "no container engine can build {}: {}.\nfix: {}", self.arch, self.why, self.fix)
     }
 }
 
@@ -133,11 +136,11 @@ impl Engine {
                             found.notes.join("; ")
                         };
                         return Err(NoEngine {
-                            message: format!(
-                                "no container engine can build {arch}: {why}.\nfix: install Docker with the buildx plugin \
-                                 (Debian: apt-get install docker.io docker-buildx), or podman; or point DOCKER at a client \
-                                 with BuildKit built in (Debian's /usr/bin/docker 20.10)"
-                            ),
+                            arch,
+                            why,
+                            fix: "install Docker with the buildx plugin (Debian: apt-get install docker.io docker-buildx), \
+                                  or podman; or point DOCKER at a client with BuildKit built in (Debian's /usr/bin/docker 20.10)"
+                                .into(),
                             planned: Engine::Buildx { docker: docker.into(), builder: None, route },
                         }
                         .into());
