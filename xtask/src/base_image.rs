@@ -109,6 +109,8 @@ pub fn rootfs_step(
     let mut rootfs =
         Step::new("rootfs", format!("debootstrap {} {debian} rootfs", suite.name()), StepKind::Rootfs { suite });
     rootfs.stamp = Some(dir.join(format!("{name}.stamp.json")));
+    // Every checkout on the machine shares the cache: one debootstrap per rootfs at a time.
+    rootfs.lock = Some(dir.join(format!("{name}.lock")));
     rootfs.values.insert("suite".into(), suite.name().into());
     rootfs.values.insert("arch".into(), debian.into());
     rootfs.values.insert("mirror".into(), MIRROR.into());
@@ -173,7 +175,7 @@ pub struct BaseImageArgs {
     verbose: bool,
 }
 
-pub fn run(config: &crate::config::Config, args: &BaseImageArgs, what: &str) -> Result<()> {
+pub fn run(config: &crate::config::Config, args: &BaseImageArgs) -> Result<()> {
     use crate::plan::{Force, Plan, RunOptions};
     let tools = crate::services::Tools::probe(config);
     // A base image is built for a container engine even where the target is native.
@@ -209,7 +211,6 @@ pub fn run(config: &crate::config::Config, args: &BaseImageArgs, what: &str) -> 
         }
         return Ok(());
     }
-    let _lock = crate::lock::TreeLock::acquire(&tools.cache.join("base-image.lock"), what)?;
     let report = crate::plan::run(&plan, &RunOptions { force, verbose: args.verbose, keep_going: false })?;
     if args.json {
         crate::exit::print_json(serde_json::json!({ "plan": plan, "report": report }), true)?;

@@ -1,4 +1,5 @@
-//! One `dist` per tree at a time: two runs writing the same outputs would corrupt both.
+//! One run at a time per tree or shared cache: two runs writing the same outputs would
+//! corrupt both.
 
 use std::{fs::File, io::Write, path::Path};
 
@@ -11,17 +12,25 @@ pub struct TreeLock {
 }
 
 impl TreeLock {
-    pub fn acquire(path: &Path, what: &str) -> Result<TreeLock> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    /// Wait for the lock instead of refusing: for caches several checkouts share, where the
+    /// second run should use what the first builds.
+    pub fn wait(path: &Path, what: &str) -> Result<TreeLock> {
+        match TreeLock::acquire(path, what) {
+            Ok(l) => Ok(l),
+            Err(_) => {
+                let holder = std::fs::read_to_string(path).unwrap_or_default();
+                eprintln!("    waiting for {} ({})", path.display(), holder.trim());
+                let mut file = open(path)?;
+                file.lock().with_context(|| format!("cannot lock {}", path.display()))?;
+                file.set_len(0)?;
+                writeln!(file, "pid {} ({what})", std::process::id())?;
+                Ok(TreeLock { _file: file })
+            }
         }
-        let mut file = File::options()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-            .with_context(|| format!("cannot open lock {}", path.display()))?;
+    }
+
+    pub fn acquire(path: &Path, what: &str) -> Result<TreeLock> {
+        let mut file = open(path)?;
         match file.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
@@ -43,6 +52,19 @@ impl TreeLock {
     }
 }
 
+fn open(path: &Path) -> Result<File> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .with_context(|| format!("cannot open lock {}", path.display()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -56,5 +78,22 @@ mod tests {
         assert!(err.contains(&format!("pid {} (cargo xtask dist --arch x64)", std::process::id())), "{err}");
         drop(first);
         TreeLock::acquire(&path, "third").unwrap();
+    }
+
+    #[test]
+    fn wait_blocks_until_the_holder_lets_go() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("rootfs/x.lock");
+        let first = TreeLock::acquire(&path, "first").unwrap();
+        let t = std::time::Instant::now();
+        let waiter = {
+            let path = path.clone();
+            std::thread::spawn(move || TreeLock::wait(&path, "second").map(drop))
+        };
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        assert!(!waiter.is_finished(), "wait did not wait");
+        drop(first);
+        waiter.join().unwrap().unwrap();
+        assert!(t.elapsed() >= std::time::Duration::from_millis(300));
     }
 }

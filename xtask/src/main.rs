@@ -234,7 +234,7 @@ fn run(cli: Cli) -> Result<i32> {
             let config = config::Config::load(&root)?;
             done(dist::run(&config, &a.target.request(a.services.clone(), false)?, &a.target.mode(), &what))
         }
-        Command::BaseImage(a) => done(base_image::run(&config::Config::load(&root)?, &a, &what)),
+        Command::BaseImage(a) => done(base_image::run(&config::Config::load(&root)?, &a)),
         Command::Doctor(a) => doctor::run(&config::Config::load(&root)?, &a),
         Command::Test(a) => done(test::run(&root, &a)),
         Command::SmokeTest(a) => done(smoke_test::run(&config::Config::load(&root)?, &a, &what)),

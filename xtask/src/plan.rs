@@ -366,6 +366,11 @@ pub struct Step {
     /// keep their stamp beside them, so a clean clone reuses them).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stamp: Option<PathBuf>,
+    /// Held while the step runs, waiting for another holder: outputs in a cache that other
+    /// checkouts share (a rootfs). Freshness is checked again once it is held, so a second
+    /// run uses what the first built instead of building it again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lock: Option<PathBuf>,
     /// For outputs that are not files (an image in the engine's store): up to date when this
     /// command prints `expect`. Replaces the stamp.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -396,6 +401,7 @@ impl Step {
             guard: false,
             parallel: false,
             stamp: None,
+            lock: None,
             probe: None,
         }
     }
@@ -687,6 +693,9 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<RunReport> {
     plan.resolve_force(&opts.force)?;
     let started = Instant::now();
     let mut failed: Vec<anyhow::Error> = Vec::new();
+    // Ids of failed steps: a step `after` one of them has no input to work on, even with
+    // keep_going.
+    let mut failed_ids: Vec<String> = Vec::new();
     let n = plan.steps.len();
     // Decided once, before anything runs: a step's freshness depends on its own inputs and
     // outputs, and on whether a step it comes `after` runs; hashing or probing an engine
@@ -703,7 +712,9 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<RunReport> {
         let mut due: Vec<(usize, Option<String>)> = Vec::new();
         for j in i..end {
             let step = &plan.steps[j];
-            let skip = (!failed.is_empty() && !opts.keep_going) || (step.guard && !work);
+            let skip = (!failed.is_empty() && !opts.keep_going)
+                || (step.guard && !work)
+                || step.after.iter().any(|a| failed_ids.contains(a));
             let report = |outcome| Some(StepReport { id: step.id.clone(), outcome, seconds: 0.0, reason: None });
             match &freshness[j] {
                 _ if skip => reports[j] = report(Outcome::Skipped),
@@ -726,7 +737,7 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<RunReport> {
             let result = run_step(plan, &plan.steps[j], opts);
             (result, t.elapsed().as_secs_f64())
         };
-        let results: Vec<(Result<()>, f64)> = if due.len() > 1 {
+        let results: Vec<(Result<bool>, f64)> = if due.len() > 1 {
             std::thread::scope(|scope| {
                 let handles: Vec<_> = due.iter().map(|(j, _)| scope.spawn(move || run_one(*j))).collect();
                 handles.into_iter().map(|h| h.join().expect("a step thread panicked")).collect()
@@ -737,10 +748,12 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<RunReport> {
         for ((j, reason), (result, seconds)) in due.into_iter().zip(results) {
             let step = &plan.steps[j];
             let outcome = match result {
-                Ok(()) if step.always => Outcome::Passed,
-                Ok(()) => Outcome::Built,
+                Ok(false) => Outcome::UpToDate,
+                Ok(true) if step.always => Outcome::Passed,
+                Ok(true) => Outcome::Built,
                 Err(e) => {
                     failed.push(e.context(format!("step `{}` failed", step.id)));
+                    failed_ids.push(step.id.clone());
                     Outcome::Failed
                 }
             };
@@ -783,7 +796,19 @@ impl std::fmt::Display for StepsFailed {
 
 impl std::error::Error for StepsFailed {}
 
-fn run_step(plan: &Plan, step: &Step, opts: &RunOptions) -> Result<()> {
+/// Ok(false): another run built the outputs while this one waited for the step's lock.
+fn run_step(plan: &Plan, step: &Step, opts: &RunOptions) -> Result<bool> {
+    let _lock = match &step.lock {
+        Some(path) => {
+            let lock = crate::lock::TreeLock::wait(path, &format!("step {}", step.id))?;
+            if !matches!(opts.force, Force::All) && plan.freshness(step)? == Freshness::UpToDate {
+                eprintln!("    {}: built meanwhile by another run", step.id);
+                return Ok(false);
+            }
+            Some(lock)
+        }
+        None => None,
+    };
     let stamped = !step.always && step.probe.is_none();
     // The stamp records the inputs as they were when the step started (as cargo does): a
     // source saved while a 10-minute build runs is not in the output, so it must not be in the
@@ -809,7 +834,7 @@ fn run_step(plan: &Plan, step: &Step, opts: &RunOptions) -> Result<()> {
         }
         Stamp::write(&plan.stamp_path(step), &before)?;
     }
-    Ok(())
+    Ok(true)
 }
 
 fn run_actions(plan: &Plan, step: &Step, opts: &RunOptions) -> Result<()> {
@@ -1190,6 +1215,57 @@ mod tests {
         let forced = RunOptions { force: Force::All, verbose: false, keep_going: false };
         assert!(run(&plan, &forced).is_err());
         assert_eq!(plan.freshness(&plan.steps[0]).unwrap(), Freshness::Stale("never built".into()));
+    }
+
+    #[test]
+    fn a_locked_step_waits_and_uses_what_another_run_built_meanwhile() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("in.txt"), "v1").unwrap();
+        let mut plan = plan_in(d.path());
+        plan.steps.truncate(1);
+        plan.steps[0].actions.insert(0, Action::Run(Command::new("sh", d.path()).args(["-c", "echo ran >> runs.log"])));
+        let lock = d.path().join("cache/x.lock");
+        plan.steps[0].lock = Some(lock.clone());
+        // Another run holds the cache entry and is building it.
+        let other = crate::lock::TreeLock::acquire(&lock, "the other run").unwrap();
+        let waiting = {
+            let plan = plan.clone();
+            std::thread::spawn(move || {
+                run(&plan, &RunOptions { force: Force::None, verbose: false, keep_going: false })
+                    .unwrap()
+                    .outcome("hello")
+            })
+        };
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(!waiting.is_finished(), "the step did not wait for the lock");
+        std::fs::write(d.path().join("out.txt"), "v1").unwrap();
+        Stamp::write(&plan.stamp_path(&plan.steps[0]), &plan.steps[0].fingerprint(d.path()).unwrap()).unwrap();
+        drop(other);
+        assert_eq!(waiting.join().unwrap(), Some(Outcome::UpToDate));
+        assert!(!d.path().join("runs.log").exists(), "the step ran although the other run had built it");
+    }
+
+    #[test]
+    fn keep_going_still_skips_the_steps_after_a_failed_one() {
+        let d = tempfile::tempdir().unwrap();
+        let mut plan = plan_in(d.path());
+        let step = |id: &str, script: &str, after: &[&str]| {
+            let mut s = Step::new(id, id, StepKind::Preflight);
+            s.always = true;
+            s.after = after.iter().map(|a| a.to_string()).collect();
+            s.actions.push(Action::Run(Command::new("sh", d.path()).args(["-c", script])));
+            s
+        };
+        plan.steps = vec![
+            step("setup", "exit 1", &[]),
+            step("uses-setup", "touch uses.ran", &["setup"]),
+            step("independent", "touch independent.ran", &[]),
+        ];
+        let err = run(&plan, &RunOptions { force: Force::None, verbose: false, keep_going: true }).unwrap_err();
+        let failed = err.downcast_ref::<StepsFailed>().unwrap();
+        let outcomes: Vec<_> = failed.report.steps.iter().map(|s| s.outcome).collect();
+        assert_eq!(outcomes, [Outcome::Failed, Outcome::Skipped, Outcome::Passed]);
+        assert!(!d.path().join("uses.ran").exists() && d.path().join("independent.ran").exists());
     }
 
     #[test]

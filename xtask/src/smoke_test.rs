@@ -43,7 +43,8 @@ pub fn run(config: &Config, args: &SmokeTestArgs, what: &str) -> Result<()> {
         print!("{}", plan.render(&Force::None)?);
         return Ok(());
     }
-    let _lock = crate::lock::TreeLock::acquire(&tools.cache.join("smoke-test.lock"), what)?;
+    // The rootfs step locks its cache entry; the scratch tree is this checkout's own.
+    let _lock = crate::lock::TreeLock::acquire(&config.root.join("target/xtask/smoke.lock"), what)?;
     plan::run(&plan, &RunOptions { force: Force::None, verbose: args.verbose, keep_going: false })?;
     Ok(())
 }

@@ -43,6 +43,9 @@ pub enum Suite {
     E2e,
 }
 
+/// The end-to-end test binaries (`xtask/tests/<name>.rs`), one per arch.
+const E2E_TESTS: [&str; 2] = ["cross_armv7l", "cross_arm64"];
+
 /// tts_service's tests speak through a real espeak-ng.
 fn python_needs() -> Vec<Prereq> {
     vec![Prereq::espeak_ng()]
@@ -127,24 +130,43 @@ pub fn run(root: &Path, args: &TestArgs) -> Result<()> {
         steps.push(s);
     }
     if wants(Suite::E2e) {
-        let mut s = Step::new("e2e", "end-to-end cross-builds (Docker BuildKit under QEMU)", StepKind::Preflight);
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut s = Step::new("e2e", "end-to-end set-up: Docker, QEMU, the test binaries", StepKind::Preflight);
         s.always = true;
         s.actions.push(Action::Prerequisites { needs: e2e_needs() });
         s.actions.push(Action::StartDockerd { log: root.join("target/xtask/dockerd.log") });
         s.actions.push(Action::RegisterBinfmt { arches: vec![Arch::Armv7l, Arch::Arm64] });
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        s.actions.push(Action::Run(Command::new(cargo, root).args([
-            "test",
-            "-p",
-            "xtask",
-            "--test",
-            "cross_build",
-            "--",
-            "--ignored",
-            "--test-threads=1",
-            "--nocapture",
-        ])));
+        let mut build = Command::new(cargo.clone(), root).args(["test", "-p", "xtask", "--no-run"]);
+        for t in E2E_TESTS {
+            build = build.args(["--test", t]);
+        }
+        s.actions.push(Action::Run(build));
         steps.push(s);
+        // One test binary per arch, at the same time: each spends most of its time in one
+        // emulated process, so two keep both cores busy.
+        for t in E2E_TESTS {
+            let arch = t.trim_start_matches("cross_");
+            let mut s = Step::new(
+                format!("e2e-{arch}"),
+                format!("end-to-end {arch}: cross-build, .deb, smoke-test (Docker BuildKit under QEMU)"),
+                StepKind::Preflight,
+            );
+            s.always = true;
+            s.parallel = true;
+            s.after.push("e2e".into());
+            s.actions.push(Action::Run(Command::new(cargo.clone(), root).args([
+                "test",
+                "-p",
+                "xtask",
+                "--test",
+                t,
+                "--",
+                "--ignored",
+                "--test-threads=1",
+                "--nocapture",
+            ])));
+            steps.push(s);
+        }
     }
     if args.setup {
         for s in &mut steps {

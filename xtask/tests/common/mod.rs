@@ -9,6 +9,7 @@ use std::{
 
 use serde_json::Value;
 
+pub mod cross;
 pub mod package;
 
 /// This machine's target name, as `--arch` takes it.
