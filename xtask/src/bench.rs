@@ -387,19 +387,20 @@ fn verify(config: &Config, runs: usize) -> Result<Vec<Row>> {
     }])
 }
 
-/// Seed 000's Dockerfile shape on our stages: the same system and dependency layers (so both
-/// sides start from the same cache), then one stage that runs PyInstaller for each service in
-/// turn.
-fn sequential_dockerfile(ours: &str, config: &Config) -> Result<String> {
-    let cut = ours.find("FROM common AS kt_service").context("docker/Dockerfile.services has no kt_service stage")?;
-    let mut s = ours[..cut].to_string();
+/// Seed 000's Dockerfile shape on our stages: the same system, dependency and common layers
+/// (so both sides start from the same cache), then one stage that runs each service's
+/// PyInstaller build in turn.
+fn sequential_dockerfile(fixed: &str, config: &Config) -> Result<String> {
+    let (ours, _) = crate::service_stages::dockerfile(config, fixed)?;
+    let marker = "\nFROM common AS service-";
+    let cut = ours.find(marker).context("the generated Dockerfile has no service stage")?;
+    let mut s = ours[..=cut].to_string();
     s.push_str("FROM common AS sequential\n");
-    for name in config.dist.services.keys() {
-        let upper = name.to_uppercase();
-        let _ = write!(
-            s,
-            "ARG {upper}_ARGS=\nCOPY python-service/src/{name}.py /build/src/\nRUN pyinstaller --noconfirm --onefile --log-level WARN --name {name} --distpath /out \\\n      --add-data /build/stage/config.yaml:. --add-data /build/stage/build-info.json:. ${upper}_ARGS src/{name}.py\n"
-        );
+    for block in ours[cut..].split(marker).skip(1) {
+        for line in block.lines().skip(1).take_while(|l| !l.is_empty()) {
+            s.push_str(line);
+            s.push('\n');
+        }
     }
     s.push_str("FROM scratch AS export\nCOPY --from=sequential /out/ /\n");
     Ok(s)
@@ -444,20 +445,35 @@ fn cross(config: &Config, arch: Arch, runs: usize) -> Result<Vec<Row>> {
         std::fs::write(&file, text)?;
     }
     let ours_all = dist("ngrok")?;
-    let seq = repo.join("docker/Dockerfile.sequential");
-    let ours_text = std::fs::read_to_string(repo.join("docker/Dockerfile.services"))?;
-    std::fs::write(&seq, sequential_dockerfile(&ours_text, config)?)?;
-    let yaml = std::fs::read_to_string(repo.join("dist.yaml"))?;
-    std::fs::write(
-        repo.join("dist.yaml"),
-        yaml.replace("dockerfile: docker/Dockerfile.services", "dockerfile: docker/Dockerfile.sequential"),
-    )?;
-    let peer_all = dist("prod")?;
+    // The peer: the same plan, its generated Dockerfile swapped for the sequential one.
+    let peer_all = {
+        let scratch = Config::load(&repo)?;
+        let tools = crate::services::Tools::probe(&scratch);
+        let req = crate::dist::Request { arch, env: "prod".into(), engine: None, services: Vec::new(), package: false };
+        let mut plan = crate::dist::plan(&scratch, &req, Arch::host(), &tools)?;
+        let fixed = std::fs::read_to_string(repo.join(&scratch.dist.docker.dockerfile))?;
+        let sequential = sequential_dockerfile(&fixed, &scratch)?;
+        let step = plan.steps.iter_mut().find(|s| s.id == "cross-build").context("the plan has no cross-build")?;
+        let dockerfile = step
+            .actions
+            .iter_mut()
+            .find_map(|a| match a {
+                crate::plan::Action::WriteFile { path, contents } if path.ends_with("Dockerfile.services") => {
+                    Some(contents)
+                }
+                _ => None,
+            })
+            .context("the cross-build writes no Dockerfile")?;
+        *dockerfile = sequential;
+        let t = Instant::now();
+        let opts = crate::plan::RunOptions { force: crate::plan::Force::None, verbose: false, keep_going: false };
+        crate::plan::run(&plan, &opts)?;
+        t.elapsed().as_secs_f64()
+    };
 
     // The wheelhouse: new requirements re-run the dependency layer, but the per-platform pip
     // cache already holds every wheel built from source (Pillow, PyYAML, PyInstaller on
     // armv7l), so nothing compiles again.
-    std::fs::write(repo.join("dist.yaml"), &yaml)?;
     let target = config.target(arch)?;
     let reqs =
         repo.join("python-service").join(target.requirements.as_ref().unwrap_or(&config.dist.python.requirements));
@@ -537,7 +553,8 @@ mod tests {
         let seq = sequential_dockerfile(&ours, &config).unwrap();
         assert!(seq.contains("FROM system AS deps"), "{seq}");
         assert!(seq.contains("FROM deps AS common"), "{seq}");
-        assert_eq!(seq.matches("RUN pyinstaller").count(), 3, "{seq}");
+        assert_eq!(seq.matches("RUN [\"pyinstaller\"").count(), 3, "{seq}");
+        assert!(seq.contains("\"--collect-data\",\"escpos\""), "print_service's options: {seq}");
         assert_eq!(seq.matches("FROM ").count(), 5, "system, deps, common, sequential, export: {seq}");
         assert!(seq.ends_with("FROM scratch AS export\nCOPY --from=sequential /out/ /\n"), "{seq}");
     }

@@ -65,13 +65,6 @@ pub struct Python {
     pub dev_requirements: PathBuf,
 }
 
-impl Python {
-    /// Everything the native venv installs, in install order.
-    pub fn all_requirements(&self) -> [&Path; 3] {
-        [&self.requirements, &self.build_requirements, &self.dev_requirements]
-    }
-}
-
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Target {
@@ -172,7 +165,7 @@ pub enum EngineChoice {
     Podman,
 }
 
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Service {
     /// Entry script, relative to `python.dir`.
@@ -371,6 +364,17 @@ impl Config {
         let config = Config { root: root.to_path_buf(), dist, version };
         config.check_paths(text)?;
         Ok(config)
+    }
+
+    /// The runtime requirements bundled for `arch`: the target's own pins when it has them
+    /// (`targets.<arch>.requirements`), else `python.requirements`; native and container
+    /// builds alike.
+    pub fn requirements_for(&self, arch: Arch) -> PathBuf {
+        self.dist
+            .targets
+            .get(&arch)
+            .and_then(|t| t.requirements.clone())
+            .unwrap_or_else(|| self.dist.python.requirements.clone())
     }
 
     pub fn python_dir(&self) -> PathBuf {

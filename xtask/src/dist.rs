@@ -425,6 +425,23 @@ mod tests {
     }
 
     #[test]
+    fn a_targets_own_requirements_apply_to_native_builds_too() {
+        let mut config = Config::load(&repo_root()).unwrap();
+        config.dist.targets.get_mut(&Arch::X64).unwrap().requirements = Some("requirements-armv7l.txt".into());
+        let p = plan(&config, &request(Arch::X64, None), Some(Arch::X64), &tools()).unwrap();
+        let pins = config.python_dir().join("requirements-armv7l.txt");
+        let plain = config.python_dir().join("requirements.txt");
+        for id in ["venv", "kt_service", "print_service", "tts_service"] {
+            let step = p.steps.iter().find(|s| s.id == id).unwrap();
+            assert!(step.inputs.contains(&pins), "{id}: {:?}", step.inputs);
+            assert!(!step.inputs.contains(&plain), "{id} still reads python.requirements: {:?}", step.inputs);
+        }
+        let venv = p.steps.iter().find(|s| s.id == "venv").unwrap();
+        let Action::Run(pip) = &venv.actions[1] else { panic!("{:?}", venv.actions) };
+        assert!(pip.args.contains(&pins.to_string_lossy().into_owned()), "{:?}", pip.args);
+    }
+
+    #[test]
     fn unknown_service_env_and_force_step_are_refused_with_the_choices() {
         let config = Config::load(&repo_root()).unwrap();
         let mut req = request(Arch::X64, None);

@@ -99,6 +99,8 @@ pub struct ContainerBuild<'a> {
     pub arch: Arch,
     pub root: &'a Path,
     pub dockerfile: &'a Path,
+    /// The build's ignore file; BuildKit finds `<Dockerfile>.dockerignore` itself, podman is told.
+    pub ignore_file: Option<&'a Path>,
     /// The stage whose files are exported.
     pub target: String,
     pub build_args: Vec<(String, String)>,
@@ -204,7 +206,13 @@ impl Engine {
             Engine::DockerBuildkit { docker, route } => {
                 docker_cmd(docker, route, b.root).env("DOCKER_BUILDKIT", "1").arg("build")
             }
-            Engine::Podman { podman } => Command::new(podman.clone(), b.root).args(["build", "--pull=never"]),
+            Engine::Podman { podman } => {
+                let mut c = Command::new(podman.clone(), b.root).args(["build", "--pull=never"]);
+                if let Some(ignore) = b.ignore_file {
+                    c = c.arg("--ignorefile").arg(ignore);
+                }
+                c
+            }
         };
         cmd =
             cmd.args(["--platform", platform, "--network", "host", "--target", &b.target, "--file"]).arg(b.dockerfile);

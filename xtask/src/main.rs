@@ -23,6 +23,7 @@ mod prereq;
 mod release;
 mod release_manifest;
 mod rng;
+mod service_stages;
 mod services;
 mod smoke_test;
 #[cfg(test)]

@@ -223,7 +223,15 @@ impl Action {
         match self {
             Action::Run(c) => format!("$ {}", c.shell_line()),
             Action::Clean { path } => format!("remove {}", path.display()),
-            Action::WriteFile { path, .. } => format!("write {}", path.display()),
+            // The contents too: a dry run shows exactly what is written (a generated Dockerfile).
+            Action::WriteFile { path, contents } => {
+                let mut text = format!("write {}:", path.display());
+                for line in contents.lines() {
+                    text.push_str("\n      | ");
+                    text.push_str(line);
+                }
+                text
+            }
             Action::CopyFile { from, to } => format!("copy {} -> {}", from.display(), to.display()),
             Action::Install { from, to, executable } => format!(
                 "install ({}rename) {} -> {}",

@@ -4,13 +4,14 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use crate::{
     arch::Arch,
-    config::{Config, Service},
+    config::Config,
     engine::{ContainerBuild, Engine},
     plan::{Action, Command, Step, StepKind},
+    service_stages::{self, Paths},
 };
 
 /// The host CA bundle that TLS to the package registries needs (a proxy CA here; the public
@@ -67,6 +68,7 @@ pub fn tool_version(tool: &str) -> Option<String> {
 /// Where a build for one arch and env reads and writes.
 pub struct Layout {
     pub root: PathBuf,
+    pub arch: Arch,
     pub venv: PathBuf,
     /// `target/xtask/stage/<arch>-<env>`: config.yaml and build-info.json to bundle.
     pub stage: PathBuf,
@@ -88,6 +90,7 @@ impl Layout {
             dist: py.join("dist").join(arch.name()),
             tmp: root.join("target/xtask/tmp").join(arch.name()),
             work: root.join("target/xtask/pyinstaller").join(arch.name()),
+            arch,
             root,
         }
     }
@@ -104,12 +107,15 @@ impl Layout {
 /// `python3 -m venv` then `pip install -r ...`, only when the requirements or the interpreter
 /// changed. The venv is synced in place rather than rebuilt and renamed (venvs are not
 /// relocatable); an interrupted sync writes no stamp, so the next run syncs again.
+/// The runtime pins are the target's own when dist.yaml gives them (`targets.<arch>.requirements`).
 pub fn venv_step(config: &Config, layout: &Layout, tools: &Tools) -> Step {
     let py = &config.dist.python;
     let dir = config.python_dir();
     let mut step =
         Step::new("venv", format!("sync {}", crate::fsx::rel(&layout.root, &layout.venv).display()), StepKind::Venv);
-    step.inputs = py.all_requirements().iter().map(|r| dir.join(r)).collect();
+    let requirements =
+        [config.requirements_for(layout.arch), py.build_requirements.clone(), py.dev_requirements.clone()];
+    step.inputs = requirements.iter().map(|r| dir.join(r)).collect();
     step.values.insert("python".into(), tools.python.clone().unwrap_or_else(|| "missing".into()));
     step.outputs.push(layout.venv_python());
     step.actions
@@ -122,7 +128,7 @@ pub fn venv_step(config: &Config, layout: &Layout, tools: &Tools) -> Step {
         "--require-virtualenv",
         "--quiet",
     ]);
-    for r in py.all_requirements() {
+    for r in &requirements {
         pip = pip.arg("-r").arg(dir.join(r));
     }
     step.actions.push(Action::Run(pip));
@@ -134,23 +140,6 @@ pub fn venv_step(config: &Config, layout: &Layout, tools: &Tools) -> Step {
 pub fn build_info(config: &Config, arch: Arch, env: &str) -> String {
     let info = serde_json::json!({ "version": config.version, "env": env, "arch": arch.name() });
     serde_json::to_string(&info).expect("static JSON")
-}
-
-/// The PyInstaller options dist.yaml gives a service, beyond what every build passes.
-/// `--add-data` sources are absolute host paths, so only native builds can take them.
-fn pyinstaller_options(svc: &Service, python_dir: &Path) -> Vec<String> {
-    let mut opts = Vec::new();
-    for d in &svc.add_data {
-        opts.push("--add-data".into());
-        opts.push(format!("{}:{}", python_dir.join(&d.src).display(), d.dest));
-    }
-    for c in &svc.collect_data {
-        opts.extend(["--collect-data".into(), c.clone()]);
-    }
-    for h in &svc.hidden_imports {
-        opts.extend(["--hidden-import".into(), h.clone()]);
-    }
-    opts
 }
 
 pub fn stage_step(config: &Config, layout: &Layout, arch: Arch, env: &str) -> Result<Step> {
@@ -197,25 +186,25 @@ pub fn native_service_step(
     // The services share nothing but their inputs: build them side by side.
     step.parallel = true;
     step.inputs.push(dir.join(&svc.entry));
+    step.inputs.extend(svc.add_data.iter().map(|d| dir.join(&d.src)));
     let py = &config.dist.python;
-    step.inputs.extend(shared_inputs(config, env, &[py.requirements.clone(), py.build_requirements.clone()])?);
+    step.inputs.extend(shared_inputs(config, env, &[config.requirements_for(arch), py.build_requirements.clone()])?);
     step.values.insert("build_info".into(), build_info(config, arch, env));
     step.values.insert("python".into(), tools.python.clone().unwrap_or_else(|| "missing".into()));
     step.outputs.push(layout.binary(service));
 
-    let mut cmd = Command::new(layout.venv_python().to_string_lossy(), &layout.root)
-        .args(["-m", "PyInstaller", "--noconfirm", "--onefile", "--log-level", "WARN", "--name", service])
+    let mut args = service_stages::pyinstaller_args(config, service, &Paths { python: &dir, stage: &layout.stage });
+    let entry = args.pop().expect("the entry script is the last argument");
+    let cmd = Command::new(layout.venv_python().to_string_lossy(), &layout.root)
+        .args(["-m", "PyInstaller"])
+        .args(args)
         .arg("--distpath")
         .arg(&tmp)
         .arg("--workpath")
         .arg(&work)
         .arg("--specpath")
         .arg(&work)
-        .arg("--add-data")
-        .arg(format!("{}:.", layout.stage.join("config.yaml").display()))
-        .arg("--add-data")
-        .arg(format!("{}:.", layout.stage.join("build-info.json").display()));
-    cmd = cmd.args(pyinstaller_options(svc, &dir)).arg(dir.join(&svc.entry));
+        .arg(entry);
 
     step.actions.push(Action::Clean { path: tmp.clone() });
     step.actions.push(Action::Run(cmd));
@@ -226,8 +215,9 @@ pub fn native_service_step(
     Ok(step)
 }
 
-/// All services for a foreign arch in one container build: BuildKit runs the per-service
-/// stages in parallel and caches each on its own inputs.
+/// All services for a foreign arch in one container build of the Dockerfile generated from
+/// dist.yaml (`docker/Dockerfile.services`, then one stage per service): BuildKit runs the
+/// service stages in parallel and caches each on its own inputs.
 pub fn cross_build_step(
     config: &Config,
     layout: &Layout,
@@ -241,17 +231,27 @@ pub fn cross_build_step(
     let dir = config.python_dir();
     let rel = |p: &Path| crate::fsx::rel(&layout.root, p).to_string_lossy().into_owned();
     let py = &config.dist.python;
-    let requirements = target.requirements.clone().unwrap_or_else(|| py.requirements.clone());
+    let requirements = config.requirements_for(arch);
     let tmp = layout.tmp.join("services");
-    let dockerfile = layout.root.join(&config.dist.docker.dockerfile);
+    let fixed_path = layout.root.join(&config.dist.docker.dockerfile);
+    let fixed = std::fs::read_to_string(&fixed_path)
+        .with_context(|| format!("cannot read {} (dist.yaml docker.dockerfile)", fixed_path.display()))?;
+    let (dockerfile_text, copied) = service_stages::dockerfile(config, &fixed)?;
+    let generated = layout.root.join("target/xtask/docker/Dockerfile.services");
+    // BuildKit reads `<Dockerfile>.dockerignore` beside the Dockerfile (podman gets --ignorefile).
+    let ignore = layout.root.join("target/xtask/docker/Dockerfile.services.dockerignore");
 
     let mut step = Step::new(
         "cross-build",
         format!("build {} for {arch} ({engine})", services.join(", ")),
         StepKind::CrossBuild { services: services.to_vec() },
     );
-    step.inputs.push(dockerfile.clone());
-    step.inputs.extend(services.iter().map(|s| dir.join(&config.dist.services[s].entry)));
+    step.inputs.push(fixed_path.clone());
+    for s in services {
+        let svc = &config.dist.services[s];
+        step.inputs.push(dir.join(&svc.entry));
+        step.inputs.extend(svc.add_data.iter().map(|d| dir.join(&d.src)));
+    }
     step.inputs.extend(shared_inputs(config, env, &[requirements.clone(), py.build_requirements.clone()])?);
     step.values.insert("build_info".into(), build_info(config, arch, env));
     step.outputs = services.iter().map(|s| layout.binary(s)).collect();
@@ -261,10 +261,11 @@ pub fn cross_build_step(
     let build = ContainerBuild {
         arch,
         root: &layout.root,
-        dockerfile: &dockerfile,
+        dockerfile: &generated,
+        ignore_file: Some(&ignore),
         // All services: the stage that exports them all (built in parallel); one: its own.
         target: match services {
-            [one] if config.dist.services.len() > 1 => format!("export-{one}"),
+            [one] if config.dist.services.len() > 1 => format!("export-{}", service_stages::stage_name(one)),
             _ => "export".into(),
         },
         build_args: vec![
@@ -276,21 +277,12 @@ pub fn cross_build_step(
         ca_bundle: tools.ca_bundle.as_deref(),
         dest: &tmp,
     };
-    // Each service's own options reach its stage as `<SERVICE>_ARGS` (the Dockerfile splits
-    // them on spaces; config checks keep names free of whitespace).
-    let mut build = build;
-    for s in services {
-        let svc = &config.dist.services[s];
-        if let Some(d) = svc.add_data.first() {
-            anyhow::bail!(
-                "services.{s}.add_data ({}) is not supported by container builds yet: the build context holds \
-                 python-service/src only; move the file under src/ and load it with importlib.resources, or build natively",
-                d.src.display()
-            );
-        }
-        build.build_args.push((format!("{}_ARGS", s.to_uppercase()), pyinstaller_options(svc, &dir).join(" ")));
-    }
     let cmd = engine.container_build(&build).expect("cross builds use a container engine");
+    step.actions.push(Action::WriteFile { path: generated.clone(), contents: dockerfile_text });
+    step.actions.push(Action::WriteFile {
+        path: ignore.clone(),
+        contents: service_stages::dockerignore(config, &copied, &rel(&layout.root.join("target/xtask/stage"))),
+    });
     step.actions.push(Action::Clean { path: tmp.clone() });
     step.actions.push(Action::Run(cmd));
     step.actions.push(Action::Verify {

@@ -16,3 +16,9 @@ fn arm64_services_cross_build_run_on_their_platform_and_rebuild_alone() {
 fn a_target_routed_to_another_engine_endpoint_builds_there() {
     common::cross::routed_to_another_endpoint();
 }
+
+#[test]
+#[ignore = "end-to-end: `cargo xtask test --only e2e` sets up Docker and QEMU, then runs it"]
+fn a_fourth_service_and_a_moved_entry_cross_build() {
+    common::cross::fourth_service_cross("arm64", "linux/arm64", 2, 183);
+}

@@ -199,3 +199,24 @@ fn a_source_saved_during_the_build_is_built_by_the_next_run() {
     let (report, _) = build(&root);
     assert_eq!(outcome(&report, "print_service"), "up_to_date", "{report:?}");
 }
+
+/// dist.yaml decides what is built: a fourth service and a moved entry build natively, and
+/// every binary runs its self-test.
+#[test]
+fn a_fourth_service_and_a_moved_entry_build_natively() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("repo");
+    copy_repo(&root);
+    common::fourth_service(&root);
+    let venv = match std::env::var("KT_VENV") {
+        Ok(v) if !v.is_empty() => std::path::PathBuf::from(v),
+        _ => repo_root().join("python-service/.venv"),
+    };
+    let report = outcomes(&xtask_json(&root, &["build-services"], &[("KT_VENV", venv.to_str().unwrap())]));
+    for s in common::FOUR_SERVICES {
+        assert_eq!(outcome(&report, s), "built", "{report:?}");
+        let bin = root.join("python-service/dist").join(host_arch()).join(s);
+        assert!(run_binary(&bin, "--self-test").contains(&format!("self-test ok: {s}")));
+        assert!(run_binary(&bin, "--version").starts_with(&format!("{s} ")));
+    }
+}

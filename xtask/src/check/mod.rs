@@ -4,7 +4,7 @@
 //! same report on stdout. `--staged` runs only the checks the staged change touches, on the
 //! staged content (exported from the index), so a commit is checked as it will be recorded.
 
-mod dockerfile;
+pub(crate) mod dockerfile;
 mod env_config;
 mod python;
 mod rust;

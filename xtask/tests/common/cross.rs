@@ -223,3 +223,23 @@ pub fn routed_to_another_endpoint() {
     );
     assert!(v.starts_with("tts_service "), "{v}");
 }
+
+/// dist.yaml decides what the container build builds: a fourth service and a moved entry
+/// cross-build, and every binary runs its self-test on its platform.
+pub fn fourth_service_cross(arch: &str, platform: &str, class: u8, machine: u16) {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("repo");
+    copy_repo(&root);
+    super::fourth_service(&root);
+    let real = detected_docker(&root, arch);
+    let run = xtask_json(&root, &["build-services", "--arch", arch], &[("DOCKER", real.as_str())]);
+    assert_eq!(outcome(&outcomes(&run), "cross-build"), "built");
+    let dist_dir = root.join("python-service/dist").join(arch);
+    let image = format!("kitchntabs-build-base:bookworm-{arch}");
+    for s in super::FOUR_SERVICES {
+        let bin = dist_dir.join(s);
+        assert_eq!(elf_machine(&bin), (class, machine), "{}", bin.display());
+        let t = docker_run(&real, None, platform, &image, &dist_dir, &[&format!("/b/{s}"), "--self-test"]);
+        assert!(t.contains(&format!("self-test ok: {s}")), "{t}");
+    }
+}

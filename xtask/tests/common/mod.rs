@@ -195,3 +195,53 @@ pub fn elf_machine(path: &Path) -> (u8, u16) {
     assert_eq!(&head[..4], b"\x7fELF", "{} is not ELF", path.display());
     (head[4], u16::from_le_bytes([head[18], head[19]]))
 }
+
+/// The services of [`fourth_service`]'s tree.
+pub const FOUR_SERVICES: [&str; 4] = ["kt_service", "print_service", "tts_service", "menu_service"];
+
+/// Edit a scratch copy (from [`copy_repo`]) the way a team grows it: a fourth service whose
+/// entry sits in a subfolder, and print_service's entry moved to another folder. The old entry
+/// stays behind, broken, so a build that still read it fails its self-test.
+pub fn fourth_service(root: &Path) {
+    let src = root.join("python-service/src");
+    std::fs::create_dir_all(src.join("app")).unwrap();
+    std::fs::write(
+        src.join("app/main.py"),
+        r#""""menu_service: a fourth service, with its entry in a subfolder."""
+
+import sys
+
+from kt_common import base_parser, load_config, print_version, run_self_test
+
+SERVICE = "menu_service"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = base_parser(SERVICE, "test service").parse_args(argv)
+    if args.version:
+        return print_version(SERVICE)
+    if args.self_test:
+        return run_self_test(SERVICE, lambda: load_config(args.config))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+"#,
+    )
+    .unwrap();
+    std::fs::create_dir_all(src.join("printing")).unwrap();
+    std::fs::rename(src.join("print_service.py"), src.join("printing/print_service.py")).unwrap();
+    std::fs::write(src.join("print_service.py"), "raise SystemExit('the old print_service entry was built')\n")
+        .unwrap();
+    let yaml = std::fs::read_to_string(root.join("dist.yaml")).unwrap();
+    let moved = yaml.replacen("entry: src/print_service.py", "entry: src/printing/print_service.py", 1);
+    let grown = moved.replacen(
+        "  tts_service:\n    entry: src/tts_service.py\n",
+        "  tts_service:\n    entry: src/tts_service.py\n  menu_service:\n    entry: src/app/main.py\n",
+        1,
+    );
+    assert_ne!(moved, yaml, "dist.yaml has no print_service entry to move");
+    assert_ne!(grown, moved, "dist.yaml has no tts_service entry to add after");
+    std::fs::write(root.join("dist.yaml"), grown).unwrap();
+}
