@@ -13,6 +13,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::arch::Arch;
 
+mod keys;
 mod located;
 
 use located::{at, located};
@@ -24,10 +25,14 @@ pub const CONFIG_FILE: &str = "dist.yaml";
 pub struct DistConfig {
     pub product: Product,
     pub python: Python,
+    /// Each arch once, under its name or one alias.
+    #[serde(deserialize_with = "keys::arches")]
     pub targets: BTreeMap<Arch, Target>,
+    #[serde(deserialize_with = "keys::unique")]
     pub services: BTreeMap<String, Service>,
     #[serde(default)]
     pub shared_sources: Vec<PathBuf>,
+    #[serde(deserialize_with = "keys::unique")]
     pub envs: BTreeMap<String, PathBuf>,
     #[serde(default)]
     pub docker: Docker,
@@ -629,6 +634,108 @@ mod tests {
         let err = parse_err(&text);
         assert!(
             err.contains(&format!("dist.yaml:{line}:12: services.tts_service.entry: `src/tts.py` does not exist (looked for python-service/src/tts.py)")),
+            "{err}"
+        );
+    }
+
+    /// 1-based line and column of the `n`-th (0-based) line of `text` that starts with `start`
+    /// after its indentation.
+    fn nth_line(text: &str, start: &str, n: usize) -> (usize, usize) {
+        let (i, l) = text.lines().enumerate().filter(|(_, l)| l.trim_start().starts_with(start)).nth(n).unwrap();
+        (i + 1, l.len() - l.trim_start().len() + 1)
+    }
+
+    #[test]
+    fn two_names_of_one_arch_are_refused_at_the_second() {
+        // Both keys parse to arm64; a map would keep the last and drop the other's glibc floor.
+        let text = repo_text().replace("  x64:\n", "  aarch64:\n    glibc: \"2.31\"\n  x64:\n");
+        let ((l0, c0), (l1, c1)) = (nth_line(&text, "arm64:", 0), nth_line(&text, "aarch64:", 0));
+        assert!(l1 > l0);
+        let err = parse_err(&text);
+        assert!(
+            err.starts_with(&format!(
+                "dist.yaml:{l1}:{c1}: targets: `aarch64` and `arm64` name the same arch, arm64 \
+                 (the first is at line {l0}:{c0}); keep one of the two\n  {l1} |   aarch64:"
+            )),
+            "{err}"
+        );
+        // The other way round: the arch's own name second.
+        let text = repo_text()
+            .replace("  arm64:\n", "  aarch64:\n")
+            .replace("  x64:\n", "  arm64:\n    engine: auto\n  x64:\n");
+        let ((l0, _), (l1, _)) = (nth_line(&text, "aarch64:", 0), nth_line(&text, "arm64:", 0));
+        let err = parse_err(&text);
+        assert!(
+            err.starts_with(&format!(
+                "dist.yaml:{l1}:3: targets: `arm64` and `aarch64` name the same arch, arm64 (the first is at line {l0}:3)"
+            )),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_duplicate_key_is_reported_where_it_repeats() {
+        // A struct's field: serde_yaml itself marks the mapping's first key.
+        let text = repo_text().replace(
+            "  arm64:\n    glibc: \"2.36\"\n    engine: auto\n",
+            "  arm64:\n    glibc: \"2.36\"\n    engine: auto\n    glibc: \"2.31\"\n",
+        );
+        let (first, second) = (nth_line(&text, "glibc: \"2.36\"", 1), nth_line(&text, "glibc: \"2.31\"", 0));
+        let err = parse_err(&text);
+        assert!(
+            err.starts_with(&format!(
+                "dist.yaml:{}:5: targets.arm64: duplicate key `glibc` (the first is at line {}:5); keep one of the two\n  {} |     glibc: \"2.31\"",
+                second.0, first.0, second.0
+            )),
+            "{err}"
+        );
+        // A map's key: serde would keep the second service and drop the first without a word.
+        let text = repo_text().replace(
+            "    entry: src/tts_service.py\n",
+            "    entry: src/tts_service.py\n  kt_service:\n    entry: src/kt_service.py\n",
+        );
+        let (first, second) = (nth_line(&text, "kt_service:", 0), nth_line(&text, "kt_service:", 1));
+        let err = parse_err(&text);
+        assert!(
+            err.starts_with(&format!(
+                "dist.yaml:{}:3: services: duplicate key `kt_service` (the first is at line {}:3)",
+                second.0, first.0
+            )),
+            "{err}"
+        );
+        let text =
+            repo_text().replace("  prod: config.prod.yaml\n", "  prod: config.prod.yaml\n  ngrok: config.yaml\n");
+        let (first, second) = (nth_line(&text, "ngrok:", 0), nth_line(&text, "ngrok:", 1));
+        let err = parse_err(&text);
+        assert!(
+            err.starts_with(&format!(
+                "dist.yaml:{}:3: envs: duplicate key `ngrok` (the first is at line {}:3)",
+                second.0, first.0
+            )),
+            "{err}"
+        );
+        // In a flow mapping, and at the top level.
+        let text = repo_text().replacen(
+            "base: {debootstrap: bookworm}",
+            "base: {debootstrap: bookworm, debootstrap: bullseye}",
+            1,
+        );
+        let (line, _) = nth_line(&text, "base: {debootstrap: bookworm, debootstrap", 0);
+        let err = parse_err(&text);
+        assert!(
+            err.starts_with(&format!(
+                "dist.yaml:{line}:35: targets.armv7l.base: duplicate key `debootstrap` (the first is at line {line}:12)"
+            )),
+            "{err}"
+        );
+        let text = format!("{}shared_sources: []\n", repo_text());
+        let (first, second) = (nth_line(&text, "shared_sources:", 0), nth_line(&text, "shared_sources:", 1));
+        let err = parse_err(&text);
+        assert!(
+            err.starts_with(&format!(
+                "dist.yaml:{}:1: duplicate key `shared_sources` (the first is at line {}:1)",
+                second.0, first.0
+            )),
             "{err}"
         );
     }

@@ -25,12 +25,42 @@ pub(super) fn located(text: &str, e: serde_yaml::Error) -> anyhow::Error {
     let Some(loc) = e.location() else {
         return anyhow::anyhow!("{CONFIG_FILE}: {msg}");
     };
-    let (line, column) = refine(text, &msg, loc.line(), loc.column());
+    let (line, column, msg) = duplicate(text, &msg, loc.line(), loc.column()).unwrap_or_else(|| {
+        let (line, column) = refine(text, &msg, loc.line(), loc.column());
+        (line, column, msg)
+    });
     let source = text.lines().nth(line.saturating_sub(1)).unwrap_or("");
     anyhow::anyhow!(
         "{CONFIG_FILE}:{line}:{column}: {msg}\n  {line} | {source}\n  {}^",
         " ".repeat(line.to_string().len() + 3 + column.saturating_sub(1))
     )
+}
+
+/// A key given twice. serde_yaml marks the start of the mapping (its first key, or its `{`),
+/// which is where the first of the two usually is: point at the second one instead, and say
+/// where the first is.
+fn duplicate(text: &str, msg: &str, line: usize, column: usize) -> Option<(usize, usize, String)> {
+    // serde_yaml leads with the path of the mapping: `targets.arm64: duplicate field ...`.
+    let (path, rest) = match msg.split_once(": ") {
+        Some((p, r)) if !p.contains([' ', '`']) => (&msg[..p.len() + 2], r),
+        _ => ("", msg),
+    };
+    let named = |prefix: &str| rest.strip_prefix(prefix).and_then(|r| r.strip_suffix('`'));
+    let (second, first, what) = if let Some(k) = named("duplicate field `").or_else(|| named("duplicate key `")) {
+        (k, k, super::keys::duplicate_key(k))
+    } else {
+        let (second, first) = super::keys::parse_same_arch(rest)?;
+        (second, first, rest.to_string())
+    };
+    let keys = mapping_keys(&text.lines().collect::<Vec<_>>(), line, column);
+    let i = keys.iter().position(|k| k.name == first)?;
+    let j = i + 1 + keys[i + 1..].iter().position(|k| k.name == second)?;
+    let (a, b) = (&keys[i], &keys[j]);
+    Some((
+        b.line,
+        b.column,
+        format!("{path}{what} (the first is at line {}:{}); keep one of the two", a.line, a.column),
+    ))
 }
 
 /// serde_yaml locates an error in a map *key* (an unknown arch) at the start of the map.
@@ -49,4 +79,168 @@ fn refine(text: &str, msg: &str, line: usize, column: usize) -> (usize, usize) {
         }
     }
     (line, column)
+}
+
+/// A key of a YAML mapping as written: its name without quotes, its 1-based line and column,
+/// and the column of its value when the value starts on the key's line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct Key {
+    pub name: String,
+    pub line: usize,
+    pub column: usize,
+    pub value_column: Option<usize>,
+}
+
+/// The keys, in order, of the mapping that starts at `line:column` as serde_yaml marks it: a
+/// block mapping's first key, or a flow mapping's `{` (an anchor or tag before either is skipped).
+pub(super) fn mapping_keys(lines: &[&str], line: usize, column: usize) -> Vec<Key> {
+    let (Some(mut li), Some(mut ci)) = (line.checked_sub(1), column.checked_sub(1)) else { return Vec::new() };
+    // `&anchor` / `!tag` properties, then the mapping itself (perhaps on the next line).
+    loop {
+        let chars: Vec<char> = lines.get(li).map_or(Vec::new(), |l| l.chars().collect());
+        match chars.get(ci) {
+            Some('&' | '!') => {
+                ci += chars[ci..].iter().take_while(|c| !c.is_whitespace()).count();
+                ci += chars[ci..].iter().take_while(|c| c.is_whitespace()).count();
+                if ci >= chars.len() || chars[ci] == '#' {
+                    let Some(next) = (li + 1..lines.len()).find(|&i| is_content(lines[i])) else { return Vec::new() };
+                    (li, ci) = (next, indent(lines[next]));
+                }
+            }
+            Some('{') => return flow_keys(lines, li, ci),
+            Some(_) => return block_keys(lines, li, ci),
+            None => return Vec::new(),
+        }
+    }
+}
+
+/// Keys of a block mapping whose keys sit at column `ci` (0-based), from line `li`.
+fn block_keys(lines: &[&str], li: usize, ci: usize) -> Vec<Key> {
+    let mut keys = Vec::new();
+    for (i, l) in lines.iter().enumerate().skip(li) {
+        if i > li {
+            if !is_content(l) {
+                continue;
+            }
+            if l.starts_with("---") || l.starts_with("...") || indent(l) < ci {
+                break;
+            }
+            // Deeper: the values of this mapping. A `-` at the keys' indent: a sequence value.
+            if indent(l) > ci || l[ci..].starts_with('-') {
+                continue;
+            }
+        }
+        let chars: Vec<char> = l.chars().collect();
+        if let Some(k) = key(&chars, i, ci, false) {
+            keys.push(k);
+        }
+    }
+    keys
+}
+
+/// Keys of the flow mapping whose `{` is at line `li`, column `ci` (0-based): those at its own
+/// nesting depth, after the `{` and after each `,`.
+fn flow_keys(lines: &[&str], li: usize, ci: usize) -> Vec<Key> {
+    let mut keys = Vec::new();
+    let (mut depth, mut expect_key, mut quote) = (0usize, false, None::<char>);
+    for (i, l) in lines.iter().enumerate().skip(li) {
+        let chars: Vec<char> = l.chars().collect();
+        let mut c = if i == li { ci } else { 0 };
+        while c < chars.len() {
+            let ch = chars[c];
+            if let Some(q) = quote {
+                if ch == q {
+                    quote = None;
+                }
+                c += 1;
+                continue;
+            }
+            if ch == '#' && (c == 0 || chars[c - 1].is_whitespace()) {
+                break;
+            }
+            if depth == 1 && expect_key && !ch.is_whitespace() && ch != '}' {
+                expect_key = false;
+                if let Some(k) = key(&chars, i, c, true) {
+                    keys.push(k);
+                }
+            }
+            match ch {
+                '"' | '\'' => quote = Some(ch),
+                '{' | '[' => {
+                    depth += 1;
+                    expect_key = depth == 1;
+                }
+                '}' | ']' => {
+                    depth = depth.saturating_sub(1);
+                    if depth == 0 {
+                        return keys;
+                    }
+                }
+                ',' if depth == 1 => expect_key = true,
+                _ => {}
+            }
+            c += 1;
+        }
+    }
+    keys
+}
+
+/// The key starting at `chars[c]` of line `li` (0-based), if one does: a plain or quoted
+/// scalar followed by `:`.
+fn key(chars: &[char], li: usize, c: usize, flow: bool) -> Option<Key> {
+    let rest = &chars[c..];
+    let (name, len) = match rest.first()? {
+        q @ ('"' | '\'') => {
+            let end = 1 + rest[1..].iter().position(|ch| ch == q)?;
+            (rest[1..end].iter().collect::<String>(), end + 1)
+        }
+        _ => {
+            let end = (0..rest.len()).find(|&i| {
+                let ends_key =
+                    rest[i] == ':' && rest.get(i + 1).is_none_or(|n| n.is_whitespace() || flow && ",}]".contains(*n));
+                ends_key || flow && ",}]".contains(rest[i])
+            })?;
+            (rest[..end].iter().collect::<String>().trim_end().to_string(), end)
+        }
+    };
+    let after = &rest[len..];
+    let colon = after.iter().position(|ch| !ch.is_whitespace())?;
+    if after[colon] != ':' || name.is_empty() {
+        return None;
+    }
+    let value = colon + 1 + after[colon + 1..].iter().take_while(|ch| ch.is_whitespace()).count();
+    let value_column = after.get(value).filter(|ch| **ch != '#').map(|_| c + len + value + 1);
+    Some(Key { name, line: li + 1, column: c + 1, value_column })
+}
+
+fn is_content(line: &str) -> bool {
+    let t = line.trim_start();
+    !t.is_empty() && !t.starts_with('#')
+}
+
+fn indent(line: &str) -> usize {
+    line.chars().take_while(|c| *c == ' ').count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(text: &str, line: usize, column: usize) -> Vec<(String, usize, usize)> {
+        let lines: Vec<&str> = text.lines().collect();
+        mapping_keys(&lines, line, column).into_iter().map(|k| (k.name, k.line, k.column)).collect()
+    }
+
+    #[test]
+    fn mapping_keys_are_read_from_block_and_flow_mappings() {
+        let text = "a:\n  # a comment\n  b: 1\n  c:\n    d: 2\n  - x\n  \"e f\": |\n    g: text\n  'h': {i: 1, j: [1, {k: 2}], \"l\": 3}\nm: 4\n";
+        let keys = names(text, 3, 3);
+        let want = [("b", 3, 3), ("c", 4, 3), ("e f", 7, 3), ("h", 9, 3)];
+        assert_eq!(keys, want.map(|(n, l, c)| (n.to_string(), l, c)));
+        assert_eq!(names(text, 9, 8), [("i", 9, 9), ("j", 9, 15), ("l", 9, 31)].map(|(n, l, c)| (n.to_string(), l, c)));
+        assert_eq!(names(text, 1, 1).iter().map(|k| k.0.as_str()).collect::<Vec<_>>(), ["a", "m"]);
+        // serde_yaml marks an anchored mapping at its anchor.
+        assert_eq!(names("s: &x\n  a: 1\n  b: 2\n", 1, 4).len(), 2);
+        assert_eq!(names("s: &x {a: 1}\n", 1, 4).len(), 1);
+    }
 }
