@@ -741,6 +741,25 @@ mod tests {
     }
 
     #[test]
+    fn tab_indentation_says_to_indent_with_spaces() {
+        for (indent, column) in [("\t", 1), ("  \t", 3), ("    \t", 5)] {
+            let text = repo_text().replacen("    engine: auto\n", &format!("{indent}engine: auto\n"), 1);
+            let (line, _) = nth_line(&text, "engine: auto", 0);
+            let err = parse_err(&text);
+            assert!(
+                err.starts_with(&format!(
+                    "dist.yaml:{line}:{column}: tabs are not allowed in YAML indentation; indent with spaces"
+                )),
+                "{indent:?}: {err}"
+            );
+        }
+        // The first key of a block of the top-level mapping.
+        let text = repo_text().replacen("  name: kitchntabs\n", "\tname: kitchntabs\n", 1);
+        let err = parse_err(&text);
+        assert!(err.starts_with("dist.yaml:5:1: tabs are not allowed in YAML indentation"), "{err}");
+    }
+
+    #[test]
     fn zstd_is_refused_for_a_bullseye_floor_and_levels_are_checked() {
         let text = repo_text().replace("    compression: xz\n", "    compression: zstd\n");
         assert!(Config::parse(&repo_root(), &text).is_ok(), "bookworm floors read zstd");

@@ -25,15 +25,32 @@ pub(super) fn located(text: &str, e: serde_yaml::Error) -> anyhow::Error {
     let Some(loc) = e.location() else {
         return anyhow::anyhow!("{CONFIG_FILE}: {msg}");
     };
-    let (line, column, msg) = duplicate(text, &msg, loc.line(), loc.column()).unwrap_or_else(|| {
-        let (line, column) = refine(text, &msg, loc.line(), loc.column());
-        (line, column, msg)
-    });
+    let (line, column, msg) = tab(text, &msg, loc.line(), loc.column())
+        .or_else(|| duplicate(text, &msg, loc.line(), loc.column()))
+        .unwrap_or_else(|| {
+            let (line, column) = refine(text, &msg, loc.line(), loc.column());
+            (line, column, msg)
+        });
     let source = text.lines().nth(line.saturating_sub(1)).unwrap_or("");
     anyhow::anyhow!(
         "{CONFIG_FILE}:{line}:{column}: {msg}\n  {line} | {source}\n  {}^",
         " ".repeat(line.to_string().len() + 3 + column.saturating_sub(1))
     )
+}
+
+/// libyaml's words for a tab in indentation ("found character that cannot start any token",
+/// "found a tab character that violates indentation", ...) say neither what nor how to fix.
+/// Its mark is on the tab's line.
+fn tab(text: &str, msg: &str, line: usize, column: usize) -> Option<(usize, usize, String)> {
+    let scanner = msg.contains("cannot start any token") || msg.contains("tab character");
+    let l = text.lines().nth(line.checked_sub(1)?)?;
+    let indent: Vec<char> = l.chars().take_while(|c| *c == ' ' || *c == '\t').collect();
+    let at = indent.iter().position(|c| *c == '\t')?;
+    scanner.then(|| {
+        let fix = "tabs are not allowed in YAML indentation; indent with spaces (replace the tab with spaces, \
+                   lining the key up with its siblings)";
+        (line, if column == at + 1 { column } else { at + 1 }, fix.to_string())
+    })
 }
 
 /// A key given twice. serde_yaml marks the start of the mapping (its first key, or its `{`),
