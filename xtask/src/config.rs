@@ -16,7 +16,7 @@ use crate::arch::Arch;
 mod keys;
 mod located;
 
-use located::{at, located};
+use located::{at, key_at, located, target_at};
 
 pub const CONFIG_FILE: &str = "dist.yaml";
 
@@ -465,8 +465,9 @@ impl Config {
                 && suite.glibc() > floor
             {
                 missing.push(format!(
-                        "{CONFIG_FILE}: targets.{arch}.base: {} has glibc {}, above the target's floor {floor}; \
+                        "{}: targets.{arch}.base: {} has glibc {}, above the target's floor {floor}; \
                          binaries built on it would not run there: use a base with glibc <= {floor} (e.g. `debootstrap: bullseye`)",
+                        target_at(text, *arch, "base"),
                         suite.name(),
                         suite.glibc()
                     ));
@@ -477,7 +478,8 @@ impl Config {
             && (level > deb.compression.max_level() || (deb.compression == Compression::Zstd && level == 0))
         {
             missing.push(format!(
-                "{CONFIG_FILE}: packaging.deb.compression_level: {level} is out of range for {:?}; use {}..={}",
+                "{}: packaging.deb.compression_level: {level} is out of range for {:?}; use {}..={}",
+                key_at(text, &["packaging", "deb", "compression_level"]),
                 deb.compression,
                 u32::from(deb.compression == Compression::Zstd),
                 deb.compression.max_level()
@@ -490,17 +492,18 @@ impl Config {
                     && floor < Suite::Bookworm.glibc()
                 {
                     missing.push(format!(
-                        "{CONFIG_FILE}: packaging.deb.compression: zstd, but targets.{arch}.glibc {floor} means a \
-                         bullseye-era OS whose dpkg cannot unpack zstd members; use `compression: xz`"
+                        "{}: packaging.deb.compression: zstd, but targets.{arch}.glibc {floor} means a \
+                         bullseye-era OS whose dpkg cannot unpack zstd members; use `compression: xz`",
+                        key_at(text, &["packaging", "deb", "compression"])
                     ));
                 }
             }
         }
         if self.dist.services.is_empty() {
-            missing.push(format!("{CONFIG_FILE}: services: empty; declare at least one service"));
+            missing.push(format!("{}: services: empty; declare at least one service", key_at(text, &["services"])));
         }
         if !self.dist.envs.contains_key("default") {
-            missing.push(format!("{CONFIG_FILE}: envs: no `default` env; add `default: config.yaml`"));
+            missing.push(format!("{}: envs: no `default` env; add `default: config.yaml`", key_at(text, &["envs"])));
         }
         if missing.is_empty() { Ok(()) } else { bail!("{}", missing.join("\n")) }
     }
@@ -778,6 +781,36 @@ mod tests {
         assert!(parse_err(&text).contains("packaging.deb.compression_level: 10 is out of range for Xz; use 0..=9"));
         let text = repo_text().replace("icons: electron-app/build/icons", "icons: electron-app/icons");
         assert!(parse_err(&text).contains("packaging.deb.icons: `electron-app/icons` does not exist"));
+    }
+
+    #[test]
+    fn errors_found_after_parsing_name_the_line_and_column() {
+        // dist.yaml's comment above `compression:` names compression_level too: the key is meant.
+        let text = repo_text().replace("    compression: xz\n", "    compression: xz\n    compression_level: 10\n");
+        let (line, _) = nth_line(&text, "compression_level: 10", 0);
+        let err = parse_err(&text);
+        assert!(
+            err.starts_with(&format!("dist.yaml:{line}:24: packaging.deb.compression_level: 10 is out of range")),
+            "{err}"
+        );
+        let text = repo_text().replacen("glibc: \"2.36\"", "glibc: \"2.31\"", 1);
+        let (line, _) = nth_line(&text, "base: {debootstrap: bookworm}", 0);
+        let err = parse_err(&text);
+        assert!(
+            err.starts_with(&format!("dist.yaml:{line}:11: targets.armv7l.base: bookworm has glibc 2.36")),
+            "{err}"
+        );
+        // Under an alias of the arch, and two errors: each with its place.
+        let base = line;
+        let text =
+            text.replace("  armv7l:\n", "  armhf:\n").replace("    compression: xz\n", "    compression: zstd\n");
+        let (line, _) = nth_line(&text, "compression: zstd", 0);
+        let err = parse_err(&text);
+        assert!(err.starts_with(&format!("dist.yaml:{base}:11: targets.armv7l.base: bookworm")), "{err}");
+        assert!(
+            err.contains(&format!("\ndist.yaml:{line}:18: packaging.deb.compression: zstd, but targets.armv7l")),
+            "{err}"
+        );
     }
 
     #[test]

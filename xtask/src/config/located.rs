@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use super::CONFIG_FILE;
+use crate::arch::Arch;
 
 /// `dist.yaml:LINE:COL` of the first occurrence of `value`, for errors found after parsing
 /// (serde_yaml has no spans for values once deserialized).
@@ -98,6 +99,23 @@ fn refine(text: &str, msg: &str, line: usize, column: usize) -> (usize, usize) {
     (line, column)
 }
 
+/// `dist.yaml:LINE:COL` of the value of the key at `path` (`["packaging", "deb",
+/// "compression_level"]`), else of the key itself, for errors found after parsing.
+pub(super) fn key_at(text: &str, path: &[&str]) -> String {
+    match key_path(text, path) {
+        Some(k) => format!("{CONFIG_FILE}:{}:{}", k.line, k.value_column.unwrap_or(k.column)),
+        None => CONFIG_FILE.to_string(),
+    }
+}
+
+/// [`key_at`] for a field of `targets.<arch>`, whichever of the arch's names the key uses.
+pub(super) fn target_at(text: &str, arch: Arch, field: &str) -> String {
+    std::iter::once(arch.name())
+        .chain(arch.aliases().iter().copied())
+        .find(|name| key_path(text, &["targets", name, field]).is_some())
+        .map_or_else(|| CONFIG_FILE.to_string(), |name| key_at(text, &["targets", name, field]))
+}
+
 /// A key of a YAML mapping as written: its name without quotes, its 1-based line and column,
 /// and the column of its value when the value starts on the key's line.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -106,6 +124,28 @@ pub(super) struct Key {
     pub line: usize,
     pub column: usize,
     pub value_column: Option<usize>,
+}
+
+/// The key at `path`, walking from the document's top-level mapping down.
+pub(super) fn key_path(text: &str, path: &[&str]) -> Option<Key> {
+    let lines: Vec<&str> = text.lines().collect();
+    let top = lines.iter().position(|l| is_content(l) && !l.starts_with("---"))?;
+    let (mut line, mut column) = (top + 1, indent(lines[top]) + 1);
+    for (n, name) in path.iter().enumerate() {
+        let key = mapping_keys(&lines, line, column).into_iter().find(|k| k.name == *name)?;
+        if n + 1 == path.len() {
+            return Some(key);
+        }
+        (line, column) = match key.value_column {
+            Some(c) => (key.line, c),
+            // A block mapping below: the next content line, indented deeper than the key.
+            None => {
+                let i = (key.line..lines.len()).find(|&i| is_content(lines[i]))?;
+                (indent(lines[i]) >= key.column).then_some((i + 1, indent(lines[i]) + 1))?
+            }
+        };
+    }
+    None
 }
 
 /// The keys, in order, of the mapping that starts at `line:column` as serde_yaml marks it: a
@@ -259,5 +299,16 @@ mod tests {
         // serde_yaml marks an anchored mapping at its anchor.
         assert_eq!(names("s: &x\n  a: 1\n  b: 2\n", 1, 4).len(), 2);
         assert_eq!(names("s: &x {a: 1}\n", 1, 4).len(), 1);
+    }
+
+    #[test]
+    fn key_at_walks_the_path_to_the_value() {
+        let text = "# head\npackaging:\n  deb:\n    # level: 1\n    compression_level: 10\n  rpm: {level: 3}\n";
+        assert_eq!(key_at(text, &["packaging", "deb", "compression_level"]), "dist.yaml:5:24");
+        assert_eq!(key_at(text, &["packaging", "rpm", "level"]), "dist.yaml:6:16");
+        assert_eq!(key_at(text, &["packaging", "deb"]), "dist.yaml:3:3");
+        assert_eq!(key_at(text, &["packaging", "nope"]), "dist.yaml");
+        let targets = "targets:\n  aarch64:\n    base: {image: x}\n";
+        assert_eq!(target_at(targets, Arch::Arm64, "base"), "dist.yaml:3:11");
     }
 }
