@@ -28,6 +28,12 @@ struct Row {
 }
 
 pub fn run(config: &Config, json: bool) -> Result<()> {
+    print!("{}", render(config, json)?);
+    Ok(())
+}
+
+/// What `targets` prints: a block per arch, or (`--json`) an array of one object per arch.
+pub fn render(config: &Config, json: bool) -> Result<String> {
     let rows: Vec<Row> = Arch::ALL
         .into_iter()
         .map(|a| {
@@ -49,8 +55,7 @@ pub fn run(config: &Config, json: bool) -> Result<()> {
         })
         .collect();
     if json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
-        return Ok(());
+        return Ok(format!("{}\n", serde_json::to_string_pretty(&rows)?));
     }
     let mut out = String::new();
     for r in &rows {
@@ -77,6 +82,5 @@ pub fn run(config: &Config, json: bool) -> Result<()> {
             (None, _) => writeln!(out, "  dist.yaml        not configured")?,
         }
     }
-    print!("{out}");
-    Ok(())
+    Ok(out)
 }
