@@ -121,6 +121,16 @@ impl Default for Base {
     }
 }
 
+/// As dist.yaml writes it inside `base: {...}`: `image: NAME` or `debootstrap: SUITE`.
+impl fmt::Display for Base {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Base::Image(image) => write!(f, "image: {image}"),
+            Base::Debootstrap(suite) => write!(f, "debootstrap: {suite}"),
+        }
+    }
+}
+
 /// `base: {image: NAME}` or `base: {debootstrap: SUITE}` (serde_yaml would want a `!tag`).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -165,6 +175,12 @@ impl Suite {
     }
 }
 
+impl fmt::Display for Suite {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum EngineChoice {
@@ -179,6 +195,25 @@ pub enum EngineChoice {
     Docker,
     /// `podman build`.
     Podman,
+}
+
+impl EngineChoice {
+    /// The name dist.yaml's `engine:` and `--engine` take.
+    pub fn name(self) -> &'static str {
+        match self {
+            EngineChoice::Auto => "auto",
+            EngineChoice::Native => "native",
+            EngineChoice::Buildx => "buildx",
+            EngineChoice::Docker => "docker",
+            EngineChoice::Podman => "podman",
+        }
+    }
+}
+
+impl fmt::Display for EngineChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -266,6 +301,21 @@ impl Compression {
             Compression::Zstd => 19,
         }
     }
+
+    /// The name `packaging.deb.compression` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Compression::Xz => "xz",
+            Compression::Zstd => "zstd",
+            Compression::Gzip => "gzip",
+        }
+    }
+}
+
+impl fmt::Display for Compression {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -309,9 +359,24 @@ impl<'de> Deserialize<'de> for GlibcVersion {
                 "glibc version {n} is a YAML number (2.40 would read as 2.4); quote it: \"{n}\""
             ))),
             other => Err(serde::de::Error::custom(format!(
-                "invalid glibc version {other:?}, expected a string such as \"2.31\""
+                "invalid glibc version {}, expected a string such as \"2.31\"",
+                yaml_kind(other)
             ))),
         }
+    }
+}
+
+/// A YAML value as an error names it: `true` (a boolean), a mapping...
+fn yaml_kind(v: &serde_yaml::Value) -> String {
+    use serde_yaml::Value;
+    match v {
+        Value::Null => "null (no value)".into(),
+        Value::Bool(b) => format!("`{b}` (a boolean)"),
+        Value::Number(n) => format!("`{n}` (a number)"),
+        Value::String(s) => format!("`{s}`"),
+        Value::Sequence(_) => "a sequence".into(),
+        Value::Mapping(_) => "a mapping".into(),
+        Value::Tagged(t) => format!("a value tagged {}", t.tag),
     }
 }
 
@@ -478,7 +543,7 @@ impl Config {
             && (level > deb.compression.max_level() || (deb.compression == Compression::Zstd && level == 0))
         {
             missing.push(format!(
-                "{}: packaging.deb.compression_level: {level} is out of range for {:?}; use {}..={}",
+                "{}: packaging.deb.compression_level: {level} is out of range for {}; use {}..={}",
                 key_at(text, &["packaging", "deb", "compression_level"]),
                 deb.compression,
                 u32::from(deb.compression == Compression::Zstd),
@@ -622,12 +687,32 @@ mod tests {
     }
 
     #[test]
+    fn enums_are_shown_with_the_names_dist_yaml_uses() {
+        assert_eq!(Base::Debootstrap(Suite::Bookworm).to_string(), "debootstrap: bookworm");
+        assert_eq!(Base::Image("python:3.11-slim-bookworm".into()).to_string(), "image: python:3.11-slim-bookworm");
+        for (c, name) in [(Compression::Xz, "xz"), (Compression::Zstd, "zstd"), (Compression::Gzip, "gzip")] {
+            assert_eq!(c.to_string(), name);
+            assert_eq!(serde_yaml::from_str::<Compression>(name).unwrap(), c);
+        }
+        for e in
+            [EngineChoice::Auto, EngineChoice::Native, EngineChoice::Buildx, EngineChoice::Docker, EngineChoice::Podman]
+        {
+            assert_eq!(serde_yaml::from_str::<EngineChoice>(e.name()).unwrap(), e);
+            assert_eq!(<EngineChoice as clap::ValueEnum>::from_str(e.name(), false).unwrap(), e);
+        }
+    }
+
+    #[test]
     fn glibc_versions_are_quoted_and_compare_numerically() {
         let v: GlibcVersion = serde_yaml::from_str("\"2.40\"").unwrap();
         assert_eq!((v.major, v.minor), (2, 40));
         let err = serde_yaml::from_str::<GlibcVersion>("2.40").unwrap_err().to_string();
         assert!(err.contains("glibc version 2.4 is a YAML number (2.40 would read as 2.4); quote it"), "{err}");
         assert!("2.4".parse::<GlibcVersion>().unwrap() < "2.31".parse().unwrap());
+        for (yaml, said) in [("true", "`true` (a boolean)"), ("{a: 1}", "a mapping"), ("~", "null (no value)")] {
+            let err = serde_yaml::from_str::<GlibcVersion>(yaml).unwrap_err().to_string();
+            assert!(err.starts_with(&format!("invalid glibc version {said}, expected a string")), "{err}");
+        }
     }
 
     #[test]
@@ -778,7 +863,9 @@ mod tests {
             "{err}"
         );
         let text = repo_text().replace("    compression: xz\n", "    compression: xz\n    compression_level: 10\n");
-        assert!(parse_err(&text).contains("packaging.deb.compression_level: 10 is out of range for Xz; use 0..=9"));
+        assert!(parse_err(&text).contains("packaging.deb.compression_level: 10 is out of range for xz; use 0..=9"));
+        let text = repo_text().replace("    compression: xz\n", "    compression: zstd\n    compression_level: 0\n");
+        assert!(parse_err(&text).contains("packaging.deb.compression_level: 0 is out of range for zstd; use 1..=19"));
         let text = repo_text().replace("icons: electron-app/build/icons", "icons: electron-app/icons");
         assert!(parse_err(&text).contains("packaging.deb.icons: `electron-app/icons` does not exist"));
     }

@@ -257,7 +257,7 @@ pub fn cross_build_step(
     step.outputs = services.iter().map(|s| layout.binary(s)).collect();
 
     let base = crate::doctor::base_image_name(config, arch)?;
-    step.values.insert("base".into(), format!("{:?}", target.base));
+    step.values.insert("base".into(), target.base.to_string());
     let build = ContainerBuild {
         arch,
         root: &layout.root,

@@ -50,7 +50,7 @@ pub fn render(config: &Config, json: bool) -> Result<String> {
                 binary: a.binary_format(),
                 configured: t.is_some(),
                 glibc: t.and_then(|t| t.glibc).map(|g| g.to_string()),
-                engine: t.map(|t| format!("{:?}", t.engine).to_lowercase()),
+                engine: t.map(|t| t.engine.to_string()),
             }
         })
         .collect();
