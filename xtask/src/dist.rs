@@ -296,7 +296,7 @@ mod tests {
         let plan = plan(&config, &request(Arch::Armv7l, None), Some(Arch::X64), &tools()).unwrap();
         let json: serde_json::Value = serde_json::from_str(&plan.to_json().unwrap()).unwrap();
         assert_eq!(json["arch"], "armv7l");
-        assert_eq!(json["engine"]["engine"], "docker_buildkit");
+        assert_eq!(json["engine"]["engine"], "docker");
         let steps = json["steps"].as_array().unwrap();
         let kinds: Vec<_> = steps.iter().map(|s| s["kind"].as_str().unwrap()).collect();
         assert_eq!(
