@@ -845,8 +845,11 @@ fn run_action(root: &Path, action: &Action, title: &str, opts: &RunOptions) -> R
                 .with_context(|| format!("{what} and `npm install -g {package}` failed"))?;
             match Command::new(tool.clone(), Path::new("/")).arg("--version").capture() {
                 Ok(v) if wanted.is_none_or(|w| v == w) => Ok(()),
-                after => bail!(
-                    "after `npm install -g {package}`, `{tool} --version` gives {after:?}: another {tool} comes first on PATH; remove it or put npm's global bin first"
+                Ok(v) => bail!(
+                    "after `npm install -g {package}`, `{tool} --version` prints {v}: another {tool} comes first on PATH; remove it or put npm's global bin first"
+                ),
+                Err(e) => bail!(
+                    "after `npm install -g {package}`, `{tool}` does not run ({e}): put npm's global bin (`npm prefix -g`/bin) on PATH"
                 ),
             }
         }
