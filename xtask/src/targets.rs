@@ -184,17 +184,7 @@ mod tests {
         let config = Config::load(root).unwrap();
         let mut outputs = vec![("targets".to_string(), rust_names(&render(&config, false).unwrap()))];
         outputs.push(("targets --json".into(), rust_names_json(&render(&config, true).unwrap())));
-        let tools = Tools {
-            python: Some("Python 3.11.7".into()),
-            ca_bundle: Some(crate::services::CA_BUNDLE.into()),
-            venv: None,
-            docker: None,
-            cache: "/var/cache/kitchntabs".into(),
-            path: crate::engine::tests::fake_path(&["buildkit"]),
-            electron_dist: Some("/opt/electron/{arch}".into()),
-            source_date_epoch: Ok(1_767_323_045),
-            node: Some("v20.19.0".into()),
-        };
+        let tools = Tools::fixed("/opt/electron/{arch}");
         let engines = [
             (None, "auto"),
             (Some(EngineChoice::Buildx), "buildx"),
