@@ -175,8 +175,12 @@ fn package_steps(
     let preflight = &mut steps[0];
     preflight.actions.push(Action::Prerequisites { needs: vec![Prereq::node()] });
     match &electron_dist {
-        // A wrong-arch or missing electronDist fails here, not after the service builds.
-        Some(dist) => preflight.actions.push(Action::Verify { paths: vec![dist.join("electron")], arch, glibc: None }),
+        // A wrong-arch, wrong-version or missing electronDist fails here, not after the service builds.
+        Some(dist) => {
+            preflight.actions.push(Action::Verify { paths: vec![dist.join("electron")], arch, glibc: None });
+            let version = electron::pinned_version(&config.root)?;
+            preflight.actions.push(Action::RequireElectronVersion { dist: dist.clone(), version });
+        }
         None => preflight.actions.push(Action::RequireElectron { zip: electron::electron_zip(&config.root, arch)? }),
     }
     steps.push(electron::node_modules_step(&config.root, tools.node.as_deref())?);

@@ -191,6 +191,11 @@ pub enum Action {
         /// The zip electron-builder wants, e.g. `electron-v43.8.11-linux-armv7l.zip`.
         zip: String,
     },
+    /// The electronDist `dist` is the Electron the app pins: its `version` file says `version`.
+    RequireElectronVersion {
+        dist: PathBuf,
+        version: String,
+    },
     /// A reproducible .tar.gz of the folder `src` (the macOS app bundle).
     WriteTarGz {
         src: PathBuf,
@@ -266,6 +271,10 @@ impl Action {
             Action::RequireElectron { zip } => {
                 format!("require {zip} in electron-builder's cache, or github.com reachable to download it")
             }
+            Action::RequireElectronVersion { dist, version } => format!(
+                "require {} to say {version} (electron-app/package.json devDependencies.electron)",
+                dist.join("version").display()
+            ),
             Action::WriteTarGz { src, out, epoch } => format!(
                 "write {} from {} (sorted, root:root, mtime {epoch}; temp file, then rename)",
                 out.display(),
@@ -868,6 +877,7 @@ fn run_action(root: &Path, action: &Action, title: &str, opts: &RunOptions) -> R
             crate::smoke_test::check(rootfs, deb, scratch, package, services)
         }
         Action::RequireElectron { zip } => crate::electron::require_download(zip),
+        Action::RequireElectronVersion { dist, version } => crate::electron::require_dist_version(dist, version),
         Action::WriteTarGz { src, out, epoch } => {
             if let Some(dir) = out.parent() {
                 std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;

@@ -95,8 +95,9 @@ mod tests {
     /// Rust's own names where a user reads dist.yaml's: `Debootstrap(Bookworm)`, `Elf {`,
     /// `Some(..)`, a CamelCase word, a bare variant such as `Xz`, a JSON key such as `"Elf":`.
     fn rust_names(text: &str) -> Vec<String> {
-        // Product names, spelled so by their makers.
-        const PROPER: [&str; 6] = ["KitchnTabs", "PyInstaller", "BuildKit", "NodeSource", "macOS", "MacOS"];
+        // Product names, spelled so by their makers, and package.json's own key.
+        const PROPER: [&str; 7] =
+            ["KitchnTabs", "PyInstaller", "BuildKit", "NodeSource", "macOS", "MacOS", "devDependencies"];
         // Variants of the enums whose dist.yaml and CLI names are lowercase.
         const VARIANTS: [&str; 15] = [
             "Xz",
