@@ -196,7 +196,7 @@ fn package_steps(
     } else {
         package::archive_step(config, arch, &app, epoch)
     };
-    let release = release_manifest::step(config, arch, &artifact, &layout.dist, epoch);
+    let release = release_manifest::step(config, arch, &artifact, &layout.dist, epoch, electron_dist.as_deref());
     steps.push(artifact);
     steps.push(release);
     Ok(())

@@ -220,6 +220,8 @@ pub enum Action {
         artifact: PathBuf,
         services: PathBuf,
         epoch: u64,
+        /// The electronDist the app was packed from: the Electron version is read from it.
+        electron_dist: Option<PathBuf>,
     },
 }
 
@@ -288,10 +290,14 @@ impl Action {
                 deb.display(),
                 services.join(" / ")
             ),
-            Action::RecordRelease { dir, arch, artifact, .. } => format!(
-                "record {} in {}/dist-manifest.{arch}.json, merge into SHA256SUMS and dist-manifest.json",
+            Action::RecordRelease { dir, arch, artifact, electron_dist, .. } => format!(
+                "record {} in {}/dist-manifest.{arch}.json{}, merge into SHA256SUMS and dist-manifest.json",
                 artifact.file_name().unwrap_or_default().to_string_lossy(),
-                dir.display()
+                dir.display(),
+                electron_dist
+                    .as_ref()
+                    .map(|d| format!(" (Electron's version from {})", d.join("version").display()))
+                    .unwrap_or_default()
             ),
         }
     }
@@ -884,9 +890,16 @@ fn run_action(root: &Path, action: &Action, title: &str, opts: &RunOptions) -> R
             }
             crate::deb::write_tar_gz(src, out, *epoch)
         }
-        Action::RecordRelease { dir, arch, artifact, services, epoch } => {
+        Action::RecordRelease { dir, arch, artifact, services, epoch, electron_dist } => {
             let config = crate::config::Config::load(root)?;
-            let m = crate::release_manifest::arch_manifest(&config, *arch, artifact, services, *epoch)?;
+            let m = crate::release_manifest::arch_manifest(
+                &config,
+                *arch,
+                artifact,
+                services,
+                *epoch,
+                electron_dist.as_deref(),
+            )?;
             crate::release_manifest::record(dir, &m).map(drop)
         }
         Action::EngineChecks { arch, engine, image } => crate::doctor::preflight(Path::new("/"), *arch, engine, image),
