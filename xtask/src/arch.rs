@@ -24,7 +24,11 @@ pub enum Os {
 }
 
 /// What an executable built for this arch looks like, for `verify` and `afterpack`.
+/// `targets --json` shows it flat, tagged by `format`: `{"format": "elf", "class": 32, "machine": 40,
+/// "interpreter": "/lib/ld-linux-armhf.so.3", "hard_float": true}` or `{"format": "mach-o",
+/// "cputype": 16777228}`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "format", rename_all = "lowercase")]
 pub enum BinaryFormat {
     Elf {
         /// 32 or 64.
@@ -36,6 +40,7 @@ pub enum BinaryFormat {
         /// ARM only: the target wants hard-float (armhf) objects.
         hard_float: bool,
     },
+    #[serde(rename = "mach-o")]
     MachO {
         /// CPU_TYPE_ARM64 = 0x0100000c.
         cputype: u32,
@@ -313,6 +318,17 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn binary_formats_serialize_flat_with_their_format() {
+        let elf = serde_json::to_value(Arch::Arm64.binary_format()).unwrap();
+        assert_eq!(
+            elf,
+            serde_json::json!({"format": "elf", "class": 64, "machine": 183, "interpreter": "/lib/ld-linux-aarch64.so.1", "hard_float": false})
+        );
+        let macho = serde_json::to_value(Arch::DarwinArm64.binary_format()).unwrap();
+        assert_eq!(macho, serde_json::json!({"format": "mach-o", "cputype": 0x0100_000c}));
     }
 
     #[test]

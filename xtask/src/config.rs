@@ -13,6 +13,11 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::arch::Arch;
 
+mod keys;
+mod located;
+
+use located::{at, key_at, located, target_at};
+
 pub const CONFIG_FILE: &str = "dist.yaml";
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -20,10 +25,14 @@ pub const CONFIG_FILE: &str = "dist.yaml";
 pub struct DistConfig {
     pub product: Product,
     pub python: Python,
+    /// Each arch once, under its name or one alias.
+    #[serde(deserialize_with = "keys::arches")]
     pub targets: BTreeMap<Arch, Target>,
+    #[serde(deserialize_with = "keys::unique")]
     pub services: BTreeMap<String, Service>,
     #[serde(default)]
     pub shared_sources: Vec<PathBuf>,
+    #[serde(deserialize_with = "keys::unique")]
     pub envs: BTreeMap<String, PathBuf>,
     #[serde(default)]
     pub docker: Docker,
@@ -105,6 +114,16 @@ impl Default for Base {
     }
 }
 
+/// As dist.yaml writes it inside `base: {...}`: `image: NAME` or `debootstrap: SUITE`.
+impl fmt::Display for Base {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Base::Image(image) => write!(f, "image: {image}"),
+            Base::Debootstrap(suite) => write!(f, "debootstrap: {suite}"),
+        }
+    }
+}
+
 /// `base: {image: NAME}` or `base: {debootstrap: SUITE}` (serde_yaml would want a `!tag`).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -149,6 +168,12 @@ impl Suite {
     }
 }
 
+impl fmt::Display for Suite {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum EngineChoice {
@@ -163,6 +188,25 @@ pub enum EngineChoice {
     Docker,
     /// `podman build`.
     Podman,
+}
+
+impl EngineChoice {
+    /// The name dist.yaml's `engine:` and `--engine` take.
+    pub fn name(self) -> &'static str {
+        match self {
+            EngineChoice::Auto => "auto",
+            EngineChoice::Native => "native",
+            EngineChoice::Buildx => "buildx",
+            EngineChoice::Docker => "docker",
+            EngineChoice::Podman => "podman",
+        }
+    }
+}
+
+impl fmt::Display for EngineChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -250,6 +294,21 @@ impl Compression {
             Compression::Zstd => 19,
         }
     }
+
+    /// The name `packaging.deb.compression` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Compression::Xz => "xz",
+            Compression::Zstd => "zstd",
+            Compression::Gzip => "gzip",
+        }
+    }
+}
+
+impl fmt::Display for Compression {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -293,9 +352,24 @@ impl<'de> Deserialize<'de> for GlibcVersion {
                 "glibc version {n} is a YAML number (2.40 would read as 2.4); quote it: \"{n}\""
             ))),
             other => Err(serde::de::Error::custom(format!(
-                "invalid glibc version {other:?}, expected a string such as \"2.31\""
+                "invalid glibc version {}, expected a string such as \"2.31\"",
+                yaml_kind(other)
             ))),
         }
+    }
+}
+
+/// A YAML value as an error names it: `true` (a boolean), a mapping...
+fn yaml_kind(v: &serde_yaml::Value) -> String {
+    use serde_yaml::Value;
+    match v {
+        Value::Null => "null (no value)".into(),
+        Value::Bool(b) => format!("`{b}` (a boolean)"),
+        Value::Number(n) => format!("`{n}` (a number)"),
+        Value::String(s) => format!("`{s}`"),
+        Value::Sequence(_) => "a sequence".into(),
+        Value::Mapping(_) => "a mapping".into(),
+        Value::Tagged(t) => format!("a value tagged {}", t.tag),
     }
 }
 
@@ -460,8 +534,9 @@ impl Config {
                 && suite.glibc() > floor
             {
                 missing.push(format!(
-                        "{CONFIG_FILE}: targets.{arch}.base: {} has glibc {}, above the target's floor {floor}; \
+                        "{}: targets.{arch}.base: {} has glibc {}, above the target's floor {floor}; \
                          binaries built on it would not run there: use a base with glibc <= {floor} (e.g. `debootstrap: bullseye`)",
+                        target_at(text, *arch, "base"),
                         suite.name(),
                         suite.glibc()
                     ));
@@ -472,7 +547,8 @@ impl Config {
             && (level > deb.compression.max_level() || (deb.compression == Compression::Zstd && level == 0))
         {
             missing.push(format!(
-                "{CONFIG_FILE}: packaging.deb.compression_level: {level} is out of range for {:?}; use {}..={}",
+                "{}: packaging.deb.compression_level: {level} is out of range for {}; use {}..={}",
+                key_at(text, &["packaging", "deb", "compression_level"]),
                 deb.compression,
                 u32::from(deb.compression == Compression::Zstd),
                 deb.compression.max_level()
@@ -485,17 +561,18 @@ impl Config {
                     && floor < Suite::Bookworm.glibc()
                 {
                     missing.push(format!(
-                        "{CONFIG_FILE}: packaging.deb.compression: zstd, but targets.{arch}.glibc {floor} means a \
-                         bullseye-era OS whose dpkg cannot unpack zstd members; use `compression: xz`"
+                        "{}: packaging.deb.compression: zstd, but targets.{arch}.glibc {floor} means a \
+                         bullseye-era OS whose dpkg cannot unpack zstd members; use `compression: xz`",
+                        key_at(text, &["packaging", "deb", "compression"])
                     ));
                 }
             }
         }
         if self.dist.services.is_empty() {
-            missing.push(format!("{CONFIG_FILE}: services: empty; declare at least one service"));
+            missing.push(format!("{}: services: empty; declare at least one service", key_at(text, &["services"])));
         }
         if !self.dist.envs.contains_key("default") {
-            missing.push(format!("{CONFIG_FILE}: envs: no `default` env; add `default: config.yaml`"));
+            missing.push(format!("{}: envs: no `default` env; add `default: config.yaml`", key_at(text, &["envs"])));
         }
         if missing.is_empty() { Ok(()) } else { bail!("{}", missing.join("\n")) }
     }
@@ -514,52 +591,6 @@ fn read_version(root: &Path, rel: &Path) -> Result<String> {
         bail!("{}: version `{version}` is not MAJOR.MINOR.PATCH", path.display());
     }
     Ok(version.to_string())
-}
-
-/// `dist.yaml:LINE:COL` of the first occurrence of `value`, for errors found after parsing
-/// (serde_yaml has no spans for values once deserialized).
-fn at(text: &str, value: &Path) -> String {
-    let needle = value.to_string_lossy();
-    for (i, line) in text.lines().enumerate() {
-        if let Some(col) = line.find(needle.as_ref()) {
-            return format!("{CONFIG_FILE}:{}:{}", i + 1, col + 1);
-        }
-    }
-    CONFIG_FILE.to_string()
-}
-
-/// Turn serde_yaml's error into `dist.yaml:LINE:COL: path: message` plus the offending line.
-fn located(text: &str, e: serde_yaml::Error) -> anyhow::Error {
-    let msg = e.to_string();
-    // serde_yaml appends " at line L column C"; we lead with it instead, compiler-style.
-    let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
-    let Some(loc) = e.location() else {
-        return anyhow::anyhow!("{CONFIG_FILE}: {msg}");
-    };
-    let (line, column) = refine(text, &msg, loc.line(), loc.column());
-    let source = text.lines().nth(line.saturating_sub(1)).unwrap_or("");
-    anyhow::anyhow!(
-        "{CONFIG_FILE}:{line}:{column}: {msg}\n  {line} | {source}\n  {}^",
-        " ".repeat(line.to_string().len() + 3 + column.saturating_sub(1))
-    )
-}
-
-/// serde_yaml locates an error in a map *key* (an unknown arch) at the start of the map.
-/// When the message quotes the bad value, point at its first occurrence from there on.
-fn refine(text: &str, msg: &str, line: usize, column: usize) -> (usize, usize) {
-    let quoted = msg.split('`').nth(1).filter(|q| !q.is_empty());
-    if let Some(q) = quoted {
-        for (i, l) in text.lines().enumerate().skip(line.saturating_sub(1)) {
-            let bare = l.trim_start();
-            let key_or_value = bare.starts_with(&format!("{q}:"))
-                || bare.ends_with(&format!(": {q}"))
-                || bare.ends_with(&format!(": \"{q}\""));
-            if key_or_value {
-                return (i + 1, l.find(q).map_or(column, |c| c + 1));
-            }
-        }
-    }
-    (line, column)
 }
 
 #[cfg(test)]
@@ -660,12 +691,32 @@ mod tests {
     }
 
     #[test]
+    fn enums_are_shown_with_the_names_dist_yaml_uses() {
+        assert_eq!(Base::Debootstrap(Suite::Bookworm).to_string(), "debootstrap: bookworm");
+        assert_eq!(Base::Image("python:3.11-slim-bookworm".into()).to_string(), "image: python:3.11-slim-bookworm");
+        for (c, name) in [(Compression::Xz, "xz"), (Compression::Zstd, "zstd"), (Compression::Gzip, "gzip")] {
+            assert_eq!(c.to_string(), name);
+            assert_eq!(serde_yaml::from_str::<Compression>(name).unwrap(), c);
+        }
+        for e in
+            [EngineChoice::Auto, EngineChoice::Native, EngineChoice::Buildx, EngineChoice::Docker, EngineChoice::Podman]
+        {
+            assert_eq!(serde_yaml::from_str::<EngineChoice>(e.name()).unwrap(), e);
+            assert_eq!(<EngineChoice as clap::ValueEnum>::from_str(e.name(), false).unwrap(), e);
+        }
+    }
+
+    #[test]
     fn glibc_versions_are_quoted_and_compare_numerically() {
         let v: GlibcVersion = serde_yaml::from_str("\"2.40\"").unwrap();
         assert_eq!((v.major, v.minor), (2, 40));
         let err = serde_yaml::from_str::<GlibcVersion>("2.40").unwrap_err().to_string();
         assert!(err.contains("glibc version 2.4 is a YAML number (2.40 would read as 2.4); quote it"), "{err}");
         assert!("2.4".parse::<GlibcVersion>().unwrap() < "2.31".parse().unwrap());
+        for (yaml, said) in [("true", "`true` (a boolean)"), ("{a: 1}", "a mapping"), ("~", "null (no value)")] {
+            let err = serde_yaml::from_str::<GlibcVersion>(yaml).unwrap_err().to_string();
+            assert!(err.starts_with(&format!("invalid glibc version {said}, expected a string")), "{err}");
+        }
     }
 
     #[test]
@@ -677,6 +728,127 @@ mod tests {
             err.contains(&format!("dist.yaml:{line}:12: services.tts_service.entry: `src/tts.py` does not exist (looked for python-service/src/tts.py)")),
             "{err}"
         );
+    }
+
+    /// 1-based line and column of the `n`-th (0-based) line of `text` that starts with `start`
+    /// after its indentation.
+    fn nth_line(text: &str, start: &str, n: usize) -> (usize, usize) {
+        let (i, l) = text.lines().enumerate().filter(|(_, l)| l.trim_start().starts_with(start)).nth(n).unwrap();
+        (i + 1, l.len() - l.trim_start().len() + 1)
+    }
+
+    #[test]
+    fn two_names_of_one_arch_are_refused_at_the_second() {
+        // Both keys parse to arm64; a map would keep the last and drop the other's glibc floor.
+        let text = repo_text().replace("  x64:\n", "  aarch64:\n    glibc: \"2.31\"\n  x64:\n");
+        let ((l0, c0), (l1, c1)) = (nth_line(&text, "arm64:", 0), nth_line(&text, "aarch64:", 0));
+        assert!(l1 > l0);
+        let err = parse_err(&text);
+        assert!(
+            err.starts_with(&format!(
+                "dist.yaml:{l1}:{c1}: targets: `aarch64` and `arm64` name the same arch, arm64 \
+                 (the first is at line {l0}:{c0}); keep one of the two\n  {l1} |   aarch64:"
+            )),
+            "{err}"
+        );
+        // The other way round: the arch's own name second.
+        let text = repo_text()
+            .replace("  arm64:\n", "  aarch64:\n")
+            .replace("  x64:\n", "  arm64:\n    engine: auto\n  x64:\n");
+        let ((l0, _), (l1, _)) = (nth_line(&text, "aarch64:", 0), nth_line(&text, "arm64:", 0));
+        let err = parse_err(&text);
+        assert!(
+            err.starts_with(&format!(
+                "dist.yaml:{l1}:3: targets: `arm64` and `aarch64` name the same arch, arm64 (the first is at line {l0}:3)"
+            )),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_duplicate_key_is_reported_where_it_repeats() {
+        // A struct's field: serde_yaml itself marks the mapping's first key.
+        let text = repo_text().replace(
+            "  arm64:\n    glibc: \"2.36\"\n    engine: auto\n",
+            "  arm64:\n    glibc: \"2.36\"\n    engine: auto\n    glibc: \"2.31\"\n",
+        );
+        let (first, second) = (nth_line(&text, "glibc: \"2.36\"", 1), nth_line(&text, "glibc: \"2.31\"", 0));
+        let err = parse_err(&text);
+        assert!(
+            err.starts_with(&format!(
+                "dist.yaml:{}:5: targets.arm64: duplicate key `glibc` (the first is at line {}:5); keep one of the two\n  {} |     glibc: \"2.31\"",
+                second.0, first.0, second.0
+            )),
+            "{err}"
+        );
+        // A map's key: serde would keep the second service and drop the first without a word.
+        let text = repo_text().replace(
+            "    entry: src/tts_service.py\n",
+            "    entry: src/tts_service.py\n  kt_service:\n    entry: src/kt_service.py\n",
+        );
+        let (first, second) = (nth_line(&text, "kt_service:", 0), nth_line(&text, "kt_service:", 1));
+        let err = parse_err(&text);
+        assert!(
+            err.starts_with(&format!(
+                "dist.yaml:{}:3: services: duplicate key `kt_service` (the first is at line {}:3)",
+                second.0, first.0
+            )),
+            "{err}"
+        );
+        let text =
+            repo_text().replace("  prod: config.prod.yaml\n", "  prod: config.prod.yaml\n  ngrok: config.yaml\n");
+        let (first, second) = (nth_line(&text, "ngrok:", 0), nth_line(&text, "ngrok:", 1));
+        let err = parse_err(&text);
+        assert!(
+            err.starts_with(&format!(
+                "dist.yaml:{}:3: envs: duplicate key `ngrok` (the first is at line {}:3)",
+                second.0, first.0
+            )),
+            "{err}"
+        );
+        // In a flow mapping, and at the top level.
+        let text = repo_text().replacen(
+            "base: {debootstrap: bookworm}",
+            "base: {debootstrap: bookworm, debootstrap: bullseye}",
+            1,
+        );
+        let (line, _) = nth_line(&text, "base: {debootstrap: bookworm, debootstrap", 0);
+        let err = parse_err(&text);
+        assert!(
+            err.starts_with(&format!(
+                "dist.yaml:{line}:35: targets.armv7l.base: duplicate key `debootstrap` (the first is at line {line}:12)"
+            )),
+            "{err}"
+        );
+        let text = format!("{}shared_sources: []\n", repo_text());
+        let (first, second) = (nth_line(&text, "shared_sources:", 0), nth_line(&text, "shared_sources:", 1));
+        let err = parse_err(&text);
+        assert!(
+            err.starts_with(&format!(
+                "dist.yaml:{}:1: duplicate key `shared_sources` (the first is at line {}:1)",
+                second.0, first.0
+            )),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn tab_indentation_says_to_indent_with_spaces() {
+        for (indent, column) in [("\t", 1), ("  \t", 3), ("    \t", 5)] {
+            let text = repo_text().replacen("    engine: auto\n", &format!("{indent}engine: auto\n"), 1);
+            let (line, _) = nth_line(&text, "engine: auto", 0);
+            let err = parse_err(&text);
+            assert!(
+                err.starts_with(&format!(
+                    "dist.yaml:{line}:{column}: tabs are not allowed in YAML indentation; indent with spaces"
+                )),
+                "{indent:?}: {err}"
+            );
+        }
+        // The first key of a block of the top-level mapping.
+        let text = repo_text().replacen("  name: kitchntabs\n", "\tname: kitchntabs\n", 1);
+        let err = parse_err(&text);
+        assert!(err.starts_with("dist.yaml:5:1: tabs are not allowed in YAML indentation"), "{err}");
     }
 
     #[test]
@@ -695,9 +867,41 @@ mod tests {
             "{err}"
         );
         let text = repo_text().replace("    compression: xz\n", "    compression: xz\n    compression_level: 10\n");
-        assert!(parse_err(&text).contains("packaging.deb.compression_level: 10 is out of range for Xz; use 0..=9"));
+        assert!(parse_err(&text).contains("packaging.deb.compression_level: 10 is out of range for xz; use 0..=9"));
+        let text = repo_text().replace("    compression: xz\n", "    compression: zstd\n    compression_level: 0\n");
+        assert!(parse_err(&text).contains("packaging.deb.compression_level: 0 is out of range for zstd; use 1..=19"));
         let text = repo_text().replace("icons: electron-app/build/icons", "icons: electron-app/icons");
         assert!(parse_err(&text).contains("packaging.deb.icons: `electron-app/icons` does not exist"));
+    }
+
+    #[test]
+    fn errors_found_after_parsing_name_the_line_and_column() {
+        // dist.yaml's comment above `compression:` names compression_level too: the key is meant.
+        let text = repo_text().replace("    compression: xz\n", "    compression: xz\n    compression_level: 10\n");
+        let (line, _) = nth_line(&text, "compression_level: 10", 0);
+        let err = parse_err(&text);
+        assert!(
+            err.starts_with(&format!("dist.yaml:{line}:24: packaging.deb.compression_level: 10 is out of range")),
+            "{err}"
+        );
+        let text = repo_text().replacen("glibc: \"2.36\"", "glibc: \"2.31\"", 1);
+        let (line, _) = nth_line(&text, "base: {debootstrap: bookworm}", 0);
+        let err = parse_err(&text);
+        assert!(
+            err.starts_with(&format!("dist.yaml:{line}:11: targets.armv7l.base: bookworm has glibc 2.36")),
+            "{err}"
+        );
+        // Under an alias of the arch, and two errors: each with its place.
+        let base = line;
+        let text =
+            text.replace("  armv7l:\n", "  armhf:\n").replace("    compression: xz\n", "    compression: zstd\n");
+        let (line, _) = nth_line(&text, "compression: zstd", 0);
+        let err = parse_err(&text);
+        assert!(err.starts_with(&format!("dist.yaml:{base}:11: targets.armv7l.base: bookworm")), "{err}");
+        assert!(
+            err.contains(&format!("\ndist.yaml:{line}:18: packaging.deb.compression: zstd, but targets.armv7l")),
+            "{err}"
+        );
     }
 
     #[test]

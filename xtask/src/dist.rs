@@ -178,8 +178,12 @@ fn package_steps(
     let preflight = &mut steps[0];
     preflight.actions.push(Action::Prerequisites { needs: vec![Prereq::node()] });
     match &electron_dist {
-        // A wrong-arch or missing electronDist fails here, not after the service builds.
-        Some(dist) => preflight.actions.push(Action::Verify { paths: vec![dist.join("electron")], arch, glibc: None }),
+        // A wrong-arch, wrong-version or missing electronDist fails here, not after the service builds.
+        Some(dist) => {
+            preflight.actions.push(Action::Verify { paths: vec![dist.join("electron")], arch, glibc: None });
+            let version = electron::pinned_version(&config.root)?;
+            preflight.actions.push(Action::RequireElectronVersion { dist: dist.clone(), version });
+        }
         None => preflight
             .actions
             .push(Action::RequireElectron { zip: electron::electron_zip(&config.root, arch, &electron::process_env)? }),
@@ -197,7 +201,7 @@ fn package_steps(
     } else {
         package::archive_step(config, arch, &app, epoch)
     };
-    let release = release_manifest::step(config, arch, &artifact, &layout.dist, epoch);
+    let release = release_manifest::step(config, arch, &artifact, &layout.dist, epoch, electron_dist.as_deref());
     steps.push(artifact);
     steps.push(release);
     Ok(())
@@ -301,7 +305,7 @@ mod tests {
         let plan = plan(&config, &request(Arch::Armv7l, None), Some(Arch::X64), &tools()).unwrap();
         let json = plan.to_json_value(Some(&Force::None)).unwrap();
         assert_eq!(json["arch"], "armv7l");
-        assert_eq!(json["engine"]["engine"], "docker_buildkit");
+        assert_eq!(json["engine"]["engine"], "docker");
         let steps = json["steps"].as_array().unwrap();
         let kinds: Vec<_> = steps.iter().map(|s| s["kind"].as_str().unwrap()).collect();
         assert_eq!(

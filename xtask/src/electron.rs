@@ -41,7 +41,8 @@ pub fn read_package_json(path: &Path) -> Result<serde_json::Value> {
     serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))
 }
 
-/// The Electron version the app pins (package.json `devDependencies.electron`, exact).
+/// The Electron the app is built against: electron-app/package.json `devDependencies.electron`,
+/// an exact version.
 pub fn pinned_version(root: &Path) -> Result<String> {
     let path = app_dir(root).join("package.json");
     let manifest = read_package_json(&path)?;
@@ -50,6 +51,37 @@ pub fn pinned_version(root: &Path) -> Result<String> {
         .filter(|v| !v.is_empty() && v.chars().all(|c| c.is_ascii_digit() || c == '.'))
         .map(str::to_string)
         .with_context(|| format!("{}: devDependencies.electron must pin an exact version", path.display()))
+}
+
+/// What an unpacked Electron says it is: its `version` file (`43.8.11`), which every Electron
+/// release zip holds beside the executable.
+pub fn dist_version(dist: &Path) -> Result<String> {
+    let path = dist.join("version");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Ok(text.trim().to_string()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => anyhow::bail!(
+            "{} is missing: {} is not an unpacked Electron (every Electron release zip holds a `version` file); \
+             point KT_ELECTRON_DIST (or dist.yaml electron.dist) at an unpacked Electron",
+            path.display(),
+            dist.display()
+        ),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+/// The electronDist is the Electron the app pins: electron-builder packs whatever it is given,
+/// and the release records what it packed.
+pub fn require_dist_version(dist: &Path, pinned: &str) -> Result<()> {
+    let found = dist_version(dist)?;
+    if found != pinned {
+        anyhow::bail!(
+            "{} says Electron {found}, but electron-app/package.json devDependencies.electron pins {pinned}: \
+             point KT_ELECTRON_DIST (or dist.yaml electron.dist) at an unpacked Electron {pinned} of this arch, \
+             or pin {found} in package.json (and its lockfile)",
+            dist.join("version").display()
+        );
+    }
+    Ok(())
 }
 
 /// Reads an environment variable; tests pass their own.
@@ -263,6 +295,93 @@ pub fn afterpack_step(config: &Config, arch: Arch, services_dir: &Path) -> Step 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{dist, plan, services::Tools};
+
+    fn stand_in(dir: &Path, version: Option<&str>) -> PathBuf {
+        let dist = dir.join("electron-x64");
+        std::fs::create_dir_all(&dist).unwrap();
+        if let Some(v) = version {
+            std::fs::write(dist.join("version"), v).unwrap();
+        }
+        dist
+    }
+
+    #[test]
+    fn an_electron_dist_says_its_version_and_must_be_the_pinned_one() {
+        let d = tempfile::tempdir().unwrap();
+        let dist = stand_in(d.path(), Some("43.8.11\n"));
+        assert_eq!(dist_version(&dist).unwrap(), "43.8.11");
+        require_dist_version(&dist, "43.8.11").unwrap();
+        let err = format!("{:#}", require_dist_version(&dist, "44.0.1").unwrap_err());
+        assert_eq!(
+            err,
+            format!(
+                "{} says Electron 43.8.11, but electron-app/package.json devDependencies.electron pins 44.0.1: point \
+                 KT_ELECTRON_DIST (or dist.yaml electron.dist) at an unpacked Electron 44.0.1 of this arch, or pin 43.8.11 \
+                 in package.json (and its lockfile)",
+                dist.join("version").display()
+            )
+        );
+        std::fs::remove_file(dist.join("version")).unwrap();
+        let err = format!("{:#}", require_dist_version(&dist, "43.8.11").unwrap_err());
+        assert!(
+            err.starts_with(&format!(
+                "{} is missing: {} is not an unpacked Electron",
+                dist.join("version").display(),
+                dist.display()
+            )),
+            "{err}"
+        );
+    }
+
+    /// The preflight's Electron checks alone (the others probe this machine), run as dist runs them.
+    fn electron_preflight(root: &Path, electron_dist: &Path) -> Result<()> {
+        let config = Config::load(root).unwrap();
+        let req =
+            dist::Request { arch: Arch::X64, env: "prod".into(), engine: None, services: Vec::new(), package: true };
+        let tools = Tools::fixed(&electron_dist.to_string_lossy());
+        let mut p = dist::plan(&config, &req, Some(Arch::X64), &tools).unwrap();
+        p.steps.truncate(1);
+        let preflight = &mut p.steps[0];
+        assert_eq!(preflight.id, "preflight");
+        // Alone in the plan: no other step for it to guard.
+        preflight.guard = false;
+        preflight.actions.retain(|a| {
+            !matches!(
+                a,
+                plan::Action::Prerequisites { .. }
+                    | plan::Action::EngineChecks { .. }
+                    | plan::Action::Fail { .. }
+                    | plan::Action::RequireHost { .. }
+                    | plan::Action::RequireElectron { .. }
+                    | plan::Action::Verify { .. }
+            )
+        });
+        plan::run(&p, &plan::RunOptions { force: plan::Force::None, verbose: false, keep_going: false }).map(drop)
+    }
+
+    #[test]
+    fn dist_preflight_refuses_an_electron_dist_that_is_not_the_pinned_electron() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let d = tempfile::tempdir().unwrap();
+        // A stand-in of another version, before any build.
+        let dist = stand_in(d.path(), Some("42.0.0"));
+        let err = format!("{:#}", electron_preflight(root, &dist).unwrap_err());
+        assert!(err.contains("step `preflight` failed"), "{err}");
+        assert!(
+            err.contains(&format!(
+                "{} says Electron 42.0.0, but electron-app/package.json devDependencies.electron pins 43.8.11",
+                dist.join("version").display()
+            )),
+            "{err}"
+        );
+        // No version file: not an unpacked Electron.
+        std::fs::remove_file(dist.join("version")).unwrap();
+        let err = format!("{:#}", electron_preflight(root, &dist).unwrap_err());
+        assert!(err.contains(&format!("{} is missing", dist.join("version").display())), "{err}");
+        std::fs::write(dist.join("version"), "43.8.11").unwrap();
+        electron_preflight(root, &dist).unwrap();
+    }
 
     #[test]
     fn the_electron_zip_follows_the_pinned_version_and_the_arch() {

@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use crate::{arch::Arch, config::EngineChoice, plan::Command};
 
+/// In JSON, `engine` is the name dist.yaml's `engine:` and `--engine` give it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "engine", rename_all = "snake_case")]
 pub enum Engine {
@@ -26,6 +27,7 @@ pub enum Engine {
         route: Route,
     },
     /// `DOCKER_BUILDKIT=1 docker build`: clients before 23 have BuildKit built in.
+    #[serde(rename = "docker")]
     DockerBuildkit {
         docker: String,
         route: Route,

@@ -191,6 +191,11 @@ pub enum Action {
         /// The zip electron-builder wants, e.g. `electron-v43.8.11-linux-armv7l.zip`.
         zip: String,
     },
+    /// The electronDist `dist` is the Electron the app pins: its `version` file says `version`.
+    RequireElectronVersion {
+        dist: PathBuf,
+        version: String,
+    },
     /// A reproducible .tar.gz of the folder `src` (the macOS app bundle).
     WriteTarGz {
         src: PathBuf,
@@ -215,6 +220,8 @@ pub enum Action {
         artifact: PathBuf,
         services: PathBuf,
         epoch: u64,
+        /// The electronDist the app was packed from: the Electron version is read from it.
+        electron_dist: Option<PathBuf>,
     },
 }
 
@@ -274,6 +281,10 @@ impl Action {
             Action::RequireElectron { zip } => format!(
                 "require {zip} in electron-builder's cache, or the ELECTRON_MIRROR or github.com host answering"
             ),
+            Action::RequireElectronVersion { dist, version } => format!(
+                "require {} to say {version} (electron-app/package.json devDependencies.electron)",
+                dist.join("version").display()
+            ),
             Action::WriteTarGz { src, out, epoch } => format!(
                 "write {} from {} (sorted, root:root, mtime {epoch}; temp file, then rename)",
                 out.display(),
@@ -287,10 +298,14 @@ impl Action {
                 deb.display(),
                 services.join(" / ")
             ),
-            Action::RecordRelease { dir, arch, artifact, .. } => format!(
-                "record {} in {}/dist-manifest.{arch}.json, merge into SHA256SUMS and dist-manifest.json",
+            Action::RecordRelease { dir, arch, artifact, electron_dist, .. } => format!(
+                "record {} in {}/dist-manifest.{arch}.json{}, merge into SHA256SUMS and dist-manifest.json",
                 artifact.file_name().unwrap_or_default().to_string_lossy(),
-                dir.display()
+                dir.display(),
+                electron_dist
+                    .as_ref()
+                    .map(|d| format!(" (Electron's version from {})", d.join("version").display()))
+                    .unwrap_or_default()
             ),
         }
     }
@@ -919,8 +934,11 @@ fn run_action(root: &Path, action: &Action, title: &str, opts: &RunOptions) -> R
                 .with_context(|| format!("{what} and `npm install -g {package}` failed"))?;
             match Command::new(tool.clone(), Path::new("/")).arg("--version").capture() {
                 Ok(v) if wanted.is_none_or(|w| v == w) => Ok(()),
-                after => bail!(
-                    "after `npm install -g {package}`, `{tool} --version` gives {after:?}: another {tool} comes first on PATH; remove it or put npm's global bin first"
+                Ok(v) => bail!(
+                    "after `npm install -g {package}`, `{tool} --version` prints {v}: another {tool} comes first on PATH; remove it or put npm's global bin first"
+                ),
+                Err(e) => bail!(
+                    "after `npm install -g {package}`, `{tool}` does not run ({e}): put npm's global bin (`npm prefix -g`/bin) on PATH"
                 ),
             }
         }
@@ -945,15 +963,23 @@ fn run_action(root: &Path, action: &Action, title: &str, opts: &RunOptions) -> R
                 Ok(())
             }
         },
+        Action::RequireElectronVersion { dist, version } => crate::electron::require_dist_version(dist, version),
         Action::WriteTarGz { src, out, epoch } => {
             if let Some(dir) = out.parent() {
                 std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
             }
             crate::deb::write_tar_gz(src, out, *epoch)
         }
-        Action::RecordRelease { dir, arch, artifact, services, epoch } => {
+        Action::RecordRelease { dir, arch, artifact, services, epoch, electron_dist } => {
             let config = crate::config::Config::load(root)?;
-            let m = crate::release_manifest::arch_manifest(&config, *arch, artifact, services, *epoch)?;
+            let m = crate::release_manifest::arch_manifest(
+                &config,
+                *arch,
+                artifact,
+                services,
+                *epoch,
+                electron_dist.as_deref(),
+            )?;
             crate::release_manifest::record(dir, &m).map(drop)
         }
         Action::EngineChecks { arch, engine, image } => crate::doctor::preflight(Path::new("/"), *arch, engine, image),

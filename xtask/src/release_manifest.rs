@@ -100,13 +100,15 @@ pub fn source_date_epoch(root: &Path) -> Result<u64> {
     out.parse().with_context(|| format!("`git log -1 --format=%ct` printed {out:?}"))
 }
 
-/// Everything `dist --arch` records for `arch` after writing `artifact`.
+/// Everything `dist --arch` records for `arch` after writing `artifact`, packed from the
+/// Electron in `electron_dist` (else the one electron-builder downloaded).
 pub fn arch_manifest(
     config: &Config,
     arch: Arch,
     artifact: &Path,
     services_dir: &Path,
     epoch: u64,
+    electron_dist: Option<&Path>,
 ) -> Result<ArchManifest> {
     let (git_commit, git_dirty) = git_state(&config.root)?;
     let file = artifact.file_name().context("artifact has no file name")?.to_string_lossy().into_owned();
@@ -130,7 +132,7 @@ pub fn arch_manifest(
         source_date_epoch: epoch,
         artifacts,
         services,
-        tools: tool_versions(config),
+        tools: tool_versions(config, electron_dist)?,
     })
 }
 
@@ -138,16 +140,24 @@ fn size(path: &Path) -> Result<u64> {
     Ok(std::fs::metadata(path).with_context(|| format!("cannot stat {}", path.display()))?.len())
 }
 
-/// The versions of what shaped the artifacts (absent tools are left out).
-fn tool_versions(config: &Config) -> BTreeMap<String, String> {
+/// The versions of what shaped the artifacts (absent tools are left out). Electron's is the
+/// one packed: an electronDist's own `version` file (what the dist is, whatever package.json
+/// pins), else the installed electron module's, whose version electron-builder downloads.
+fn tool_versions(config: &Config, electron_dist: Option<&Path>) -> Result<BTreeMap<String, String>> {
     let mut tools = BTreeMap::new();
     tools.insert("xtask".into(), env!("CARGO_PKG_VERSION").into());
     let modules = crate::electron::app_dir(&config.root).join("node_modules");
-    for pkg in ["electron", "electron-builder"] {
-        if let Some(v) = crate::electron::read_package_json(&modules.join(pkg).join("package.json"))
+    let installed = |pkg: &str| {
+        crate::electron::read_package_json(&modules.join(pkg).join("package.json"))
             .ok()
             .and_then(|j| j["version"].as_str().map(str::to_string))
-        {
+    };
+    let electron = match electron_dist {
+        Some(dist) => Some(crate::electron::dist_version(dist)?),
+        None => installed("electron"),
+    };
+    for (pkg, version) in [("electron", electron), ("electron-builder", installed("electron-builder"))] {
+        if let Some(v) = version {
             tools.insert(pkg.into(), v);
         }
     }
@@ -156,7 +166,7 @@ fn tool_versions(config: &Config) -> BTreeMap<String, String> {
             tools.insert(tool.to_string(), v);
         }
     }
-    tools
+    Ok(tools)
 }
 
 /// Write `dist-manifest.<arch>.json`, then merge the folder.
@@ -283,13 +293,15 @@ pub fn write_merged(dir: &Path, merged: &Merged) -> Result<()> {
     fsx::write_atomic(&dir.join(MERGED), format!("{}\n", serde_json::to_string_pretty(&merged.manifest)?).as_bytes())
 }
 
-/// The release step of `dist`: record the artifact `artifact_step` writes and merge the folder.
+/// The release step of `dist`: record the artifact `artifact_step` writes (the app packed from
+/// `electron_dist`, when one is given) and merge the folder.
 pub fn step(
     config: &Config,
     arch: Arch,
     artifact_step: &crate::plan::Step,
     services_dir: &Path,
     epoch: u64,
+    electron_dist: Option<&Path>,
 ) -> crate::plan::Step {
     let artifact = &artifact_step.outputs[0];
     let dir = crate::package::release_dir(config);
@@ -310,6 +322,7 @@ pub fn step(
         artifact: artifact.to_path_buf(),
         services: services_dir.to_path_buf(),
         epoch,
+        electron_dist: electron_dist.map(Path::to_path_buf),
     });
     s
 }
@@ -335,6 +348,60 @@ mod tests {
             services: Vec::new(),
             tools: BTreeMap::new(),
         }
+    }
+
+    /// dist's release step for x64 packed from an electronDist whose `version` says `version`,
+    /// run into a scratch release folder: the `tools` it records.
+    fn recorded_tools(version: &str) -> serde_json::Value {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let config = Config::load(root).unwrap();
+        let d = tempfile::tempdir().unwrap();
+        let electron = d.path().join("electron-x64");
+        std::fs::create_dir_all(&electron).unwrap();
+        std::fs::write(electron.join("version"), version).unwrap();
+        let req = crate::dist::Request {
+            arch: Arch::X64,
+            env: "prod".into(),
+            engine: None,
+            services: Vec::new(),
+            package: true,
+        };
+        let tools = crate::services::Tools::fixed(&electron.to_string_lossy());
+        let mut plan = crate::dist::plan(&config, &req, Some(Arch::X64), &tools).unwrap();
+        plan.steps.retain(|s| s.id == "release");
+        let release = &mut plan.steps[0];
+        release.after.clear();
+        release.stamp = Some(d.path().join("release.stamp.json"));
+        // The artifact (written into the release folder, as the deb step does) and the services:
+        // stand-ins in the scratch folder.
+        let out = d.path().join("release");
+        let (deb, services) = (out.join("k_1.0.0_amd64.deb"), d.path().join("services"));
+        std::fs::create_dir_all(&out).unwrap();
+        std::fs::write(&deb, b"deb").unwrap();
+        std::fs::create_dir_all(&services).unwrap();
+        for name in config.dist.services.keys() {
+            std::fs::write(services.join(name), name).unwrap();
+        }
+        release.inputs = vec![deb.clone()];
+        release.outputs.clear();
+        for a in &mut release.actions {
+            if let crate::plan::Action::RecordRelease { dir, artifact, services: s, .. } = a {
+                (*dir, *artifact, *s) = (out.clone(), deb.clone(), services.clone());
+            }
+        }
+        let opts = crate::plan::RunOptions { force: crate::plan::Force::None, verbose: false, keep_going: false };
+        crate::plan::run(&plan, &opts).unwrap();
+        let m: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join(arch_manifest_name(Arch::X64))).unwrap()).unwrap();
+        m["tools"].clone()
+    }
+
+    #[test]
+    fn the_recorded_electron_is_the_one_the_electron_dist_says_it_is() {
+        // Whatever package.json pins or node_modules holds (the preflight refuses a mismatch).
+        let tools = recorded_tools("41.2.3");
+        assert_eq!(tools["electron"], "41.2.3", "{tools}");
+        assert_eq!(recorded_tools("43.8.11\n")["electron"], "43.8.11");
     }
 
     #[test]

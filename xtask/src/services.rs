@@ -58,6 +58,23 @@ impl Tools {
             node: tool_version("node"),
         }
     }
+
+    /// Fixed host facts for tests, the same on every machine: Python 3.11, a docker client with
+    /// BuildKit built in, an electronDist per arch at `electron_dist`.
+    #[cfg(test)]
+    pub fn fixed(electron_dist: &str) -> Tools {
+        Tools {
+            python: Some("Python 3.11.7".into()),
+            ca_bundle: Some(CA_BUNDLE.into()),
+            venv: None,
+            docker: None,
+            cache: "/var/cache/kitchntabs".into(),
+            path: crate::engine::tests::fake_path(&["buildkit"]),
+            electron_dist: Some(electron_dist.into()),
+            source_date_epoch: Ok(1_767_323_045),
+            node: Some("v20.19.0".into()),
+        }
+    }
 }
 
 /// `TOOL --version`, when the tool runs: a fingerprint value for the tools a step calls.
@@ -257,7 +274,7 @@ pub fn cross_build_step(
     step.outputs = services.iter().map(|s| layout.binary(s)).collect();
 
     let base = crate::doctor::base_image_name(config, arch)?;
-    step.values.insert("base".into(), format!("{:?}", target.base));
+    step.values.insert("base".into(), target.base.to_string());
     let build = ContainerBuild {
         arch,
         root: &layout.root,

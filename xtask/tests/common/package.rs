@@ -124,6 +124,8 @@ pub fn check(root: &Path, scratch: &Path, arch: &str, version: &str, dist: &dyn 
         serde_json::from_slice(&std::fs::read(release.join("dist-manifest.json")).unwrap()).unwrap();
     assert_eq!(manifest["source_date_epoch"], COMMIT_EPOCH);
     assert_eq!(manifest["artifacts"][0]["sha256"], sha256(&deb).as_str());
+    // The Electron packed, as the stand-in's version file says.
+    assert_eq!(manifest["tools"][arch]["electron"], "43.8.11", "{}", manifest["tools"]);
     let services = manifest["services"][arch].as_array().unwrap();
     assert_eq!(services.len(), 3);
     for s in services {
