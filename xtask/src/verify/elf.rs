@@ -160,11 +160,14 @@ fn inspect_as<H: FileHeader<Endian = Endianness>>(
     }
     let header = H::parse(data).map_err(|err| ElfError::malformed(0, err.to_string()))?;
     let endian = header.endian().map_err(|err| ElfError::malformed(5, err.to_string()))?;
-    // Offsets of e_phentsize / e_shentsize within the header, for messages.
-    let (phentsize_at, shentsize_at) = match class {
-        ElfClass::Class32 => (42u64, 46u64),
-        ElfClass::Class64 => (54u64, 58u64),
+    // Offsets of e_phoff, e_phnum, e_phentsize, e_shentsize within the header, for messages.
+    let (phoff_at, phnum_at, phentsize_at, shentsize_at) = match class {
+        ElfClass::Class32 => (28u64, 44u64, 42u64, 46u64),
+        ElfClass::Class64 => (32u64, 56u64, 54u64, 58u64),
     };
+    let shoff: u64 = header.e_shoff(endian).into();
+    let shnum = u64::from(header.e_shnum(endian));
+    let shentsize = u64::from(header.e_shentsize(endian));
 
     // Program header table.
     let phoff: u64 = header.e_phoff(endian).into();
@@ -178,7 +181,34 @@ fn inspect_as<H: FileHeader<Endian = Endianness>>(
                 format!("e_phentsize is {entsize}, ELF{} needs {want}", class.bits()),
             ));
         }
-        table_in_bounds("program header table", phoff, phnum, entsize, len)?;
+        if let Err(err) = table_in_bounds("program header table", phoff, phnum, entsize, len) {
+            // The section header table is the last thing linkers write: when it is all
+            // there, the file was not cut, and the header's own fields are what is wrong.
+            let sht_whole = shoff != 0
+                && shoff >= hsize
+                && shoff.checked_add(shnum.max(1).saturating_mul(shentsize)).is_some_and(|end| end <= len);
+            if err.kind == ElfErrorKind::Truncated && sht_whole {
+                return Err(if phoff >= len {
+                    ElfError::malformed(
+                        phoff_at,
+                        format!(
+                            "e_phoff is {phoff}, past the end of the file ({len} bytes), while the section \
+                             header table at {shoff} is whole: the ELF header is corrupt"
+                        ),
+                    )
+                } else {
+                    ElfError::malformed(
+                        phnum_at,
+                        format!(
+                            "e_phnum is {phnum}: {phnum} program headers from byte {phoff} run past the end of \
+                             the file ({len} bytes), while the section header table at {shoff} is whole: the ELF \
+                             header is corrupt"
+                        ),
+                    )
+                });
+            }
+            return Err(err);
+        }
     }
     let mut image_end = hsize;
     let mut cover = |off: u64, size: u64| image_end = image_end.max(off.saturating_add(size));
@@ -197,10 +227,8 @@ fn inspect_as<H: FileHeader<Endian = Endianness>>(
     }
 
     // Section header table (at the end of the file: the first thing a cut loses).
-    let shoff: u64 = header.e_shoff(endian).into();
-    let shnum = u64::from(header.e_shnum(endian));
     if shoff != 0 {
-        let entsize = u64::from(header.e_shentsize(endian));
+        let entsize = shentsize;
         let want = std::mem::size_of::<H::SectionHeader>() as u64;
         if entsize != want {
             return Err(ElfError::malformed(

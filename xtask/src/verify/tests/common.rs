@@ -199,6 +199,16 @@ pub fn verify(paths: &[&Path], target: &Target) -> Report {
     crate::verify::verify_paths(&paths, target).unwrap_or_else(|err| panic!("unexpected input error: {err}"))
 }
 
+/// Run a tool and return its stdout; a failure names the tool and its stderr.
+pub fn tool_output(program: &str, args: &[&str]) -> String {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|err| panic!("{program} cannot run ({err}); install the toolchain: {APT}"));
+    assert!(out.status.success(), "{program} {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// The single finding of the report, whatever it is; fails listing all otherwise.
 pub fn only(report: &Report) -> &Finding {
     assert_eq!(report.findings.len(), 1, "expected exactly one finding, got:\n{}", report.render_table());
