@@ -25,6 +25,8 @@ const EF_ARM_ABI_FLOAT_SOFT: u32 = 0x200;
 const EF_ARM_ABI_FLOAT_HARD: u32 = 0x400;
 /// Tag_ABI_VFP_args in the "aeabi" build attributes.
 const TAG_ABI_VFP_ARGS: u64 = 28;
+/// Tag_ABI_FP_number_model: absent or 0 when the object uses no floating point.
+const TAG_ABI_FP_NUMBER_MODEL: u64 = 23;
 
 /// What was read from one ELF object.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,6 +40,8 @@ pub struct ElfInfo {
     pub interpreter: Option<String>,
     /// ARM only: Tag_ABI_VFP_args from `.ARM.attributes`.
     pub vfp_args: VfpArgs,
+    /// ARM only: Tag_ABI_FP_number_model from `.ARM.attributes`, when present.
+    pub fp_number_model: Option<u64>,
     /// Every (vn_file, vna_name) pair of `.gnu.version_r`.
     pub version_needs: Vec<VersionNeed>,
     /// File range of the `pydata` section (PyInstaller's archive on Linux).
@@ -260,6 +264,7 @@ fn inspect_as<H: FileHeader<Endian = Endianness>>(
         flags: header.e_flags(endian).0,
         interpreter: None,
         vfp_args: VfpArgs::NoAttributes,
+        fp_number_model: None,
         version_needs: Vec::new(),
         pydata: None,
         // Every range was checked against the data length above.
@@ -279,7 +284,7 @@ fn inspect_as<H: FileHeader<Endian = Endianness>>(
         let at: u64 = sh.sh_offset(endian).into();
         let size: u64 = sh.sh_size(endian).into();
         if sh.sh_type(endian) == e::SHT_ARM_ATTRIBUTES && machine == e::EM_ARM.0 {
-            info.vfp_args = read_vfp_args::<H>(sh, endian, data)
+            (info.vfp_args, info.fp_number_model) = read_float_attributes::<H>(sh, endian, data)
                 .map_err(|err| ElfError::malformed(at, format!(".ARM.attributes: {err}")))?;
         }
         if sections.section_name(endian, sh) == Ok(b"pydata") {
@@ -335,12 +340,14 @@ fn range_in_bounds(what: &str, off: u64, size: u64, len: u64) -> Result<(), ElfE
     }
 }
 
-/// Tag_ABI_VFP_args from the "aeabi" Tag_File attributes.
-fn read_vfp_args<H: FileHeader<Endian = Endianness>>(
+/// Tag_ABI_VFP_args and Tag_ABI_FP_number_model from the "aeabi" Tag_File attributes.
+fn read_float_attributes<H: FileHeader<Endian = Endianness>>(
     sh: &H::SectionHeader,
     endian: Endianness,
     data: &[u8],
-) -> object::read::Result<VfpArgs> {
+) -> object::read::Result<(VfpArgs, Option<u64>)> {
+    let mut vfp_args = VfpArgs::Absent;
+    let mut fp_number_model = None;
     let section = sh.attributes(endian, data)?;
     let mut subsections = section.subsections()?;
     while let Some(sub) = subsections.next()? {
@@ -366,7 +373,8 @@ fn read_vfp_args<H: FileHeader<Endian = Endianness>>(
                         attrs.read_integer()?;
                         attrs.read_string()?;
                     }
-                    TAG_ABI_VFP_ARGS => return Ok(VfpArgs::Value(attrs.read_integer()?)),
+                    TAG_ABI_VFP_ARGS => vfp_args = VfpArgs::Value(attrs.read_integer()?),
+                    TAG_ABI_FP_NUMBER_MODEL => fp_number_model = Some(attrs.read_integer()?),
                     t if t > 32 && t % 2 == 1 => {
                         attrs.read_string()?;
                     }
@@ -377,7 +385,7 @@ fn read_vfp_args<H: FileHeader<Endian = Endianness>>(
             }
         }
     }
-    Ok(VfpArgs::Absent)
+    Ok((vfp_args, fp_number_model))
 }
 
 /// Apply the target's rules to one object.
@@ -484,7 +492,12 @@ fn check_arm(info: &ElfInfo, target: &Target, float: Option<FloatAbi>, issues: &
     if flags & (EF_ARM_ABI_FLOAT_SOFT | EF_ARM_ABI_FLOAT_HARD) != 0 {
         return; // the good bit is set
     }
-    // Neither bit: the loader accepts the object, so decide from the attribute.
+    // Neither bit: the loader accepts the object, so decide from the attributes. An object
+    // that uses no floating point (Tag_ABI_FP_number_model absent or 0, as in glibc's
+    // crti.o) passes no float arguments: the linker takes it into either convention.
+    if matches!(info.vfp_args, VfpArgs::Absent | VfpArgs::Value(0)) && info.fp_number_model.unwrap_or(0) == 0 {
+        return;
+    }
     let (ok, found) = match (info.vfp_args, want) {
         (VfpArgs::Value(3), _) => (true, String::new()),
         (VfpArgs::Value(1), FloatAbi::Hard) | (VfpArgs::Value(0), FloatAbi::Soft) => (true, String::new()),
