@@ -140,7 +140,7 @@ pub struct ArchiveSummary {
     pub binaries: u32,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Report {
     pub findings: Vec<Finding>,
     /// Files looked at on disk or in .deb data members (not counting archive entries).
@@ -148,6 +148,44 @@ pub struct Report {
     /// ELF / Mach-O objects checked, including those nested in archives.
     pub elfs_checked: u64,
     pub archives: Vec<ArchiveSummary>,
+}
+
+/// Warnings that say the same thing (check, expected, found, fix) about different objects:
+/// one line in the table and one JSON object, with a count and the first few places.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WarningGroup<'r> {
+    pub check: Check,
+    pub severity: Severity,
+    pub expected: &'r str,
+    pub found: &'r str,
+    pub fix: &'r str,
+    /// Warnings in the group.
+    pub count: usize,
+    /// Distinct files they are in.
+    pub files: usize,
+    /// The first [`EXAMPLES`] places, in report order.
+    pub examples: Vec<Place<'r>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Place<'r> {
+    #[serde(serialize_with = "lossy_path")]
+    pub file: &'r Path,
+    pub inner: Option<&'r str>,
+    pub offset: Option<u64>,
+}
+
+/// Places named per warning group.
+pub const EXAMPLES: usize = 3;
+
+/// The JSON document: errors one by one, then warnings grouped.
+#[derive(Serialize)]
+struct JsonReport<'r> {
+    findings: Vec<&'r Finding>,
+    warnings: Vec<WarningGroup<'r>>,
+    files_checked: u64,
+    elfs_checked: u64,
+    archives: &'r [ArchiveSummary],
 }
 
 impl Report {
@@ -188,6 +226,39 @@ impl Report {
         self.archives.sort_by(|a, b| (&a.path, &a.inner).cmp(&(&b.path, &b.inner)));
     }
 
+    /// The warnings grouped by what they say, in order of first appearance.
+    pub fn warning_groups(&self) -> Vec<WarningGroup<'_>> {
+        let mut groups: Vec<WarningGroup<'_>> = Vec::new();
+        let mut files: Vec<std::collections::HashSet<&Path>> = Vec::new();
+        let mut index: std::collections::HashMap<(Check, &str, &str, &str), usize> = Default::default();
+        for f in self.findings.iter().filter(|f| f.severity == Severity::Warning) {
+            let key = (f.check, f.expected.as_str(), f.found.as_str(), f.fix.as_str());
+            let i = *index.entry(key).or_insert_with(|| {
+                groups.push(WarningGroup {
+                    check: f.check,
+                    severity: f.severity,
+                    expected: &f.expected,
+                    found: &f.found,
+                    fix: &f.fix,
+                    count: 0,
+                    files: 0,
+                    examples: Vec::new(),
+                });
+                files.push(Default::default());
+                groups.len() - 1
+            });
+            let group = &mut groups[i];
+            group.count += 1;
+            if files[i].insert(&f.file) {
+                group.files += 1;
+            }
+            if group.examples.len() < EXAMPLES {
+                group.examples.push(Place { file: &f.file, inner: f.inner.as_deref(), offset: f.offset });
+            }
+        }
+        groups
+    }
+
     /// One line: "FAIL ..." when any error finding exists, else "OK ...".
     pub fn verdict(&self, target_name: &str) -> String {
         let (errors, warnings) = (self.errors(), self.warnings());
@@ -201,30 +272,45 @@ impl Report {
         )
     }
 
-    /// Plain-text table of the findings (header row, then one row per finding).
+    /// Plain-text table: a header row, one row per error, one row per warning group.
     pub fn render_table(&self) -> String {
         const HEADERS: [&str; 7] = ["SEVERITY", "FILE", "INNER", "CHECK", "EXPECTED", "FOUND", "FIX"];
-        let rows: Vec<[String; 7]> = self
+        let found = |found: &str, offset: Option<u64>| match offset {
+            Some(off) => format!("{found} (at byte {off})"),
+            None => found.to_string(),
+        };
+        let mut rows: Vec<[String; 7]> = self
             .findings
             .iter()
+            .filter(|f| f.severity == Severity::Error)
             .map(|f| {
                 [
-                    match f.severity {
-                        Severity::Error => "error".to_string(),
-                        Severity::Warning => "warning".to_string(),
-                    },
+                    "error".to_string(),
                     f.file.to_string_lossy().into_owned(),
                     f.inner.clone().unwrap_or_else(|| "-".to_string()),
                     f.check.to_string(),
                     f.expected.clone(),
-                    match f.offset {
-                        Some(off) => format!("{} (at byte {off})", f.found),
-                        None => f.found.clone(),
-                    },
+                    found(&f.found, f.offset),
                     f.fix.clone(),
                 ]
             })
             .collect();
+        for g in self.warning_groups() {
+            let offset = if g.count == 1 { g.examples[0].offset } else { None };
+            let (file, inner) = g.places();
+            rows.push([
+                match g.count {
+                    1 => "warning".to_string(),
+                    n => format!("warning x{n}"),
+                },
+                file,
+                inner,
+                g.check.to_string(),
+                g.expected.to_string(),
+                found(g.found, offset),
+                g.fix.to_string(),
+            ]);
+        }
         let mut widths = HEADERS.map(str::len);
         for row in &rows {
             for (w, cell) in widths.iter_mut().zip(row) {
@@ -252,7 +338,38 @@ impl Report {
     }
 
     pub fn to_json(&self) -> serde_json::Result<String> {
-        serde_json::to_string_pretty(self)
+        serde_json::to_string_pretty(&JsonReport {
+            findings: self.findings.iter().filter(|f| f.severity == Severity::Error).collect(),
+            warnings: self.warning_groups(),
+            files_checked: self.files_checked,
+            elfs_checked: self.elfs_checked,
+            archives: &self.archives,
+        })
+    }
+}
+
+impl WarningGroup<'_> {
+    /// The FILE and INNER cells: the examples, and how many more there are.
+    fn places(&self) -> (String, String) {
+        let more = |shown: usize, all: usize| match all - shown {
+            0 => String::new(),
+            n => format!(" and {n} more"),
+        };
+        let mut files: Vec<String> = Vec::new();
+        for p in &self.examples {
+            let name = p.file.to_string_lossy().into_owned();
+            if !files.contains(&name) {
+                files.push(name);
+            }
+        }
+        let file = format!("{}{}", files.join(", "), more(files.len(), self.files));
+        let inners: Vec<&str> = self.examples.iter().filter_map(|p| p.inner).collect();
+        let inner = if inners.is_empty() {
+            "-".to_string()
+        } else {
+            format!("{}{}", inners.join(", "), more(inners.len(), self.count))
+        };
+        (file, inner)
     }
 }
 
