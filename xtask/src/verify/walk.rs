@@ -33,9 +33,13 @@ const LFS_POINTER: &[u8] = b"version https://git-lfs.github.com/spec/v1";
 /// How strongly a file is expected to be a binary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Expect {
-    /// Named on the command line, or named like a library (`*.so`, `*.so.*`,
-    /// `*.node`, `*.dylib`): must be an object of the target's format.
+    /// Named on the command line: must be an object of the target's format.
     Binary,
+    /// Named like a library (`*.so`, `*.so.*`, `*.node`, `*.dylib`): an object of the
+    /// target's format, or text. Text is not a broken library: linker scripts
+    /// (`libc.so`), scripts (`libstdc++.so.6.0.30-gdb.py`) and configuration
+    /// (`/etc/ld.so.conf`) carry such names in Debian's own packages.
+    Library,
     /// Has an exec bit: must be runnable (an object, or a `#!` script).
     Executable,
     /// Anything else: checked only if it turns out to be an object.
@@ -49,7 +53,7 @@ pub fn expectation(file_name: &str, mode: u32) -> Expect {
         || file_name.ends_with(".node")
         || file_name.ends_with(".dylib");
     if library {
-        Expect::Binary
+        Expect::Library
     } else if mode & 0o111 != 0 {
         Expect::Executable
     } else {
@@ -346,6 +350,9 @@ pub(crate) fn check_bytes(data: &[u8], origin: &Origin, expect: Expect, target: 
     if expect == Expect::Executable && data.starts_with(b"#!") {
         return; // an executable script runs anywhere its interpreter exists
     }
+    if expect == Expect::Library && (data.starts_with(b"#!") || is_text(data)) {
+        return; // a linker script, script or configuration file named like a library
+    }
     origin.push(
         out,
         Issue::error(
@@ -354,6 +361,10 @@ pub(crate) fn check_bytes(data: &[u8], origin: &Origin, expect: Expect, target: 
             describe_format(data),
             match expect {
                 Expect::Binary => "this path must be a binary for the target: check what the build step put here",
+                Expect::Library => {
+                    "a file named like a library that is neither a binary for the target nor text: \
+                     rebuild it or check what the build step put here"
+                }
                 _ => "an executable file that is not a binary for the target: drop the exec bit or replace the file",
             }
             .to_string(),
@@ -436,11 +447,26 @@ fn describe_format(data: &[u8]) -> String {
     if macho::is_macho_magic(head) {
         return "Mach-O (unreadable header)".to_string();
     }
-    if std::str::from_utf8(head).is_ok_and(|t| t.chars().all(|c| !c.is_control() || c.is_whitespace())) {
+    if is_text(head) {
         return "text".to_string();
     }
     let hex: Vec<String> = head.iter().take(4).map(|b| format!("{b:02x}")).collect();
     format!("data (starts with {})", hex.join(" "))
+}
+
+/// UTF-8 without control characters other than whitespace, judged on the first
+/// `SNIFF_LEN` bytes (a character cut at that boundary does not count against it).
+pub(crate) fn is_text(data: &[u8]) -> bool {
+    let head = &data[..data.len().min(SNIFF_LEN)];
+    let text = match std::str::from_utf8(head) {
+        Ok(text) => text,
+        // Only an incomplete last character, cut by the sniff length, is forgiven.
+        Err(err) if err.error_len().is_none() && head.len() == SNIFF_LEN => {
+            std::str::from_utf8(&head[..err.valid_up_to()]).unwrap_or_default()
+        }
+        Err(_) => return false,
+    };
+    !text.is_empty() && text.chars().all(|c| !c.is_control() || c.is_whitespace())
 }
 
 /// Fill `buf` as far as the reader allows (a short read is not the end of the data).

@@ -7,10 +7,10 @@ use crate::verify::{Check, Severity};
 
 #[test]
 fn expectation_rule() {
-    assert_eq!(expectation("libffmpeg.so", 0o644), Expect::Binary);
-    assert_eq!(expectation("libnode.so.108", 0o644), Expect::Binary);
-    assert_eq!(expectation("addon.node", 0o644), Expect::Binary);
-    assert_eq!(expectation("libfoo.dylib", 0o644), Expect::Binary);
+    assert_eq!(expectation("libffmpeg.so", 0o644), Expect::Library);
+    assert_eq!(expectation("libnode.so.108", 0o644), Expect::Library);
+    assert_eq!(expectation("addon.node", 0o644), Expect::Library);
+    assert_eq!(expectation("libfoo.dylib", 0o644), Expect::Library);
     assert_eq!(expectation("electron", 0o755), Expect::Executable);
     assert_eq!(expectation("helper", 0o100), Expect::Executable);
     assert_eq!(expectation("resources.pak", 0o644), Expect::Any);
