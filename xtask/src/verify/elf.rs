@@ -12,7 +12,7 @@ use std::ops::Range;
 
 use object::Endianness;
 use object::elf as e;
-use object::read::elf::{FileHeader, ProgramHeader, SectionHeader};
+use object::read::elf::{Dyn, FileHeader, ProgramHeader, SectionHeader};
 
 use super::report::{Check, Issue, Severity};
 use super::target::{BinFormat, ElfClass, FloatAbi, Target, machine_name};
@@ -20,6 +20,9 @@ use super::target::{BinFormat, ElfClass, FloatAbi, Target, machine_name};
 pub const ELF_MAGIC: [u8; 4] = *b"\x7fELF";
 
 const ET_EXEC: u16 = 2;
+const ET_DYN: u16 = 3;
+/// DT_FLAGS_1 bit of position-independent executables (static-pie ones have no PT_INTERP).
+const DF_1_PIE: u64 = 0x0800_0000;
 const EF_ARM_EABIMASK: u32 = 0xff00_0000;
 const EF_ARM_ABI_FLOAT_SOFT: u32 = 0x200;
 const EF_ARM_ABI_FLOAT_HARD: u32 = 0x400;
@@ -46,9 +49,8 @@ pub struct ElfInfo {
     pub version_needs: Vec<VersionNeed>,
     /// File range of the `pydata` section (PyInstaller's archive on Linux).
     pub pydata: Option<Range<usize>>,
-    /// End of the last byte the ELF structure itself covers (headers, tables,
-    /// segments, sections): anything after it was appended to the file.
-    pub image_end: usize,
+    /// DF_1_PIE is set in DT_FLAGS_1.
+    pub pie: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,9 +69,10 @@ pub struct VersionNeed {
 }
 
 impl ElfInfo {
-    /// ET_EXEC, or any object asking for a program interpreter (PIE executables are ET_DYN).
+    /// ET_EXEC, any object asking for a program interpreter (PIE executables are ET_DYN),
+    /// or a static PIE (ET_DYN marked DF_1_PIE, no interpreter).
     pub fn is_executable(&self) -> bool {
-        self.e_type == ET_EXEC || self.interpreter.is_some()
+        self.e_type == ET_EXEC || self.interpreter.is_some() || (self.e_type == ET_DYN && self.pie)
     }
 }
 
@@ -214,11 +217,6 @@ fn inspect_as<H: FileHeader<Endian = Endianness>>(
             return Err(err);
         }
     }
-    let mut image_end = hsize;
-    let mut cover = |off: u64, size: u64| image_end = image_end.max(off.saturating_add(size));
-    if phoff != 0 {
-        cover(phoff, phnum * u64::from(header.e_phentsize(endian)));
-    }
     let phdrs = header.program_headers(endian, data).map_err(|err| ElfError::malformed(phoff, err.to_string()))?;
     for (i, ph) in phdrs.iter().enumerate() {
         if ph.p_type(endian) != e::PT_LOAD && ph.p_type(endian) != e::PT_INTERP {
@@ -227,7 +225,6 @@ fn inspect_as<H: FileHeader<Endian = Endianness>>(
         let off: u64 = ph.p_offset(endian).into();
         let size: u64 = ph.p_filesz(endian).into();
         range_in_bounds(&format!("segment {i}"), off, size, len)?;
-        cover(off, size);
     }
 
     // Section header table (at the end of the file: the first thing a cut loses).
@@ -242,7 +239,6 @@ fn inspect_as<H: FileHeader<Endian = Endianness>>(
         }
         // shnum == 0 means "count in section 0": check at least that entry.
         table_in_bounds("section header table", shoff, shnum.max(1), entsize, len)?;
-        cover(shoff, shnum.max(1) * entsize);
     }
     let sections = header.sections(endian, data).map_err(|err| ElfError::malformed(shoff, err.to_string()))?;
     for (i, sh) in sections.iter().enumerate() {
@@ -252,7 +248,6 @@ fn inspect_as<H: FileHeader<Endian = Endianness>>(
         let off: u64 = sh.sh_offset(endian).into();
         let size: u64 = sh.sh_size(endian).into();
         range_in_bounds(&format!("section {i}"), off, size, len)?;
-        cover(off, size);
     }
 
     let machine = header.e_machine(endian).0;
@@ -267,8 +262,7 @@ fn inspect_as<H: FileHeader<Endian = Endianness>>(
         fp_number_model: None,
         version_needs: Vec::new(),
         pydata: None,
-        // Every range was checked against the data length above.
-        image_end: usize::try_from(image_end.min(len)).unwrap_or(data.len()),
+        pie: false,
     };
 
     for ph in phdrs {
@@ -277,6 +271,12 @@ fn inspect_as<H: FileHeader<Endian = Endianness>>(
             ph.interpreter(endian, data).map_err(|err| ElfError::malformed(at, format!("PT_INTERP: {err}")))?
         {
             info.interpreter = Some(String::from_utf8_lossy(interp).into_owned());
+        }
+        // Only decides where a PyInstaller archive is looked for: an unreadable dynamic
+        // table is left to the loader's own checks.
+        if let Ok(Some(dynamic)) = ph.dynamic(endian, data) {
+            info.pie |=
+                dynamic.iter().any(|d| d.d_tag(endian) == e::DT_FLAGS_1 && d.d_val(endian).into() & DF_1_PIE != 0);
         }
     }
 

@@ -295,9 +295,11 @@ pub(crate) fn check_bytes(data: &[u8], origin: &Origin, expect: Expect, target: 
                 for issue in elf::check(&info, target) {
                     origin.push(out, issue);
                 }
+                // A one-file app is PyInstaller's bootloader, an executable that reads the
+                // archive from its own file: a library never carries one.
                 let location = match &info.pydata {
                     Some(range) => Some(Location::PydataSection(range.clone())),
-                    None if info.is_executable() => Some(Location::Scan { from: info.image_end }),
+                    None if info.is_executable() => Some(Location::Scan),
                     None => None,
                 };
                 if let Some(location) = location
@@ -319,7 +321,7 @@ pub(crate) fn check_bytes(data: &[u8], origin: &Origin, expect: Expect, target: 
                     origin.push(out, issue);
                 }
                 if macho_target && depth < MAX_DEPTH {
-                    check_pyinstaller(data, Location::Scan { from: 0 }, origin, target, out, depth);
+                    check_pyinstaller(data, Location::Scan, origin, target, out, depth);
                 }
                 return;
             }
@@ -376,7 +378,7 @@ fn check_pyinstaller(data: &[u8], location: Location, origin: &Origin, target: &
     if let Some(prefetch) = origin.prefetch {
         match &location {
             Location::PydataSection(range) => prefetch(range.clone()),
-            Location::Scan { from } => prefetch(*from..data.len()),
+            Location::Scan => prefetch(pyinstaller::scan_range(data.len())),
         }
     }
     let archive = match pyinstaller::locate(data, location) {
