@@ -35,15 +35,26 @@ pub fn is_deb_head(head: &[u8]) -> bool {
     head.starts_with(AR_MAGIC) && head.get(8..21) == Some(b"debian-binary")
 }
 
-pub fn verify_deb_file(path: &Path, target: &Target) -> Result<Report, InputError> {
-    let file = File::open(path).map_err(|err| InputError::io(path, &err))?;
-    verify_deb_reader(BufReader::with_capacity(1 << 16, file), path, target)
+pub fn verify_deb_file(path: &Path, target: &Target) -> Report {
+    match File::open(path) {
+        Ok(file) => verify_deb_reader(BufReader::with_capacity(1 << 16, file), path, target),
+        Err(err) => Report::unreadable(InputError::io(path, &err)),
+    }
 }
 
-/// Check a .deb from any byte stream; `path` names it in findings and errors.
-pub fn verify_deb_reader<R: Read>(reader: R, path: &Path, target: &Target) -> Result<Report, InputError> {
-    let mut ar = ArReader::new(reader, path)?;
+/// Check a .deb from any byte stream; `path` names it in findings and errors. A package
+/// that cannot be read to its end keeps the findings made before the break, beside the
+/// input error.
+pub fn verify_deb_reader<R: Read>(reader: R, path: &Path, target: &Target) -> Report {
     let mut report = Report::default();
+    if let Err(err) = read_deb(reader, path, target, &mut report) {
+        report.input_errors.push(err);
+    }
+    report
+}
+
+fn read_deb<R: Read>(reader: R, path: &Path, target: &Target, report: &mut Report) -> Result<(), InputError> {
+    let mut ar = ArReader::new(reader, path)?;
 
     let member = ar
         .next_member()?
@@ -72,13 +83,12 @@ pub fn verify_deb_reader<R: Read>(reader: R, path: &Path, target: &Target) -> Re
     let control = ar.next_required("control.tar")?;
     let mut control_info = ControlInfo::default();
     ar.read_tar(&control, &mut |entry, display| {
-        read_control_entry(entry, display, path, &control.name, &mut control_info, &mut report)
+        read_control_entry(entry, display, path, &control.name, &mut control_info, report)
     })?;
-    check_architecture(&control_info, &control.name, path, target, &mut report);
+    check_architecture(&control_info, &control.name, path, target, report);
 
     let data = ar.next_required("data.tar")?;
-    ar.read_tar(&data, &mut |entry, display| check_data_entry(entry, display, path, target, &mut report))?;
-    Ok(report)
+    ar.read_tar(&data, &mut |entry, display| check_data_entry(entry, display, path, target, report))
 }
 
 // ---------------------------------------------------------------- ar layer

@@ -40,7 +40,8 @@ pub struct VerifyArgs {
     json: bool,
 }
 
-/// Exit code for a report: 0 clean, 1 a check failed.
+/// Exit code for a report: 0 clean, 1 a check failed, 2 an input could not be read (the
+/// other inputs are still checked and reported).
 #[cfg(not(fuzzing))]
 pub fn run(config: &crate::config::Config, args: &VerifyArgs) -> anyhow::Result<i32> {
     let floor = match args.glibc {
@@ -48,13 +49,10 @@ pub fn run(config: &crate::config::Config, args: &VerifyArgs) -> anyhow::Result<
         None => config.dist.targets.get(&args.arch).and_then(|t| t.glibc),
     };
     let target = Target::for_arch(args.arch, floor);
-    let report = match verify_paths(&args.paths, &target) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return Ok(2);
-        }
-    };
+    let report = verify_paths(&args.paths, &target);
+    for err in &report.input_errors {
+        eprintln!("error: {err}");
+    }
     if args.json {
         println!("{}", report.to_json()?);
     } else {
@@ -63,7 +61,7 @@ pub fn run(config: &crate::config::Config, args: &VerifyArgs) -> anyhow::Result<
         }
         println!("{}", report.verdict(&target.describe()));
     }
-    Ok(if report.has_errors() { 1 } else { 0 })
+    Ok(report.exit_code())
 }
 
 /// `dist`'s check of freshly built binaries: any error stops the release, naming the file
@@ -75,7 +73,11 @@ pub fn check_release(
     glibc: Option<crate::config::GlibcVersion>,
 ) -> anyhow::Result<()> {
     let target = Target::for_arch(arch, glibc);
-    let report = verify_paths(paths, &target).map_err(|e| anyhow::anyhow!("verify: {e}"))?;
+    let report = verify_paths(paths, &target);
+    if !report.input_errors.is_empty() {
+        let errors: Vec<String> = report.input_errors.iter().map(ToString::to_string).collect();
+        anyhow::bail!("verify: {}", errors.join("\nverify: "));
+    }
     if report.has_errors() {
         anyhow::bail!(
             "verify: these binaries cannot run on {}:\n{}{}",

@@ -143,6 +143,8 @@ pub struct ArchiveSummary {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Report {
     pub findings: Vec<Finding>,
+    /// Inputs (or files inside a folder) that could not be read; the others are still checked.
+    pub input_errors: Vec<InputError>,
     /// Files looked at on disk or in .deb data members (not counting archive entries).
     pub files_checked: u64,
     /// ELF / Mach-O objects checked, including those nested in archives.
@@ -178,11 +180,12 @@ pub struct Place<'r> {
 /// Places named per warning group.
 pub const EXAMPLES: usize = 3;
 
-/// The JSON document: errors one by one, then warnings grouped.
+/// The JSON document: errors one by one, warnings grouped, then what could not be read.
 #[derive(Serialize)]
 struct JsonReport<'r> {
     findings: Vec<&'r Finding>,
     warnings: Vec<WarningGroup<'r>>,
+    input_errors: &'r [InputError],
     files_checked: u64,
     elfs_checked: u64,
     archives: &'r [ArchiveSummary],
@@ -201,6 +204,22 @@ impl Report {
         self.errors() > 0
     }
 
+    /// 2 when an input could not be read, else 1 when a check failed, else 0.
+    pub fn exit_code(&self) -> i32 {
+        if !self.input_errors.is_empty() {
+            2
+        } else if self.has_errors() {
+            1
+        } else {
+            0
+        }
+    }
+
+    /// The report of an input that could not be read.
+    pub(crate) fn unreadable(err: InputError) -> Report {
+        Report { input_errors: vec![err], ..Report::default() }
+    }
+
     fn count(&self, severity: Severity) -> usize {
         self.findings.iter().filter(|f| f.severity == severity).count()
     }
@@ -213,6 +232,7 @@ impl Report {
 
     pub(crate) fn merge(&mut self, other: Report) {
         self.findings.extend(other.findings);
+        self.input_errors.extend(other.input_errors);
         self.files_checked += other.files_checked;
         self.elfs_checked += other.elfs_checked;
         self.archives.extend(other.archives);
@@ -223,6 +243,7 @@ impl Report {
         self.findings.sort_by(|a, b| {
             (&a.file, &a.inner, a.check, a.severity, a.offset).cmp(&(&b.file, &b.inner, b.check, b.severity, b.offset))
         });
+        self.input_errors.sort_by(|a, b| (&a.file, &a.member, a.offset).cmp(&(&b.file, &b.member, b.offset)));
         self.archives.sort_by(|a, b| (&a.path, &a.inner).cmp(&(&b.path, &b.inner)));
     }
 
@@ -259,12 +280,16 @@ impl Report {
         groups
     }
 
-    /// One line: "FAIL ..." when any error finding exists, else "OK ...".
+    /// One line: "FAIL ..." when any error finding exists or an input could not be read, else "OK ...".
     pub fn verdict(&self, target_name: &str) -> String {
         let (errors, warnings) = (self.errors(), self.warnings());
-        let word = if errors > 0 { "FAIL" } else { "OK" };
+        let word = if errors > 0 || !self.input_errors.is_empty() { "FAIL" } else { "OK" };
+        let unreadable = match self.input_errors.len() {
+            0 => String::new(),
+            n => format!(", {n} input(s) unreadable"),
+        };
         format!(
-            "{word}: {errors} error(s), {warnings} warning(s) for target {target_name}; \
+            "{word}: {errors} error(s), {warnings} warning(s){unreadable} for target {target_name}; \
              {} file(s), {} binary object(s), {} PyInstaller archive(s) checked",
             self.files_checked,
             self.elfs_checked,
@@ -341,6 +366,7 @@ impl Report {
         serde_json::to_string_pretty(&JsonReport {
             findings: self.findings.iter().filter(|f| f.severity == Severity::Error).collect(),
             warnings: self.warning_groups(),
+            input_errors: &self.input_errors,
             files_checked: self.files_checked,
             elfs_checked: self.elfs_checked,
             archives: &self.archives,

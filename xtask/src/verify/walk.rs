@@ -11,7 +11,6 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::ops::{Deref, Range};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use walkdir::WalkDir;
@@ -81,23 +80,25 @@ impl Origin<'_> {
     }
 }
 
-/// Verify every path: binaries, directories (walked), .deb packages.
-pub fn verify_paths(paths: &[PathBuf], target: &Target) -> Result<Report, InputError> {
+/// Verify every path: binaries, directories (walked), .deb packages. An input that
+/// cannot be read is recorded in `input_errors` and the others are still checked.
+pub fn verify_paths(paths: &[PathBuf], target: &Target) -> Report {
     let mut report = Report::default();
     for path in paths {
-        let meta = std::fs::metadata(path).map_err(|err| InputError::io(path, &err))?;
-        let part = if meta.is_dir() {
-            verify_dir(path, target)?
-        } else if meta.is_file() {
-            check_file(path, Expect::Binary, target)?
-        } else {
-            // A FIFO or device would block or never end; a release holds neither.
-            return Err(InputError::new(path, InputErrorKind::Io, "not a regular file or directory"));
-        };
-        report.merge(part);
+        report.merge(verify_input(path, target));
     }
     report.sort();
-    Ok(report)
+    report
+}
+
+fn verify_input(path: &Path, target: &Target) -> Report {
+    match std::fs::metadata(path) {
+        Err(err) => Report::unreadable(InputError::io(path, &err)),
+        Ok(meta) if meta.is_dir() => verify_dir(path, target),
+        Ok(meta) if meta.is_file() => check_file(path, Expect::Binary, target),
+        // A FIFO or device would block or never end; a release holds neither.
+        Ok(_) => Report::unreadable(InputError::new(path, InputErrorKind::Io, "not a regular file or directory")),
+    }
 }
 
 /// Check bytes already in memory as if they were a file named on the command line.
@@ -110,24 +111,35 @@ pub fn verify_bytes(data: &[u8], file: &Path, target: &Target) -> Report {
     report
 }
 
-fn verify_dir(dir: &Path, target: &Target) -> Result<Report, InputError> {
+fn verify_dir(dir: &Path, target: &Target) -> Report {
+    let mut report = Report::default();
     let mut jobs: Vec<(PathBuf, Expect)> = Vec::new();
     // Symlinks are not followed: their targets are files of the tree (checked
     // there) or outside it (not part of the release).
     for entry in WalkDir::new(dir).follow_links(false).sort_by_file_name() {
-        let entry = entry.map_err(|err| {
-            let at = err.path().unwrap_or(dir).to_path_buf();
-            InputError::new(&at, InputErrorKind::Io, err.to_string())
-        })?;
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(err) => {
+                let at = err.path().unwrap_or(dir).to_path_buf();
+                report.input_errors.push(InputError::new(&at, InputErrorKind::Io, err.to_string()));
+                continue;
+            }
+        };
         if !entry.file_type().is_file() {
             continue;
         }
-        let meta =
-            entry.metadata().map_err(|err| InputError::new(entry.path(), InputErrorKind::Io, err.to_string()))?;
+        let meta = match entry.metadata() {
+            Ok(meta) => meta,
+            Err(err) => {
+                report.input_errors.push(InputError::new(entry.path(), InputErrorKind::Io, err.to_string()));
+                continue;
+            }
+        };
         let expect = expectation(&entry.file_name().to_string_lossy(), file_mode(&meta));
         jobs.push((entry.into_path(), expect));
     }
-    run_parallel(&jobs, |(path, expect)| check_file(path, *expect, target))
+    report.merge(run_parallel(&jobs, |(path, expect)| check_file(path, *expect, target)));
+    report
 }
 
 #[cfg(unix)]
@@ -141,12 +153,9 @@ fn file_mode(_meta: &std::fs::Metadata) -> u32 {
     0
 }
 
-/// Run `job` over `items` on a few workers per core; the error of the first item
-/// (in input order) wins so the outcome does not depend on scheduling.
-fn run_parallel<T: Sync>(
-    items: &[T],
-    job: impl Fn(&T) -> Result<Report, InputError> + Sync,
-) -> Result<Report, InputError> {
+/// Run `job` over `items` on a few workers per core; the reports are merged (and later
+/// sorted), so the outcome does not depend on scheduling.
+fn run_parallel<T: Sync>(items: &[T], job: impl Fn(&T) -> Report + Sync) -> Report {
     // Per file the CPU work is small and, on a cold cache, each worker mostly
     // waits on page faults: 4 workers per core hide that latency (measured
     // on 2 cores: cold walk of 250 MB went from ~45 ms with 2 workers to ~23 ms
@@ -154,7 +163,6 @@ fn run_parallel<T: Sync>(
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let workers = (cores * 4).min(16).min(items.len()).max(1);
     let next = AtomicUsize::new(0);
-    let first_error: Mutex<Option<(usize, InputError)>> = Mutex::new(None);
     let reports: Vec<Report> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..workers)
             .map(|_| {
@@ -163,15 +171,7 @@ fn run_parallel<T: Sync>(
                     loop {
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         let Some(item) = items.get(i) else { break };
-                        match job(item) {
-                            Ok(report) => local.merge(report),
-                            Err(err) => {
-                                let mut slot = first_error.lock().unwrap_or_else(|p| p.into_inner());
-                                if slot.as_ref().is_none_or(|(j, _)| i < *j) {
-                                    *slot = Some((i, err));
-                                }
-                            }
-                        }
+                        local.merge(job(item));
                     }
                     local
                 })
@@ -179,14 +179,11 @@ fn run_parallel<T: Sync>(
             .collect();
         handles.into_iter().map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect()
     });
-    if let Some((_, err)) = first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
-        return Err(err);
-    }
     let mut report = Report::default();
     for part in reports {
         report.merge(part);
     }
-    Ok(report)
+    report
 }
 
 /// A file's bytes: mapped when large (pages are read on first touch), read otherwise.
@@ -237,7 +234,11 @@ fn load(file: &mut File, len: u64, limit: Option<usize>, path: &Path) -> Result<
 }
 
 /// One file on disk: sniff 24 bytes, then read it only if it needs checking.
-fn check_file(path: &Path, expect: Expect, target: &Target) -> Result<Report, InputError> {
+fn check_file(path: &Path, expect: Expect, target: &Target) -> Report {
+    read_and_check(path, expect, target).unwrap_or_else(Report::unreadable)
+}
+
+fn read_and_check(path: &Path, expect: Expect, target: &Target) -> Result<Report, InputError> {
     let mut file = File::open(path).map_err(|err| InputError::io(path, &err))?;
     let len = file.metadata().map_err(|err| InputError::io(path, &err))?.len();
     let mut head = [0u8; 24];
@@ -246,7 +247,7 @@ fn check_file(path: &Path, expect: Expect, target: &Target) -> Result<Report, In
 
     let is_deb_name = path.extension().is_some_and(|ext| ext == "deb" || ext == "udeb");
     if deb::is_deb_head(head) || (is_deb_name && expect == Expect::Binary) {
-        return deb::verify_deb_file(path, target);
+        return Ok(deb::verify_deb_file(path, target));
     }
     let mut report = Report { files_checked: 1, ..Report::default() };
     let is_object = head.starts_with(&ELF_MAGIC) || macho::is_macho_magic(head);

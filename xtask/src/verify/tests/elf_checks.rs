@@ -307,7 +307,7 @@ fn explicit_non_binaries_are_errors() {
 
 #[test]
 fn missing_path_is_an_input_error() {
-    let err = crate::verify::verify_paths(&["/nonexistent/verify-test".into()], &target("x64")).unwrap_err();
+    let err = input_error(std::path::Path::new("/nonexistent/verify-test"), &target("x64"));
     assert_eq!(err.kind, crate::verify::InputErrorKind::Io);
     assert_eq!(err.file, std::path::PathBuf::from("/nonexistent/verify-test"));
     assert!(err.to_string().starts_with("cannot read /nonexistent/verify-test: "), "{err}");

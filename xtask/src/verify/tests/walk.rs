@@ -101,18 +101,45 @@ fn unreadable_file_in_tree_is_an_input_error() {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o000)).unwrap();
     // root reads through mode 000; only check the error shape when it bites.
-    match crate::verify::verify_paths(std::slice::from_ref(&dir), &target("x64")) {
-        Err(err) => {
+    let (report, errors) = verify_all(&[&dir], &target("x64"));
+    match errors.first() {
+        Some(err) => {
             assert_eq!(err.kind, crate::verify::InputErrorKind::Io);
             assert_eq!(err.file, p);
         }
-        Ok(report) => assert_eq!(only(&report).check, Check::Truncated),
+        None => assert_eq!(only(&report).check, Check::Truncated),
     }
 }
 
 #[test]
 fn special_files_are_refused() {
-    let err = crate::verify::verify_paths(&["/dev/null".into()], &target("x64")).unwrap_err();
+    let err = input_error(std::path::Path::new("/dev/null"), &target("x64"));
     assert_eq!(err.kind, crate::verify::InputErrorKind::Io);
     assert_eq!(err.detail, "not a regular file or directory");
+}
+
+#[test]
+fn one_unreadable_input_keeps_the_others() {
+    let fx = Fx::new();
+    let good = fx.armhf_dyn();
+    let foreign = fx.x64_dyn();
+    let broken = fx.write("broken.deb", b"!<arch>\nnot an ar member header");
+    let missing = fx.path("never-built");
+    let (report, errors) = verify_all(&[&good, &broken, &missing, &foreign], &target("armv7l"));
+    let unreadable: Vec<&std::path::Path> = errors.iter().map(|e| e.file.as_path()).collect();
+    assert_eq!(unreadable, vec![broken.as_path(), missing.as_path()], "{errors:#?}");
+    // The input after the unreadable ones is still checked.
+    let f = only(&report);
+    assert_eq!((f.check, &f.file), (Check::Machine, &foreign));
+    // One JSON document carries both.
+    let json: serde_json::Value = serde_json::from_str(&report.to_json().unwrap()).unwrap();
+    assert_eq!(json["findings"][0]["file"], foreign.to_str().unwrap());
+    let files: Vec<&str> =
+        json["input_errors"].as_array().unwrap().iter().map(|e| e["file"].as_str().unwrap()).collect();
+    assert_eq!(files, vec![broken.to_str().unwrap(), missing.to_str().unwrap()]);
+    assert!(
+        report.verdict("armv7l").starts_with("FAIL: 1 error(s), 0 warning(s), 2 input(s) unreadable"),
+        "{}",
+        report.verdict("armv7l")
+    );
 }
