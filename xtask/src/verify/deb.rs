@@ -17,17 +17,16 @@ mod decode;
 
 use decode::{DecoderError, decoder, is_decode_error};
 
-use super::elf::{ELF_MAGIC, macho};
+use super::links::Root;
+use super::members::{Tree, unsafe_member_path, unsafe_path_finding};
 use super::report::{Check, InputError, InputErrorKind, Issue, Report};
 use super::target::Target;
-use super::walk::{self, Expect, Origin, read_up_to};
+use super::walk::read_up_to;
 
 const AR_MAGIC: &[u8; 8] = b"!<arch>\n";
 const AR_HEADER_LEN: u64 = 60;
 /// Largest control file read; real ones are a few KiB.
 const MAX_CONTROL: u64 = 1 << 20;
-/// Initial buffer cap for a member's bytes; the Vec grows with data actually read.
-const MAX_PREALLOC: u64 = 64 << 20;
 
 /// True when `head` (the first bytes of a file) is an ar archive whose first
 /// member is `debian-binary`.
@@ -88,7 +87,18 @@ fn read_deb<R: Read>(reader: R, path: &Path, target: &Target, report: &mut Repor
     check_architecture(&control_info, &control.name, path, target, report);
 
     let data = ar.next_required("data.tar")?;
-    ar.read_tar(&data, &mut |entry, display| check_data_entry(entry, display, path, target, report))
+    // The package unpacks at `/`, beside every other package's files.
+    let mut tree = Tree::new(path, target, Root::System);
+    match ar.read_tar(&data, &mut |entry, display| tree.visit(entry, display)) {
+        Ok(()) => {
+            report.merge(tree.finish());
+            Ok(())
+        }
+        Err(err) => {
+            report.merge(tree.partial());
+            Err(err)
+        }
+    }
 }
 
 // ---------------------------------------------------------------- ar layer
@@ -333,29 +343,6 @@ fn classify(err: io::Error, file: &Path, member: &str, entry: Option<&str>, file
 
 // ---------------------------------------------------------------- tar members
 
-/// Absolute paths and `..` components escape the install root: refuse them.
-pub fn unsafe_member_path(path: &[u8]) -> Option<&'static str> {
-    if path.first() == Some(&b'/') {
-        return Some("absolute path");
-    }
-    if path.split(|&b| b == b'/').any(|part| part == b"..") {
-        return Some("`..` component");
-    }
-    None
-}
-
-fn unsafe_path_finding(display: &str, why: &str, file: &Path, inner: String, report: &mut Report) {
-    report.findings.push(
-        Issue::error(
-            Check::UnsafeMemberPath,
-            "a relative path inside the package (./usr/..., no `..`)".to_string(),
-            format!("{display:?}: {why}"),
-            "rebuild the package with dpkg-deb or another packager; never hand-edit member names".to_string(),
-        )
-        .into_finding(file, Some(inner)),
-    );
-}
-
 #[derive(Default)]
 struct ControlInfo {
     architecture: Option<String>,
@@ -409,52 +396,4 @@ fn check_architecture(info: &ControlInfo, member: &str, file: &Path, target: &Ta
         )
         .into_finding(file, inner),
     );
-}
-
-fn check_data_entry<R: Read>(
-    entry: &mut tar::Entry<'_, R>,
-    display: &str,
-    file: &Path,
-    target: &Target,
-    report: &mut Report,
-) -> io::Result<()> {
-    let raw = entry.path_bytes().into_owned();
-    if let Some(why) = unsafe_member_path(&raw) {
-        unsafe_path_finding(display, why, file, display.to_string(), report);
-        return Ok(());
-    }
-    let header = entry.header();
-    let kind = header.entry_type();
-    if !(kind.is_file() || kind.is_contiguous()) {
-        return Ok(()); // directories, links, devices: no bytes of their own
-    }
-    let mode = header.mode().unwrap_or(0);
-    let size = entry.size();
-    report.files_checked += 1;
-    let base = display.rsplit('/').next().unwrap_or(display);
-    let expect = walk::expectation(base, mode);
-
-    let mut head = [0u8; 8];
-    let n = read_up_to(entry, &mut head)?;
-    let head = &head[..n];
-    let is_object = head.starts_with(&ELF_MAGIC) || macho::is_macho_magic(head);
-    let want = if is_object {
-        size
-    } else if expect != Expect::Any {
-        size.min(walk::SNIFF_LEN as u64)
-    } else {
-        return Ok(());
-    };
-    let mut bytes = Vec::with_capacity(want.min(MAX_PREALLOC) as usize);
-    bytes.extend_from_slice(head);
-    entry.take(want.saturating_sub(n as u64)).read_to_end(&mut bytes)?;
-    if (bytes.len() as u64) < want {
-        return Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            format!("member data ends after {} of {size} bytes", bytes.len()),
-        ));
-    }
-    let origin = Origin::new(file, Some(display.to_string()));
-    walk::check_bytes(&bytes, &origin, expect, target, report, 0);
-    Ok(())
 }

@@ -5,6 +5,8 @@
 
 pub mod deb;
 pub mod elf;
+pub mod links;
+mod members;
 pub mod pyinstaller;
 pub mod report;
 mod target;

@@ -39,6 +39,8 @@ pub enum Check {
     UnsafeMemberPath,
     /// The .deb's control `Architecture:` does not match the target.
     DebArchitecture,
+    /// A symbolic or hard link that dangles, loops or points out of the tree.
+    Link,
 }
 
 impl Check {
@@ -62,6 +64,7 @@ impl Check {
             Check::PyinstallerEntry => "pyinstaller_entry",
             Check::UnsafeMemberPath => "unsafe_member_path",
             Check::DebArchitecture => "deb_architecture",
+            Check::Link => "link",
         }
     }
 }
@@ -500,6 +503,7 @@ mod tests {
             PyinstallerEntry,
             UnsafeMemberPath,
             DebArchitecture,
+            Link,
         ] {
             let json = serde_json::to_value(check).unwrap();
             assert_eq!(json, check.as_str(), "{check:?}");

@@ -7,6 +7,7 @@
 //! without reading them, mmap for large objects (advised random-access) so
 //! only the pages the ELF checks touch are read, and a few workers per core.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Read};
 use std::ops::{Deref, Range};
@@ -17,6 +18,7 @@ use walkdir::WalkDir;
 
 use super::deb;
 use super::elf::{self, ELF_MAGIC, macho};
+use super::links::{self, LinkError, Node, Resolved, Root};
 use super::pyinstaller::{self, Location};
 use super::report::{ArchiveSummary, Check, InputError, InputErrorKind, Issue, Report};
 use super::target::{BinFormat, Target};
@@ -43,6 +45,17 @@ pub enum Expect {
     Executable,
     /// Anything else: checked only if it turns out to be an object.
     Any,
+}
+
+impl Expect {
+    /// The expectation of a file also reached through a link whose own name gives
+    /// `by_link`: a plain file named like a library through a link must be one.
+    pub fn raised(self, by_link: Expect) -> Expect {
+        match self {
+            Expect::Any => by_link,
+            other => other,
+        }
+    }
 }
 
 /// The directory-walk rule: library names first, then exec bits.
@@ -111,11 +124,20 @@ pub fn verify_bytes(data: &[u8], file: &Path, target: &Target) -> Report {
     report
 }
 
+/// One regular file of a walked tree.
+struct Job {
+    path: PathBuf,
+    mode: u32,
+    expect: Expect,
+}
+
 fn verify_dir(dir: &Path, target: &Target) -> Report {
     let mut report = Report::default();
-    let mut jobs: Vec<(PathBuf, Expect)> = Vec::new();
-    // Symlinks are not followed: their targets are files of the tree (checked
-    // there) or outside it (not part of the release).
+    let mut jobs: Vec<Job> = Vec::new();
+    // Path relative to `dir` -> index in `jobs`.
+    let mut files: HashMap<PathBuf, usize> = HashMap::new();
+    let mut symlinks: Vec<PathBuf> = Vec::new();
+    // Symlinks are not followed by the walk; each is resolved inside the tree below.
     for entry in WalkDir::new(dir).follow_links(false).sort_by_file_name() {
         let entry = match entry {
             Ok(entry) => entry,
@@ -125,6 +147,10 @@ fn verify_dir(dir: &Path, target: &Target) -> Report {
                 continue;
             }
         };
+        if entry.file_type().is_symlink() && entry.depth() > 0 {
+            symlinks.push(entry.into_path());
+            continue;
+        }
         if !entry.file_type().is_file() {
             continue;
         }
@@ -135,11 +161,70 @@ fn verify_dir(dir: &Path, target: &Target) -> Report {
                 continue;
             }
         };
-        let expect = expectation(&entry.file_name().to_string_lossy(), file_mode(&meta));
-        jobs.push((entry.into_path(), expect));
+        let mode = file_mode(&meta);
+        let expect = expectation(&entry.file_name().to_string_lossy(), mode);
+        if let Ok(rel) = entry.path().strip_prefix(dir) {
+            files.insert(rel.to_path_buf(), jobs.len());
+        }
+        jobs.push(Job { path: entry.into_path(), mode, expect });
     }
-    report.merge(run_parallel(&jobs, |(path, expect)| check_file(path, *expect, target)));
+    for link in &symlinks {
+        let rel = link.strip_prefix(dir).unwrap_or(link);
+        let to = match std::fs::read_link(link) {
+            Ok(to) => to,
+            Err(err) => {
+                report.input_errors.push(InputError::io(link, &err));
+                continue;
+            }
+        };
+        match links::resolve(rel, &to, Root::Detached, &mut |at| disk_node(dir, at)) {
+            // The target is checked once, as a file of the tree, with the link's name counted.
+            Ok(Resolved::File(real)) => {
+                if let Some(&i) = files.get(&real) {
+                    let name = rel.file_name().unwrap_or_default().to_string_lossy();
+                    let job = &mut jobs[i];
+                    job.expect = job.expect.raised(expectation(&name, job.mode));
+                }
+            }
+            Ok(Resolved::Dir | Resolved::Other | Resolved::Elsewhere) => {}
+            Err(LinkError::Io(at, err)) => report.input_errors.push(InputError::io(&dir.join(at), &err)),
+            Err(err) => report.findings.push(link_finding(rel, &to, &err, "folder").into_finding(link, None)),
+        }
+    }
+    report.merge(run_parallel(&jobs, |job| check_file(&job.path, job.expect, target)));
     report
+}
+
+/// What a folder holds at `rel`, without following a link there.
+fn disk_node(dir: &Path, rel: &Path) -> io::Result<Node> {
+    let path = dir.join(rel);
+    match std::fs::symlink_metadata(&path) {
+        Ok(meta) if meta.file_type().is_symlink() => Ok(Node::Link(std::fs::read_link(&path)?)),
+        Ok(meta) if meta.is_dir() => Ok(Node::Dir),
+        Ok(meta) if meta.is_file() => Ok(Node::File),
+        Ok(_) => Ok(Node::Other),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(Node::Missing),
+        Err(err) => Err(err),
+    }
+}
+
+/// The finding for a link of a folder or archive (`tree` names which) that does not
+/// resolve inside it.
+pub(crate) fn link_finding(link: &Path, to: &Path, err: &LinkError, tree: &str) -> Issue {
+    let fix = match err {
+        LinkError::Absolute(_) | LinkError::AboveRoot => format!(
+            "the link's target is not part of the {tree}: give the link a relative target inside the {tree}, \
+             or put the file itself there"
+        ),
+        LinkError::Loop => "the links point at each other: point one of them at a file".to_string(),
+        _ => format!("the link's target is missing: put the file in the {tree} or drop the link"),
+    };
+    Issue::error(
+        Check::Link,
+        format!("a link to a file or folder inside the {tree}"),
+        format!("{} -> {}: {}", link.display(), to.display(), err.describe()),
+        fix,
+    )
 }
 
 #[cfg(unix)]

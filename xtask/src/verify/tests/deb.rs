@@ -280,6 +280,40 @@ fn dpkg_deb_lists_the_fixture() {
 }
 
 #[test]
+fn deb_links_are_resolved_from_the_install_root() {
+    use std::os::unix::fs::symlink;
+    let fx = Fx::new();
+    let lib = "usr/lib/arm-linux-gnueabihf";
+    let root = deb_tree(
+        &fx,
+        "linkpkg",
+        "armhf",
+        &[
+            (format!("{lib}/libfoo.so.1").as_str(), std::fs::read(fx.armhf_so()).unwrap(), 0o644),
+            ("usr/share/kt-test/notes.txt", b"notes\n".to_vec(), 0o644),
+        ],
+    );
+    // Out of the package: from usr/share/kt-test, four `..` climb above `/`.
+    symlink("../../../../etc/shadow", root.join("usr/share/kt-test/shadow")).unwrap();
+    // What Debian's own packages do: a relative link inside, an absolute one across
+    // top-level folders, and a -dev link to a file another package ships.
+    symlink("libfoo.so.1", root.join(lib).join("libfoo.so")).unwrap();
+    std::fs::create_dir_all(root.join("lib")).unwrap();
+    symlink(format!("/{lib}/libfoo.so.1"), root.join("lib/libfoo.so.1")).unwrap();
+    symlink("libbar.so.1", root.join(lib).join("libbar.so")).unwrap();
+    let deb = dpkg_build(&fx, &root, "xz");
+    let listing = tool_output("dpkg-deb", &["--contents", deb.to_str().unwrap()]);
+    assert!(listing.contains("./usr/share/kt-test/shadow -> ../../../../etc/shadow"), "{listing}");
+
+    let report = verify(&[&deb], &target("armv7l"));
+    let f = only(&report);
+    assert_eq!(f.check.as_str(), "link");
+    assert_eq!(f.inner.as_deref(), Some("./usr/share/kt-test/shadow"));
+    assert_eq!(f.found, "./usr/share/kt-test/shadow -> ../../../../etc/shadow: `..` climbs above the root of the tree");
+    assert_eq!(report.files_checked, 2, "links are not files");
+}
+
+#[test]
 fn debian_text_files_named_like_libraries_pass() {
     let fx = Fx::new();
     // The shapes of bookworm's libstdc++6, libc-bin and libc6-dev files.

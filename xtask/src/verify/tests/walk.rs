@@ -61,7 +61,7 @@ fn unpacked_app_tree() {
     want.sort();
     assert_eq!(got, want, "\n{}", report.render_table());
     assert!(report.findings.iter().all(|f| f.severity == Severity::Error && f.inner.is_none()));
-    assert_eq!(report.files_checked, 11, "symlinks are not followed");
+    assert_eq!(report.files_checked, 11, "a symlink's target is checked once, as a file of the tree");
     // armhf exe, armhf lib, x64 lib, x64 node, truncated exe, arm64 helper
     assert_eq!(report.elfs_checked, 6);
 
@@ -116,6 +116,62 @@ fn special_files_are_refused() {
     let err = input_error(std::path::Path::new("/dev/null"), &target("x64"));
     assert_eq!(err.kind, crate::verify::InputErrorKind::Io);
     assert_eq!(err.detail, "not a regular file or directory");
+}
+
+#[test]
+fn links_in_a_folder_are_resolved_inside_it() {
+    use std::os::unix::fs::symlink;
+    let fx = Fx::new();
+    let app = fx.path("linux-arm64-unpacked");
+    let read = |p: std::path::PathBuf| std::fs::read(p).unwrap();
+    let put = |rel: &str, bytes: &[u8], exec: bool| {
+        let p = fx.write(&format!("linux-arm64-unpacked/{rel}"), bytes);
+        fx.set_exec(&p, exec);
+    };
+    put("kitchntabs", &read(fx.arm64_dyn()), true);
+    put("lib/libreal.so.1", &read(fx.arm64_so()), false);
+    put("resources/blob.dat", &[0x99; 64], false); // data: nothing is expected of it by its own name
+    let x64 = fx.x64_dyn(); // beside the folder, not in it
+    let link = |to: &str, at: &str| symlink(to, app.join(at)).unwrap();
+    link("../x64-dyn", "helper"); // climbs out of the folder to an x86-64 binary
+    symlink(&x64, app.join("helper-abs")).unwrap(); // the same binary by absolute path
+    link("lib/libreal.so.1", "libreal.so"); // inside: the library is checked once
+    link("libself.so", "libself.so"); // a loop
+    link("gone.so.2", "libgone.so"); // dangling
+    link(".", "lib/again"); // a folder linking to itself: no loop, no second count
+    link("../lib/again/again/libreal.so.1", "lib/libdeep.so"); // through folder links, still inside
+    link("../resources/blob.dat", "lib/libblob.so"); // a library name that reaches a data file
+
+    // What the links lead to, as the kernel resolves them, and what that is.
+    let helper = tool_output("readlink", &["-f", app.join("helper").to_str().unwrap()]);
+    assert_eq!(helper.trim(), std::fs::canonicalize(&x64).unwrap().to_str().unwrap());
+    assert!(tool_output("readelf", &["-h", helper.trim()]).contains("Advanced Micro Devices X86-64"));
+    assert!(tool_output("readelf", &["-h", app.join("lib/libdeep.so").to_str().unwrap()]).contains("AArch64"));
+
+    let report = verify(&[&app], &target("arm64"));
+    let got: Vec<(String, &str)> = report
+        .findings
+        .iter()
+        .map(|f| (f.file.strip_prefix(&app).unwrap().to_string_lossy().into_owned(), f.check.as_str()))
+        .collect();
+    let want: Vec<(String, &str)> = [
+        ("helper", "link"),
+        ("helper-abs", "link"),
+        ("libgone.so", "link"),
+        ("libself.so", "link"),
+        ("resources/blob.dat", "format"),
+    ]
+    .iter()
+    .map(|(p, c)| (p.to_string(), *c))
+    .collect();
+    assert_eq!(got, want, "\n{}", report.render_table());
+    let found = |rel: &str| &report.findings.iter().find(|f| f.file == app.join(rel)).unwrap().found;
+    assert_eq!(found("helper"), "helper -> ../x64-dyn: `..` climbs above the root of the tree");
+    assert!(found("helper-abs").contains("absolute target"), "{}", found("helper-abs"));
+    assert!(found("libself.so").contains("a loop"), "{}", found("libself.so"));
+    assert_eq!(found("libgone.so"), "libgone.so -> gone.so.2: nothing at gone.so.2 in the tree");
+    assert_eq!(report.files_checked, 3, "each regular file once, whatever links reach it");
+    assert_eq!(report.elfs_checked, 2);
 }
 
 #[test]
