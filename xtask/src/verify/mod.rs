@@ -13,7 +13,7 @@ mod target;
 pub mod walk;
 
 pub use target::Target;
-pub use walk::verify_paths;
+pub use walk::{Options, verify_paths};
 
 // The rest of the readers' surface, used by the tests.
 #[cfg(test)]
@@ -40,6 +40,9 @@ pub struct VerifyArgs {
     /// The findings as JSON on stdout.
     #[arg(long)]
     json: bool,
+    /// An input that holds no regular file passes (else it is an error: a build step wrote nothing).
+    #[arg(long)]
+    allow_empty: bool,
 }
 
 /// Exit code for a report: 0 clean, 1 a check failed, 2 an input could not be read (the
@@ -51,7 +54,7 @@ pub fn run(config: &crate::config::Config, args: &VerifyArgs) -> anyhow::Result<
         None => config.dist.targets.get(&args.arch).and_then(|t| t.glibc),
     };
     let target = Target::for_arch(args.arch, floor);
-    let report = verify_paths(&args.paths, &target);
+    let report = verify_paths(&args.paths, &target, Options { allow_empty: args.allow_empty });
     for err in &report.input_errors {
         eprintln!("error: {err}");
     }
@@ -75,7 +78,7 @@ pub fn check_release(
     glibc: Option<crate::config::GlibcVersion>,
 ) -> anyhow::Result<()> {
     let target = Target::for_arch(arch, glibc);
-    let report = verify_paths(paths, &target);
+    let report = verify_paths(paths, &target, Options::default());
     if !report.input_errors.is_empty() {
         let errors: Vec<String> = report.input_errors.iter().map(ToString::to_string).collect();
         anyhow::bail!("verify: {}", errors.join("\nverify: "));

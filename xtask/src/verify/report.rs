@@ -41,6 +41,8 @@ pub enum Check {
     DebArchitecture,
     /// A symbolic or hard link that dangles, loops or points out of the tree.
     Link,
+    /// An input that holds no regular file to check (an empty folder or package).
+    NothingChecked,
 }
 
 impl Check {
@@ -65,6 +67,7 @@ impl Check {
             Check::UnsafeMemberPath => "unsafe_member_path",
             Check::DebArchitecture => "deb_architecture",
             Check::Link => "link",
+            Check::NothingChecked => "nothing_checked",
         }
     }
 }
@@ -504,6 +507,7 @@ mod tests {
             UnsafeMemberPath,
             DebArchitecture,
             Link,
+            NothingChecked,
         ] {
             let json = serde_json::to_value(check).unwrap();
             assert_eq!(json, check.as_str(), "{check:?}");

@@ -20,7 +20,7 @@ use super::deb;
 use super::elf::{self, ELF_MAGIC, macho};
 use super::links::{self, LinkError, Node, Resolved, Root};
 use super::pyinstaller::{self, Location};
-use super::report::{ArchiveSummary, Check, InputError, InputErrorKind, Issue, Report};
+use super::report::{ArchiveSummary, Check, Finding, InputError, InputErrorKind, Issue, Report};
 use super::target::{BinFormat, Target};
 
 /// Bytes read to classify a file that is not an object (LFS pointer, script...).
@@ -73,6 +73,13 @@ pub fn expectation(file_name: &str, mode: u32) -> Expect {
     }
 }
 
+/// What a run accepts beyond the checks themselves.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Options {
+    /// An input that holds no regular file passes (else it is a `nothing_checked` error).
+    pub allow_empty: bool,
+}
+
 /// Where a blob came from, for findings.
 pub(crate) struct Origin<'a> {
     pub file: &'a Path,
@@ -95,10 +102,14 @@ impl Origin<'_> {
 
 /// Verify every path: binaries, directories (walked), .deb packages. An input that
 /// cannot be read is recorded in `input_errors` and the others are still checked.
-pub fn verify_paths(paths: &[PathBuf], target: &Target) -> Report {
+pub fn verify_paths(paths: &[PathBuf], target: &Target, options: Options) -> Report {
     let mut report = Report::default();
     for path in paths {
-        report.merge(verify_input(path, target));
+        let part = verify_input(path, target);
+        if part.files_checked == 0 && part.input_errors.is_empty() && !options.allow_empty {
+            report.findings.push(nothing_checked(path));
+        }
+        report.merge(part);
     }
     report.sort();
     report
@@ -112,6 +123,22 @@ fn verify_input(path: &Path, target: &Target) -> Report {
         // A FIFO or device would block or never end; a release holds neither.
         Ok(_) => Report::unreadable(InputError::new(path, InputErrorKind::Io, "not a regular file or directory")),
     }
+}
+
+fn nothing_checked(path: &Path) -> Finding {
+    let what = if path.is_dir() {
+        "the folder holds no regular file (only links, special files or empty folders)"
+    } else {
+        "the archive holds no regular file"
+    };
+    Issue::error(
+        Check::NothingChecked,
+        "at least one regular file to check".to_string(),
+        what.to_string(),
+        "check the path and the build step that fills it; pass --allow-empty when an empty input is expected"
+            .to_string(),
+    )
+    .into_finding(path, None)
 }
 
 /// Check bytes already in memory as if they were a file named on the command line.

@@ -196,22 +196,22 @@ pub fn read_u64_le(bytes: &[u8], at: usize) -> u64 {
 
 /// Verify inputs that must all be readable.
 pub fn verify(paths: &[&Path], target: &Target) -> Report {
-    let (report, errors) = verify_all(paths, target);
+    let (report, errors) = verify_all(paths, target, false);
     assert!(errors.is_empty(), "unexpected input errors: {errors:#?}");
     report
 }
 
 /// Verify every input: the report, and the inputs (or files in them) that could not be read.
-pub fn verify_all(paths: &[&Path], target: &Target) -> (Report, Vec<InputError>) {
+pub fn verify_all(paths: &[&Path], target: &Target, allow_empty: bool) -> (Report, Vec<InputError>) {
     let paths: Vec<PathBuf> = paths.iter().map(|p| p.to_path_buf()).collect();
-    let report = crate::verify::verify_paths(&paths, target);
+    let report = crate::verify::verify_paths(&paths, target, crate::verify::Options { allow_empty });
     let errors = report.input_errors.clone();
     (report, errors)
 }
 
 /// The one input error reading `path` gives.
 pub fn input_error(path: &Path, target: &Target) -> InputError {
-    let (report, mut errors) = verify_all(&[path], target);
+    let (report, mut errors) = verify_all(&[path], target, false);
     assert_eq!(errors.len(), 1, "expected one input error, got {errors:#?} and:\n{}", report.render_table());
     errors.remove(0)
 }

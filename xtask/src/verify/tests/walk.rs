@@ -101,7 +101,7 @@ fn unreadable_file_in_tree_is_an_input_error() {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o000)).unwrap();
     // root reads through mode 000; only check the error shape when it bites.
-    let (report, errors) = verify_all(&[&dir], &target("x64"));
+    let (report, errors) = verify_all(&[&dir], &target("x64"), false);
     match errors.first() {
         Some(err) => {
             assert_eq!(err.kind, crate::verify::InputErrorKind::Io);
@@ -116,6 +116,51 @@ fn special_files_are_refused() {
     let err = input_error(std::path::Path::new("/dev/null"), &target("x64"));
     assert_eq!(err.kind, crate::verify::InputErrorKind::Io);
     assert_eq!(err.detail, "not a regular file or directory");
+}
+
+#[test]
+fn inputs_with_nothing_to_check_fail_unless_allowed() {
+    use std::os::unix::fs::symlink;
+    let fx = Fx::new();
+    // A symlink loop, a FIFO, a dangling symlink, nothing at all: no regular file anywhere.
+    let looped = fx.path("loop");
+    std::fs::create_dir_all(&looped).unwrap();
+    symlink("b", looped.join("a")).unwrap();
+    symlink("a", looped.join("b")).unwrap();
+    let fifo = fx.path("fifo");
+    std::fs::create_dir_all(&fifo).unwrap();
+    run_tool("mkfifo", &[fifo.join("pipe").to_str().unwrap()]);
+    let dangling = fx.path("dangling");
+    std::fs::create_dir_all(&dangling).unwrap();
+    symlink("missing.so.1", dangling.join("libx.so")).unwrap();
+    let empty = fx.path("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    for dir in [&looped, &fifo, &dangling, &empty] {
+        assert_eq!(tool_output("find", &[dir.to_str().unwrap(), "-type", "f"]), "", "find sees no file");
+    }
+    // A package of nothing but its control file: dpkg-deb lists folders only.
+    let deb = dpkg_build(&fx, &deb_tree(&fx, "metapkg", "armhf", &[]), "xz");
+    let listing = tool_output("dpkg-deb", &["--contents", deb.to_str().unwrap()]);
+    assert!(listing.lines().all(|l| l.starts_with('d')), "{listing}");
+
+    let t = target("armv7l");
+    for input in [&looped, &fifo, &dangling, &empty, &deb] {
+        let (report, errors) = verify_all(&[input.as_path()], &t, false);
+        assert!(errors.is_empty(), "{errors:?}");
+        assert!(report.has_errors(), "{}: {}", input.display(), report.verdict("armv7l"));
+        let empty_finding = report.findings.iter().find(|f| f.check.as_str() == "nothing_checked");
+        let f = empty_finding.unwrap_or_else(|| panic!("{}:\n{}", input.display(), report.render_table()));
+        assert_eq!(&f.file, input);
+        assert!(f.fix.contains("--allow-empty"), "{}", f.fix);
+        // Allowed: emptiness is no finding; a broken link still is.
+        let (allowed, _) = verify_all(&[input.as_path()], &t, true);
+        assert!(!checks(&allowed).contains(&"nothing_checked"), "{}", allowed.render_table());
+        let broken_links = input == &looped || input == &dangling;
+        assert_eq!(allowed.has_errors(), broken_links, "{}:\n{}", input.display(), allowed.render_table());
+    }
+    // Only the empty input is named when another one holds a binary.
+    let (both, _) = verify_all(&[&fifo, &fx.armhf_dyn()], &t, false);
+    assert_eq!(checks(&both), vec!["nothing_checked"], "{}", both.render_table());
 }
 
 #[test]
@@ -181,7 +226,7 @@ fn one_unreadable_input_keeps_the_others() {
     let foreign = fx.x64_dyn();
     let broken = fx.write("broken.deb", b"!<arch>\nnot an ar member header");
     let missing = fx.path("never-built");
-    let (report, errors) = verify_all(&[&good, &broken, &missing, &foreign], &target("armv7l"));
+    let (report, errors) = verify_all(&[&good, &broken, &missing, &foreign], &target("armv7l"), false);
     let unreadable: Vec<&std::path::Path> = errors.iter().map(|e| e.file.as_path()).collect();
     assert_eq!(unreadable, vec![broken.as_path(), missing.as_path()], "{errors:#?}");
     // The input after the unreadable ones is still checked.
