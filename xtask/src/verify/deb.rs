@@ -1,5 +1,5 @@
 //! .deb packages, read in place as one stream: ar members, then the control
-//! and data tar (plain, gz, xz, zst), nothing extracted to disk.
+//! and data tar (plain, gz, xz, zst; see `tarball`), nothing extracted to disk.
 //!
 //! The ar layer is read by hand. The `ar` crate (0.9) was the first choice, but
 //! its reader indexes the GNU name table with an unchecked offset (a member
@@ -13,13 +13,11 @@ use std::io::{self, BufReader, Read};
 use std::path::Path;
 use std::rc::Rc;
 
-mod decode;
-
-use decode::{DecoderError, decoder, is_decode_error};
-
+use super::decode::tar_suffix;
 use super::links::Root;
 use super::members::{Tree, unsafe_member_path, unsafe_path_finding};
 use super::report::{Check, InputError, InputErrorKind, Issue, Report};
+use super::tarball::{self, Counting, Source, Visitor};
 use super::target::Target;
 use super::walk::read_up_to;
 
@@ -102,21 +100,6 @@ fn read_deb<R: Read>(reader: R, path: &Path, target: &Target, report: &mut Repor
 }
 
 // ---------------------------------------------------------------- ar layer
-
-/// Counts bytes read; shared so the position stays readable while a member
-/// reader borrows the stream.
-struct Counting<R> {
-    inner: R,
-    pos: Rc<Cell<u64>>,
-}
-
-impl<R: Read> Read for Counting<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.pos.set(self.pos.get() + n as u64);
-        Ok(n)
-    }
-}
 
 struct ArReader<'p, R> {
     src: Counting<R>,
@@ -254,90 +237,17 @@ impl<'p, R: Read> ArReader<'p, R> {
         Ok(())
     }
 
-    /// Stream the member through its decompressor and the tar reader, handing
-    /// each entry to `visit`; then drain the decompressor so a corrupt or cut
-    /// tail (checksums sit at the end) is noticed even after the tar's end marker.
+    /// Read the member's tar stream (see `tarball::read_tar`), then skip to its end.
     fn read_tar(&mut self, member: &ArMember, visit: &mut Visitor<'_>) -> Result<(), InputError> {
-        let file = self.file;
-        let file_pos = self.pos.clone();
-        let name = member.name.clone();
-        let decoded = Rc::new(Cell::new(0u64));
-        // Where the next tar header should start: the offset named when a header
-        // is bad (the tar crate has read past it by then).
-        let next_header = Cell::new(0u64);
-        let fail = |err: io::Error, entry: Option<&str>, tar_at: u64| {
-            classify(err, file, &name, entry, file_pos.get(), tar_at)
-        };
-        let result = (|| {
-            let raw = self.member_reader(member);
-            let stream: Box<dyn Read + '_> = Box::new(Counting {
-                inner: decoder(raw, &name).map_err(|e| e.into_input_error(file, &name))?,
-                pos: decoded.clone(),
-            });
-            let mut archive = tar::Archive::new(stream);
-            let entries = archive.entries().map_err(|err| fail(err, None, 0))?;
-            for entry in entries {
-                let mut entry = entry.map_err(|err| fail(err, None, next_header.get()))?;
-                let header_at = entry.raw_header_position();
-                let data_end = entry.size().div_ceil(512).saturating_mul(512);
-                next_header.set(entry.raw_file_position().saturating_add(data_end));
-                let display = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-                visit(&mut entry, &display).map_err(|err| fail(err, Some(&display), header_at))?;
-            }
-            let mut stream = archive.into_inner();
-            io::copy(&mut stream, &mut io::sink()).map_err(|err| fail(err, None, decoded.get()))?;
-            Ok(())
-        })();
+        let source = Source { file: self.file, member: Some(&member.name), file_pos: self.pos.clone() };
+        let codec = tar_suffix(&member.name).to_string();
+        let result = tarball::read_tar(self.member_reader(member), &codec, &source, visit);
         // A cut file shows up as a decoder or tar error first; name the real cause.
         match (result, self.finish_member(member)) {
             (Ok(()), finish) => finish,
             (Err(_), Err(cut)) if cut.kind == InputErrorKind::Truncated => Err(cut),
             (Err(err), _) => Err(err),
         }
-    }
-}
-
-/// Called for each tar entry with its path as text; io errors get file,
-/// member and offset added by `read_tar`.
-type Visitor<'v> = dyn FnMut(&mut tar::Entry<'_, Box<dyn Read + '_>>, &str) -> io::Result<()> + 'v;
-
-impl DecoderError {
-    fn into_input_error(self, file: &Path, member: &str) -> InputError {
-        match self {
-            DecoderError::Unsupported(what) => {
-                InputError::new(file, InputErrorKind::UnsupportedCompression, what).member(member)
-            }
-            DecoderError::Init(what) => InputError::new(file, InputErrorKind::Decompress, what).member(member),
-        }
-    }
-}
-
-/// Decoder errors carry the file offset of the compressed data reached; tar
-/// errors `tar_at`, the offset of the tar header concerned in the decompressed stream.
-fn classify(err: io::Error, file: &Path, member: &str, entry: Option<&str>, file_pos: u64, tar_at: u64) -> InputError {
-    let where_ = match entry {
-        Some(entry) => format!("{member} -> {entry}"),
-        None => member.to_string(),
-    };
-    if is_decode_error(&err) {
-        InputError::new(
-            file,
-            InputErrorKind::Decompress,
-            format!("{member}: compressed data is corrupt near file byte {file_pos}: {err}"),
-        )
-        .member(where_)
-        .at(file_pos)
-    } else {
-        InputError::new(
-            file,
-            InputErrorKind::Tar,
-            format!(
-                "{member}: tar stream unreadable at the header at byte {tar_at} of the \
-                 decompressed data: {err}"
-            ),
-        )
-        .member(where_)
-        .at(tar_at)
     }
 }
 

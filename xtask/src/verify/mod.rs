@@ -1,14 +1,16 @@
 //! Release binary verification: make sure no release carries a binary that
 //! cannot run on its target (architecture, float ABI, loader, glibc floor),
-//! looking inside directories, .deb packages and PyInstaller one-file archives.
+//! looking inside directories, .deb packages, tarballs and PyInstaller one-file archives.
 //!
 
 pub mod deb;
+mod decode;
 pub mod elf;
 pub mod links;
 mod members;
 pub mod pyinstaller;
 pub mod report;
+pub mod tarball;
 mod target;
 pub mod walk;
 
@@ -28,7 +30,8 @@ pub use walk::verify_bytes;
 #[cfg(not(fuzzing))]
 #[derive(clap::Args)]
 pub struct VerifyArgs {
-    /// Binaries, unpacked app folders, .deb packages or PyInstaller one-file executables.
+    /// Binaries, unpacked app folders, .deb packages, tarballs (.tar, .tar.gz, .tgz, .tar.xz,
+    /// .tar.zst) or PyInstaller one-file executables.
     #[arg(required = true, value_name = "PATH")]
     paths: Vec<std::path::PathBuf>,
     /// The target they must run on (armv7l, arm64, x64, darwin-arm64 or an alias).

@@ -410,7 +410,8 @@ impl WarningGroup<'_> {
 pub struct InputError {
     #[serde(serialize_with = "lossy_path")]
     pub file: PathBuf,
-    /// The .deb member (ar member, or "ar member -> tar member") being read.
+    /// The .deb member (ar member, or "ar member -> tar member"), or the tarball's
+    /// member, being read.
     pub member: Option<String>,
     /// Byte offset in the file, or in the member's (decompressed) stream when `member` is set.
     pub offset: Option<u64>,

@@ -1,5 +1,5 @@
-//! From paths to a report: explicit files, .deb packages and directory trees,
-//! and the per-blob dispatch shared by files on disk, .deb members and
+//! From paths to a report: explicit files, .deb packages, tarballs and directory
+//! trees, and the per-blob dispatch shared by files on disk, archive members and
 //! PyInstaller entries.
 //!
 //! Speed on large trees (an unpacked Electron app is ~250 MB in hundreds of
@@ -16,12 +16,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use walkdir::WalkDir;
 
-use super::deb;
 use super::elf::{self, ELF_MAGIC, macho};
 use super::links::{self, LinkError, Node, Resolved, Root};
 use super::pyinstaller::{self, Location};
 use super::report::{ArchiveSummary, Check, Finding, InputError, InputErrorKind, Issue, Report};
 use super::target::{BinFormat, Target};
+use super::{deb, tarball};
 
 /// Bytes read to classify a file that is not an object (LFS pointer, script...).
 pub const SNIFF_LEN: usize = 512;
@@ -100,8 +100,8 @@ impl Origin<'_> {
     }
 }
 
-/// Verify every path: binaries, directories (walked), .deb packages. An input that
-/// cannot be read is recorded in `input_errors` and the others are still checked.
+/// Verify every path: binaries, directories (walked), .deb packages, tarballs. An input
+/// that cannot be read is recorded in `input_errors` and the others are still checked.
 pub fn verify_paths(paths: &[PathBuf], target: &Target, options: Options) -> Report {
     let mut report = Report::default();
     for path in paths {
@@ -360,6 +360,12 @@ fn read_and_check(path: &Path, expect: Expect, target: &Target) -> Result<Report
     let is_deb_name = path.extension().is_some_and(|ext| ext == "deb" || ext == "udeb");
     if deb::is_deb_head(head) || (is_deb_name && expect == Expect::Binary) {
         return Ok(deb::verify_deb_file(path, target));
+    }
+    // Tarballs are read when named on the command line; inside a folder they are data.
+    if expect == Expect::Binary
+        && let Some(codec) = tarball::codec_for_name(path)
+    {
+        return Ok(tarball::verify_tarball_file(path, codec, target));
     }
     let mut report = Report { files_checked: 1, ..Report::default() };
     let is_object = head.starts_with(&ELF_MAGIC) || macho::is_macho_magic(head);
