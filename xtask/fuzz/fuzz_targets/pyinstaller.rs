@@ -5,10 +5,7 @@ use libfuzzer_sys::fuzz_target;
 use verify_fuzz::verify::pyinstaller::{Location, locate};
 
 fuzz_target!(|data: &[u8]| {
-    for location in [
-        Location::Scan { from: 0 },
-        Location::PydataSection(0..data.len()),
-    ] {
+    for location in [Location::Scan, Location::PydataSection(0..data.len())] {
         if let Ok(Some(archive)) = locate(data, location) {
             for entry in &archive.entries {
                 let _ = archive.entry_data(data, entry);

@@ -1,5 +1,5 @@
 //! .deb packages, read in place as one stream: ar members, then the control
-//! and data tar (plain, gz, xz, zst), nothing extracted to disk.
+//! and data tar (plain, gz, xz, zst; see `tarball`), nothing extracted to disk.
 //!
 //! The ar layer is read by hand. The `ar` crate (0.9) was the first choice, but
 //! its reader indexes the GNU name table with an unchecked offset (a member
@@ -13,21 +13,18 @@ use std::io::{self, BufReader, Read};
 use std::path::Path;
 use std::rc::Rc;
 
-mod decode;
-
-use decode::{DecoderError, decoder, is_decode_error};
-
-use super::elf::{ELF_MAGIC, macho};
+use super::decode::tar_suffix;
+use super::links::Root;
+use super::members::{Tree, unsafe_member_path, unsafe_path_finding};
 use super::report::{Check, InputError, InputErrorKind, Issue, Report};
+use super::tarball::{self, Counting, Source, Visitor};
 use super::target::Target;
-use super::walk::{self, Expect, Origin, read_up_to};
+use super::walk::read_up_to;
 
 const AR_MAGIC: &[u8; 8] = b"!<arch>\n";
 const AR_HEADER_LEN: u64 = 60;
 /// Largest control file read; real ones are a few KiB.
 const MAX_CONTROL: u64 = 1 << 20;
-/// Initial buffer cap for a member's bytes; the Vec grows with data actually read.
-const MAX_PREALLOC: u64 = 64 << 20;
 
 /// True when `head` (the first bytes of a file) is an ar archive whose first
 /// member is `debian-binary`.
@@ -35,15 +32,26 @@ pub fn is_deb_head(head: &[u8]) -> bool {
     head.starts_with(AR_MAGIC) && head.get(8..21) == Some(b"debian-binary")
 }
 
-pub fn verify_deb_file(path: &Path, target: &Target) -> Result<Report, InputError> {
-    let file = File::open(path).map_err(|err| InputError::io(path, &err))?;
-    verify_deb_reader(BufReader::with_capacity(1 << 16, file), path, target)
+pub fn verify_deb_file(path: &Path, target: &Target) -> Report {
+    match File::open(path) {
+        Ok(file) => verify_deb_reader(BufReader::with_capacity(1 << 16, file), path, target),
+        Err(err) => Report::unreadable(InputError::io(path, &err)),
+    }
 }
 
-/// Check a .deb from any byte stream; `path` names it in findings and errors.
-pub fn verify_deb_reader<R: Read>(reader: R, path: &Path, target: &Target) -> Result<Report, InputError> {
-    let mut ar = ArReader::new(reader, path)?;
+/// Check a .deb from any byte stream; `path` names it in findings and errors. A package
+/// that cannot be read to its end keeps the findings made before the break, beside the
+/// input error.
+pub fn verify_deb_reader<R: Read>(reader: R, path: &Path, target: &Target) -> Report {
     let mut report = Report::default();
+    if let Err(err) = read_deb(reader, path, target, &mut report) {
+        report.input_errors.push(err);
+    }
+    report
+}
+
+fn read_deb<R: Read>(reader: R, path: &Path, target: &Target, report: &mut Report) -> Result<(), InputError> {
+    let mut ar = ArReader::new(reader, path)?;
 
     let member = ar
         .next_member()?
@@ -72,31 +80,26 @@ pub fn verify_deb_reader<R: Read>(reader: R, path: &Path, target: &Target) -> Re
     let control = ar.next_required("control.tar")?;
     let mut control_info = ControlInfo::default();
     ar.read_tar(&control, &mut |entry, display| {
-        read_control_entry(entry, display, path, &control.name, &mut control_info, &mut report)
+        read_control_entry(entry, display, path, &control.name, &mut control_info, report)
     })?;
-    check_architecture(&control_info, &control.name, path, target, &mut report);
+    check_architecture(&control_info, &control.name, path, target, report);
 
     let data = ar.next_required("data.tar")?;
-    ar.read_tar(&data, &mut |entry, display| check_data_entry(entry, display, path, target, &mut report))?;
-    Ok(report)
+    // The package unpacks at `/`, beside every other package's files.
+    let mut tree = Tree::new(path, target, Root::System);
+    match ar.read_tar(&data, &mut |entry, display| tree.visit(entry, display)) {
+        Ok(()) => {
+            report.merge(tree.finish());
+            Ok(())
+        }
+        Err(err) => {
+            report.merge(tree.partial());
+            Err(err)
+        }
+    }
 }
 
 // ---------------------------------------------------------------- ar layer
-
-/// Counts bytes read; shared so the position stays readable while a member
-/// reader borrows the stream.
-struct Counting<R> {
-    inner: R,
-    pos: Rc<Cell<u64>>,
-}
-
-impl<R: Read> Read for Counting<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.pos.set(self.pos.get() + n as u64);
-        Ok(n)
-    }
-}
 
 struct ArReader<'p, R> {
     src: Counting<R>,
@@ -234,40 +237,11 @@ impl<'p, R: Read> ArReader<'p, R> {
         Ok(())
     }
 
-    /// Stream the member through its decompressor and the tar reader, handing
-    /// each entry to `visit`; then drain the decompressor so a corrupt or cut
-    /// tail (checksums sit at the end) is noticed even after the tar's end marker.
+    /// Read the member's tar stream (see `tarball::read_tar`), then skip to its end.
     fn read_tar(&mut self, member: &ArMember, visit: &mut Visitor<'_>) -> Result<(), InputError> {
-        let file = self.file;
-        let file_pos = self.pos.clone();
-        let name = member.name.clone();
-        let decoded = Rc::new(Cell::new(0u64));
-        // Where the next tar header should start: the offset named when a header
-        // is bad (the tar crate has read past it by then).
-        let next_header = Cell::new(0u64);
-        let fail = |err: io::Error, entry: Option<&str>, tar_at: u64| {
-            classify(err, file, &name, entry, file_pos.get(), tar_at)
-        };
-        let result = (|| {
-            let raw = self.member_reader(member);
-            let stream: Box<dyn Read + '_> = Box::new(Counting {
-                inner: decoder(raw, &name).map_err(|e| e.into_input_error(file, &name))?,
-                pos: decoded.clone(),
-            });
-            let mut archive = tar::Archive::new(stream);
-            let entries = archive.entries().map_err(|err| fail(err, None, 0))?;
-            for entry in entries {
-                let mut entry = entry.map_err(|err| fail(err, None, next_header.get()))?;
-                let header_at = entry.raw_header_position();
-                let data_end = entry.size().div_ceil(512).saturating_mul(512);
-                next_header.set(entry.raw_file_position().saturating_add(data_end));
-                let display = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-                visit(&mut entry, &display).map_err(|err| fail(err, Some(&display), header_at))?;
-            }
-            let mut stream = archive.into_inner();
-            io::copy(&mut stream, &mut io::sink()).map_err(|err| fail(err, None, decoded.get()))?;
-            Ok(())
-        })();
+        let source = Source { file: self.file, member: Some(&member.name), file_pos: self.pos.clone() };
+        let codec = tar_suffix(&member.name).to_string();
+        let result = tarball::read_tar(self.member_reader(member), &codec, &source, visit);
         // A cut file shows up as a decoder or tar error first; name the real cause.
         match (result, self.finish_member(member)) {
             (Ok(()), finish) => finish,
@@ -277,74 +251,7 @@ impl<'p, R: Read> ArReader<'p, R> {
     }
 }
 
-/// Called for each tar entry with its path as text; io errors get file,
-/// member and offset added by `read_tar`.
-type Visitor<'v> = dyn FnMut(&mut tar::Entry<'_, Box<dyn Read + '_>>, &str) -> io::Result<()> + 'v;
-
-impl DecoderError {
-    fn into_input_error(self, file: &Path, member: &str) -> InputError {
-        match self {
-            DecoderError::Unsupported(what) => {
-                InputError::new(file, InputErrorKind::UnsupportedCompression, what).member(member)
-            }
-            DecoderError::Init(what) => InputError::new(file, InputErrorKind::Decompress, what).member(member),
-        }
-    }
-}
-
-/// Decoder errors carry the file offset of the compressed data reached; tar
-/// errors `tar_at`, the offset of the tar header concerned in the decompressed stream.
-fn classify(err: io::Error, file: &Path, member: &str, entry: Option<&str>, file_pos: u64, tar_at: u64) -> InputError {
-    let where_ = match entry {
-        Some(entry) => format!("{member} -> {entry}"),
-        None => member.to_string(),
-    };
-    if is_decode_error(&err) {
-        InputError::new(
-            file,
-            InputErrorKind::Decompress,
-            format!("{member}: compressed data is corrupt near file byte {file_pos}: {err}"),
-        )
-        .member(where_)
-        .at(file_pos)
-    } else {
-        InputError::new(
-            file,
-            InputErrorKind::Tar,
-            format!(
-                "{member}: tar stream unreadable at the header at byte {tar_at} of the \
-                 decompressed data: {err}"
-            ),
-        )
-        .member(where_)
-        .at(tar_at)
-    }
-}
-
 // ---------------------------------------------------------------- tar members
-
-/// Absolute paths and `..` components escape the install root: refuse them.
-pub fn unsafe_member_path(path: &[u8]) -> Option<&'static str> {
-    if path.first() == Some(&b'/') {
-        return Some("absolute path");
-    }
-    if path.split(|&b| b == b'/').any(|part| part == b"..") {
-        return Some("`..` component");
-    }
-    None
-}
-
-fn unsafe_path_finding(display: &str, why: &str, file: &Path, inner: String, report: &mut Report) {
-    report.findings.push(
-        Issue::error(
-            Check::UnsafeMemberPath,
-            "a relative path inside the package (./usr/..., no `..`)".to_string(),
-            format!("{display:?}: {why}"),
-            "rebuild the package with dpkg-deb or another packager; never hand-edit member names".to_string(),
-        )
-        .into_finding(file, Some(inner)),
-    );
-}
 
 #[derive(Default)]
 struct ControlInfo {
@@ -399,52 +306,4 @@ fn check_architecture(info: &ControlInfo, member: &str, file: &Path, target: &Ta
         )
         .into_finding(file, inner),
     );
-}
-
-fn check_data_entry<R: Read>(
-    entry: &mut tar::Entry<'_, R>,
-    display: &str,
-    file: &Path,
-    target: &Target,
-    report: &mut Report,
-) -> io::Result<()> {
-    let raw = entry.path_bytes().into_owned();
-    if let Some(why) = unsafe_member_path(&raw) {
-        unsafe_path_finding(display, why, file, display.to_string(), report);
-        return Ok(());
-    }
-    let header = entry.header();
-    let kind = header.entry_type();
-    if !(kind.is_file() || kind.is_contiguous()) {
-        return Ok(()); // directories, links, devices: no bytes of their own
-    }
-    let mode = header.mode().unwrap_or(0);
-    let size = entry.size();
-    report.files_checked += 1;
-    let base = display.rsplit('/').next().unwrap_or(display);
-    let expect = walk::expectation(base, mode);
-
-    let mut head = [0u8; 8];
-    let n = read_up_to(entry, &mut head)?;
-    let head = &head[..n];
-    let is_object = head.starts_with(&ELF_MAGIC) || macho::is_macho_magic(head);
-    let want = if is_object {
-        size
-    } else if expect != Expect::Any {
-        size.min(walk::SNIFF_LEN as u64)
-    } else {
-        return Ok(());
-    };
-    let mut bytes = Vec::with_capacity(want.min(MAX_PREALLOC) as usize);
-    bytes.extend_from_slice(head);
-    entry.take(want.saturating_sub(n as u64)).read_to_end(&mut bytes)?;
-    if (bytes.len() as u64) < want {
-        return Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            format!("member data ends after {} of {size} bytes", bytes.len()),
-        ));
-    }
-    let origin = Origin::new(file, Some(display.to_string()));
-    walk::check_bytes(&bytes, &origin, expect, target, report, 0);
-    Ok(())
 }

@@ -12,7 +12,7 @@ use std::ops::Range;
 
 use object::Endianness;
 use object::elf as e;
-use object::read::elf::{FileHeader, ProgramHeader, SectionHeader};
+use object::read::elf::{Dyn, FileHeader, ProgramHeader, SectionHeader};
 
 use super::report::{Check, Issue, Severity};
 use super::target::{BinFormat, ElfClass, FloatAbi, Target, machine_name};
@@ -20,11 +20,16 @@ use super::target::{BinFormat, ElfClass, FloatAbi, Target, machine_name};
 pub const ELF_MAGIC: [u8; 4] = *b"\x7fELF";
 
 const ET_EXEC: u16 = 2;
+const ET_DYN: u16 = 3;
+/// DT_FLAGS_1 bit of position-independent executables (static-pie ones have no PT_INTERP).
+const DF_1_PIE: u64 = 0x0800_0000;
 const EF_ARM_EABIMASK: u32 = 0xff00_0000;
 const EF_ARM_ABI_FLOAT_SOFT: u32 = 0x200;
 const EF_ARM_ABI_FLOAT_HARD: u32 = 0x400;
 /// Tag_ABI_VFP_args in the "aeabi" build attributes.
 const TAG_ABI_VFP_ARGS: u64 = 28;
+/// Tag_ABI_FP_number_model: absent or 0 when the object uses no floating point.
+const TAG_ABI_FP_NUMBER_MODEL: u64 = 23;
 
 /// What was read from one ELF object.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,13 +43,14 @@ pub struct ElfInfo {
     pub interpreter: Option<String>,
     /// ARM only: Tag_ABI_VFP_args from `.ARM.attributes`.
     pub vfp_args: VfpArgs,
+    /// ARM only: Tag_ABI_FP_number_model from `.ARM.attributes`, when present.
+    pub fp_number_model: Option<u64>,
     /// Every (vn_file, vna_name) pair of `.gnu.version_r`.
     pub version_needs: Vec<VersionNeed>,
     /// File range of the `pydata` section (PyInstaller's archive on Linux).
     pub pydata: Option<Range<usize>>,
-    /// End of the last byte the ELF structure itself covers (headers, tables,
-    /// segments, sections): anything after it was appended to the file.
-    pub image_end: usize,
+    /// DF_1_PIE is set in DT_FLAGS_1.
+    pub pie: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,9 +69,10 @@ pub struct VersionNeed {
 }
 
 impl ElfInfo {
-    /// ET_EXEC, or any object asking for a program interpreter (PIE executables are ET_DYN).
+    /// ET_EXEC, any object asking for a program interpreter (PIE executables are ET_DYN),
+    /// or a static PIE (ET_DYN marked DF_1_PIE, no interpreter).
     pub fn is_executable(&self) -> bool {
-        self.e_type == ET_EXEC || self.interpreter.is_some()
+        self.e_type == ET_EXEC || self.interpreter.is_some() || (self.e_type == ET_DYN && self.pie)
     }
 }
 
@@ -160,11 +167,14 @@ fn inspect_as<H: FileHeader<Endian = Endianness>>(
     }
     let header = H::parse(data).map_err(|err| ElfError::malformed(0, err.to_string()))?;
     let endian = header.endian().map_err(|err| ElfError::malformed(5, err.to_string()))?;
-    // Offsets of e_phentsize / e_shentsize within the header, for messages.
-    let (phentsize_at, shentsize_at) = match class {
-        ElfClass::Class32 => (42u64, 46u64),
-        ElfClass::Class64 => (54u64, 58u64),
+    // Offsets of e_phoff, e_phnum, e_phentsize, e_shentsize within the header, for messages.
+    let (phoff_at, phnum_at, phentsize_at, shentsize_at) = match class {
+        ElfClass::Class32 => (28u64, 44u64, 42u64, 46u64),
+        ElfClass::Class64 => (32u64, 56u64, 54u64, 58u64),
     };
+    let shoff: u64 = header.e_shoff(endian).into();
+    let shnum = u64::from(header.e_shnum(endian));
+    let shentsize = u64::from(header.e_shentsize(endian));
 
     // Program header table.
     let phoff: u64 = header.e_phoff(endian).into();
@@ -178,12 +188,34 @@ fn inspect_as<H: FileHeader<Endian = Endianness>>(
                 format!("e_phentsize is {entsize}, ELF{} needs {want}", class.bits()),
             ));
         }
-        table_in_bounds("program header table", phoff, phnum, entsize, len)?;
-    }
-    let mut image_end = hsize;
-    let mut cover = |off: u64, size: u64| image_end = image_end.max(off.saturating_add(size));
-    if phoff != 0 {
-        cover(phoff, phnum * u64::from(header.e_phentsize(endian)));
+        if let Err(err) = table_in_bounds("program header table", phoff, phnum, entsize, len) {
+            // The section header table is the last thing linkers write: when it is all
+            // there, the file was not cut, and the header's own fields are what is wrong.
+            let sht_whole = shoff != 0
+                && shoff >= hsize
+                && shoff.checked_add(shnum.max(1).saturating_mul(shentsize)).is_some_and(|end| end <= len);
+            if err.kind == ElfErrorKind::Truncated && sht_whole {
+                return Err(if phoff >= len {
+                    ElfError::malformed(
+                        phoff_at,
+                        format!(
+                            "e_phoff is {phoff}, past the end of the file ({len} bytes), while the section \
+                             header table at {shoff} is whole: the ELF header is corrupt"
+                        ),
+                    )
+                } else {
+                    ElfError::malformed(
+                        phnum_at,
+                        format!(
+                            "e_phnum is {phnum}: {phnum} program headers from byte {phoff} run past the end of \
+                             the file ({len} bytes), while the section header table at {shoff} is whole: the ELF \
+                             header is corrupt"
+                        ),
+                    )
+                });
+            }
+            return Err(err);
+        }
     }
     let phdrs = header.program_headers(endian, data).map_err(|err| ElfError::malformed(phoff, err.to_string()))?;
     for (i, ph) in phdrs.iter().enumerate() {
@@ -193,14 +225,11 @@ fn inspect_as<H: FileHeader<Endian = Endianness>>(
         let off: u64 = ph.p_offset(endian).into();
         let size: u64 = ph.p_filesz(endian).into();
         range_in_bounds(&format!("segment {i}"), off, size, len)?;
-        cover(off, size);
     }
 
     // Section header table (at the end of the file: the first thing a cut loses).
-    let shoff: u64 = header.e_shoff(endian).into();
-    let shnum = u64::from(header.e_shnum(endian));
     if shoff != 0 {
-        let entsize = u64::from(header.e_shentsize(endian));
+        let entsize = shentsize;
         let want = std::mem::size_of::<H::SectionHeader>() as u64;
         if entsize != want {
             return Err(ElfError::malformed(
@@ -210,7 +239,6 @@ fn inspect_as<H: FileHeader<Endian = Endianness>>(
         }
         // shnum == 0 means "count in section 0": check at least that entry.
         table_in_bounds("section header table", shoff, shnum.max(1), entsize, len)?;
-        cover(shoff, shnum.max(1) * entsize);
     }
     let sections = header.sections(endian, data).map_err(|err| ElfError::malformed(shoff, err.to_string()))?;
     for (i, sh) in sections.iter().enumerate() {
@@ -220,7 +248,6 @@ fn inspect_as<H: FileHeader<Endian = Endianness>>(
         let off: u64 = sh.sh_offset(endian).into();
         let size: u64 = sh.sh_size(endian).into();
         range_in_bounds(&format!("section {i}"), off, size, len)?;
-        cover(off, size);
     }
 
     let machine = header.e_machine(endian).0;
@@ -232,10 +259,10 @@ fn inspect_as<H: FileHeader<Endian = Endianness>>(
         flags: header.e_flags(endian).0,
         interpreter: None,
         vfp_args: VfpArgs::NoAttributes,
+        fp_number_model: None,
         version_needs: Vec::new(),
         pydata: None,
-        // Every range was checked against the data length above.
-        image_end: usize::try_from(image_end.min(len)).unwrap_or(data.len()),
+        pie: false,
     };
 
     for ph in phdrs {
@@ -245,13 +272,19 @@ fn inspect_as<H: FileHeader<Endian = Endianness>>(
         {
             info.interpreter = Some(String::from_utf8_lossy(interp).into_owned());
         }
+        // Only decides where a PyInstaller archive is looked for: an unreadable dynamic
+        // table is left to the loader's own checks.
+        if let Ok(Some(dynamic)) = ph.dynamic(endian, data) {
+            info.pie |=
+                dynamic.iter().any(|d| d.d_tag(endian) == e::DT_FLAGS_1 && d.d_val(endian).into() & DF_1_PIE != 0);
+        }
     }
 
     for sh in sections.iter() {
         let at: u64 = sh.sh_offset(endian).into();
         let size: u64 = sh.sh_size(endian).into();
         if sh.sh_type(endian) == e::SHT_ARM_ATTRIBUTES && machine == e::EM_ARM.0 {
-            info.vfp_args = read_vfp_args::<H>(sh, endian, data)
+            (info.vfp_args, info.fp_number_model) = read_float_attributes::<H>(sh, endian, data)
                 .map_err(|err| ElfError::malformed(at, format!(".ARM.attributes: {err}")))?;
         }
         if sections.section_name(endian, sh) == Ok(b"pydata") {
@@ -307,12 +340,14 @@ fn range_in_bounds(what: &str, off: u64, size: u64, len: u64) -> Result<(), ElfE
     }
 }
 
-/// Tag_ABI_VFP_args from the "aeabi" Tag_File attributes.
-fn read_vfp_args<H: FileHeader<Endian = Endianness>>(
+/// Tag_ABI_VFP_args and Tag_ABI_FP_number_model from the "aeabi" Tag_File attributes.
+fn read_float_attributes<H: FileHeader<Endian = Endianness>>(
     sh: &H::SectionHeader,
     endian: Endianness,
     data: &[u8],
-) -> object::read::Result<VfpArgs> {
+) -> object::read::Result<(VfpArgs, Option<u64>)> {
+    let mut vfp_args = VfpArgs::Absent;
+    let mut fp_number_model = None;
     let section = sh.attributes(endian, data)?;
     let mut subsections = section.subsections()?;
     while let Some(sub) = subsections.next()? {
@@ -338,7 +373,8 @@ fn read_vfp_args<H: FileHeader<Endian = Endianness>>(
                         attrs.read_integer()?;
                         attrs.read_string()?;
                     }
-                    TAG_ABI_VFP_ARGS => return Ok(VfpArgs::Value(attrs.read_integer()?)),
+                    TAG_ABI_VFP_ARGS => vfp_args = VfpArgs::Value(attrs.read_integer()?),
+                    TAG_ABI_FP_NUMBER_MODEL => fp_number_model = Some(attrs.read_integer()?),
                     t if t > 32 && t % 2 == 1 => {
                         attrs.read_string()?;
                     }
@@ -349,7 +385,7 @@ fn read_vfp_args<H: FileHeader<Endian = Endianness>>(
             }
         }
     }
-    Ok(VfpArgs::Absent)
+    Ok((vfp_args, fp_number_model))
 }
 
 /// Apply the target's rules to one object.
@@ -456,7 +492,12 @@ fn check_arm(info: &ElfInfo, target: &Target, float: Option<FloatAbi>, issues: &
     if flags & (EF_ARM_ABI_FLOAT_SOFT | EF_ARM_ABI_FLOAT_HARD) != 0 {
         return; // the good bit is set
     }
-    // Neither bit: the loader accepts the object, so decide from the attribute.
+    // Neither bit: the loader accepts the object, so decide from the attributes. An object
+    // that uses no floating point (Tag_ABI_FP_number_model absent or 0, as in glibc's
+    // crti.o) passes no float arguments: the linker takes it into either convention.
+    if matches!(info.vfp_args, VfpArgs::Absent | VfpArgs::Value(0)) && info.fp_number_model.unwrap_or(0) == 0 {
+        return;
+    }
     let (ok, found) = match (info.vfp_args, want) {
         (VfpArgs::Value(3), _) => (true, String::new()),
         (VfpArgs::Value(1), FloatAbi::Hard) | (VfpArgs::Value(0), FloatAbi::Soft) => (true, String::new()),

@@ -1,17 +1,21 @@
 //! Release binary verification: make sure no release carries a binary that
 //! cannot run on its target (architecture, float ABI, loader, glibc floor),
-//! looking inside directories, .deb packages and PyInstaller one-file archives.
+//! looking inside directories, .deb packages, tarballs and PyInstaller one-file archives.
 //!
 
 pub mod deb;
+mod decode;
 pub mod elf;
+pub mod links;
+mod members;
 pub mod pyinstaller;
 pub mod report;
+pub mod tarball;
 mod target;
 pub mod walk;
 
 pub use target::Target;
-pub use walk::verify_paths;
+pub use walk::{Options, verify_paths};
 
 // The rest of the readers' surface, used by the tests.
 #[cfg(test)]
@@ -26,7 +30,8 @@ pub use walk::verify_bytes;
 #[cfg(not(fuzzing))]
 #[derive(clap::Args)]
 pub struct VerifyArgs {
-    /// Binaries, unpacked app folders, .deb packages or PyInstaller one-file executables.
+    /// Binaries, unpacked app folders, .deb packages, tarballs (.tar, .tar.gz, .tgz, .tar.xz,
+    /// .tar.zst) or PyInstaller one-file executables.
     #[arg(required = true, value_name = "PATH")]
     paths: Vec<std::path::PathBuf>,
     /// The target they must run on (armv7l, arm64, x64, darwin-arm64 or an alias).
@@ -38,9 +43,13 @@ pub struct VerifyArgs {
     /// The findings as JSON on stdout.
     #[arg(long)]
     json: bool,
+    /// An input that holds no regular file passes (else it is an error: a build step wrote nothing).
+    #[arg(long)]
+    allow_empty: bool,
 }
 
-/// Exit code for a report: 0 clean, 1 a check failed.
+/// Exit code for a report: 0 clean, 1 a check failed, 2 an input could not be read (the
+/// other inputs are still checked and reported).
 #[cfg(not(fuzzing))]
 pub fn run(config: &crate::config::Config, args: &VerifyArgs) -> anyhow::Result<i32> {
     let floor = match args.glibc {
@@ -48,13 +57,10 @@ pub fn run(config: &crate::config::Config, args: &VerifyArgs) -> anyhow::Result<
         None => config.dist.targets.get(&args.arch).and_then(|t| t.glibc),
     };
     let target = Target::for_arch(args.arch, floor);
-    let report = match verify_paths(&args.paths, &target) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return Ok(2);
-        }
-    };
+    let report = verify_paths(&args.paths, &target, Options { allow_empty: args.allow_empty });
+    for err in &report.input_errors {
+        eprintln!("error: {err}");
+    }
     if args.json {
         println!("{}", report.to_json()?);
     } else {
@@ -63,7 +69,7 @@ pub fn run(config: &crate::config::Config, args: &VerifyArgs) -> anyhow::Result<
         }
         println!("{}", report.verdict(&target.describe()));
     }
-    Ok(if report.has_errors() { 1 } else { 0 })
+    Ok(report.exit_code())
 }
 
 /// `dist`'s check of freshly built binaries: any error stops the release, naming the file
@@ -75,7 +81,11 @@ pub fn check_release(
     glibc: Option<crate::config::GlibcVersion>,
 ) -> anyhow::Result<()> {
     let target = Target::for_arch(arch, glibc);
-    let report = verify_paths(paths, &target).map_err(|e| anyhow::anyhow!("verify: {e}"))?;
+    let report = verify_paths(paths, &target, Options::default());
+    if !report.input_errors.is_empty() {
+        let errors: Vec<String> = report.input_errors.iter().map(ToString::to_string).collect();
+        anyhow::bail!("verify: {}", errors.join("\nverify: "));
+    }
     if report.has_errors() {
         anyhow::bail!(
             "verify: these binaries cannot run on {}:\n{}{}",

@@ -62,13 +62,22 @@ pub struct Archive {
 pub enum Location {
     /// The ELF `pydata` section: the archive must be there and valid.
     PydataSection(Range<usize>),
-    /// A backwards scan of `data[from..]`, as PyInstaller's own reader does for
-    /// archives appended to the executable (Windows, macOS). For an ELF, `from`
-    /// is the end of the ELF image: an appended archive can only lie after it,
-    /// and the scan then costs nothing for ordinary executables. The magic may
-    /// also be a constant in a bootloader's .rodata, so candidates that do not
-    /// validate are skipped.
-    Scan { from: usize },
+    /// Anywhere in the file, as PyInstaller's bootloader and its `CArchiveReader` look:
+    /// backwards from the end of the file for the cookie magic, the last one winning.
+    /// The magic may also be a constant in some program's .rodata, so candidates that do
+    /// not validate are skipped. Only the last [`SCAN_WINDOW`] bytes are searched.
+    Scan,
+}
+
+/// How far before the end of the file the cookie is looked for. What follows the
+/// cookie in a one-file build is small: the section names and section header table
+/// (Linux, a few KiB) or the code signature (macOS, under 1 % of the file), so this
+/// covers executables of more than a GiB while a scan of a huge file stays a few ms.
+pub const SCAN_WINDOW: usize = 16 << 20;
+
+/// The part of `data` a [`Location::Scan`] searches.
+pub fn scan_range(len: usize) -> Range<usize> {
+    len.saturating_sub(SCAN_WINDOW)..len
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,17 +139,11 @@ pub fn locate(data: &[u8], location: Location) -> Result<Option<Archive>, PyiErr
             };
             parse_within(data, range.start + rel, range.start).map(Some)
         }
-        Location::Scan { from } => {
-            let from = from.min(data.len());
-            let mut end = data.len();
-            while let Some(rel) = memchr::memmem::rfind(&data[from..end], &COOKIE_MAGIC) {
-                let pos = from + rel;
-                if let Ok(archive) = parse_within(data, pos, from) {
-                    return Ok(Some(archive));
-                }
-                end = pos;
-            }
-            Ok(None)
+        Location::Scan => {
+            let window = scan_range(data.len());
+            // Forward search (vectorised) collects the few candidates; the last one wins.
+            let found: Vec<usize> = memchr::memmem::find_iter(&data[window.clone()], &COOKIE_MAGIC).collect();
+            Ok(found.iter().rev().find_map(|&rel| parse_within(data, window.start + rel, 0).ok()))
         }
     }
 }

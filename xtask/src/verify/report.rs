@@ -39,6 +39,10 @@ pub enum Check {
     UnsafeMemberPath,
     /// The .deb's control `Architecture:` does not match the target.
     DebArchitecture,
+    /// A symbolic or hard link that dangles, loops or points out of the tree.
+    Link,
+    /// An input that holds no regular file to check (an empty folder or package).
+    NothingChecked,
 }
 
 impl Check {
@@ -62,6 +66,8 @@ impl Check {
             Check::PyinstallerEntry => "pyinstaller_entry",
             Check::UnsafeMemberPath => "unsafe_member_path",
             Check::DebArchitecture => "deb_architecture",
+            Check::Link => "link",
+            Check::NothingChecked => "nothing_checked",
         }
     }
 }
@@ -140,14 +146,55 @@ pub struct ArchiveSummary {
     pub binaries: u32,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Report {
     pub findings: Vec<Finding>,
+    /// Inputs (or files inside a folder) that could not be read; the others are still checked.
+    pub input_errors: Vec<InputError>,
     /// Files looked at on disk or in .deb data members (not counting archive entries).
     pub files_checked: u64,
     /// ELF / Mach-O objects checked, including those nested in archives.
     pub elfs_checked: u64,
     pub archives: Vec<ArchiveSummary>,
+}
+
+/// Warnings that say the same thing (check, expected, found, fix) about different objects:
+/// one line in the table and one JSON object, with a count and the first few places.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WarningGroup<'r> {
+    pub check: Check,
+    pub severity: Severity,
+    pub expected: &'r str,
+    pub found: &'r str,
+    pub fix: &'r str,
+    /// Warnings in the group.
+    pub count: usize,
+    /// Distinct files they are in.
+    pub files: usize,
+    /// The first [`EXAMPLES`] places, in report order.
+    pub examples: Vec<Place<'r>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Place<'r> {
+    #[serde(serialize_with = "lossy_path")]
+    pub file: &'r Path,
+    pub inner: Option<&'r str>,
+    pub offset: Option<u64>,
+}
+
+/// Places named per warning group.
+pub const EXAMPLES: usize = 3;
+
+/// The JSON document: errors one by one, warnings grouped, then what could not be read.
+#[derive(Serialize)]
+struct JsonReport<'r> {
+    findings: Vec<&'r Finding>,
+    warnings: Vec<WarningGroup<'r>>,
+    input_errors: &'r [InputError],
+    files_checked: u64,
+    elfs_checked: u64,
+    archives: &'r [ArchiveSummary],
 }
 
 impl Report {
@@ -163,6 +210,22 @@ impl Report {
         self.errors() > 0
     }
 
+    /// 2 when an input could not be read, else 1 when a check failed, else 0.
+    pub fn exit_code(&self) -> i32 {
+        if !self.input_errors.is_empty() {
+            2
+        } else if self.has_errors() {
+            1
+        } else {
+            0
+        }
+    }
+
+    /// The report of an input that could not be read.
+    pub(crate) fn unreadable(err: InputError) -> Report {
+        Report { input_errors: vec![err], ..Report::default() }
+    }
+
     fn count(&self, severity: Severity) -> usize {
         self.findings.iter().filter(|f| f.severity == severity).count()
     }
@@ -175,6 +238,7 @@ impl Report {
 
     pub(crate) fn merge(&mut self, other: Report) {
         self.findings.extend(other.findings);
+        self.input_errors.extend(other.input_errors);
         self.files_checked += other.files_checked;
         self.elfs_checked += other.elfs_checked;
         self.archives.extend(other.archives);
@@ -185,15 +249,53 @@ impl Report {
         self.findings.sort_by(|a, b| {
             (&a.file, &a.inner, a.check, a.severity, a.offset).cmp(&(&b.file, &b.inner, b.check, b.severity, b.offset))
         });
+        self.input_errors.sort_by(|a, b| (&a.file, &a.member, a.offset).cmp(&(&b.file, &b.member, b.offset)));
         self.archives.sort_by(|a, b| (&a.path, &a.inner).cmp(&(&b.path, &b.inner)));
     }
 
-    /// One line: "FAIL ..." when any error finding exists, else "OK ...".
+    /// The warnings grouped by what they say, in order of first appearance.
+    pub fn warning_groups(&self) -> Vec<WarningGroup<'_>> {
+        let mut groups: Vec<WarningGroup<'_>> = Vec::new();
+        let mut files: Vec<std::collections::HashSet<&Path>> = Vec::new();
+        let mut index: std::collections::HashMap<(Check, &str, &str, &str), usize> = Default::default();
+        for f in self.findings.iter().filter(|f| f.severity == Severity::Warning) {
+            let key = (f.check, f.expected.as_str(), f.found.as_str(), f.fix.as_str());
+            let i = *index.entry(key).or_insert_with(|| {
+                groups.push(WarningGroup {
+                    check: f.check,
+                    severity: f.severity,
+                    expected: &f.expected,
+                    found: &f.found,
+                    fix: &f.fix,
+                    count: 0,
+                    files: 0,
+                    examples: Vec::new(),
+                });
+                files.push(Default::default());
+                groups.len() - 1
+            });
+            let group = &mut groups[i];
+            group.count += 1;
+            if files[i].insert(&f.file) {
+                group.files += 1;
+            }
+            if group.examples.len() < EXAMPLES {
+                group.examples.push(Place { file: &f.file, inner: f.inner.as_deref(), offset: f.offset });
+            }
+        }
+        groups
+    }
+
+    /// One line: "FAIL ..." when any error finding exists or an input could not be read, else "OK ...".
     pub fn verdict(&self, target_name: &str) -> String {
         let (errors, warnings) = (self.errors(), self.warnings());
-        let word = if errors > 0 { "FAIL" } else { "OK" };
+        let word = if errors > 0 || !self.input_errors.is_empty() { "FAIL" } else { "OK" };
+        let unreadable = match self.input_errors.len() {
+            0 => String::new(),
+            n => format!(", {n} input(s) unreadable"),
+        };
         format!(
-            "{word}: {errors} error(s), {warnings} warning(s) for target {target_name}; \
+            "{word}: {errors} error(s), {warnings} warning(s){unreadable} for target {target_name}; \
              {} file(s), {} binary object(s), {} PyInstaller archive(s) checked",
             self.files_checked,
             self.elfs_checked,
@@ -201,30 +303,45 @@ impl Report {
         )
     }
 
-    /// Plain-text table of the findings (header row, then one row per finding).
+    /// Plain-text table: a header row, one row per error, one row per warning group.
     pub fn render_table(&self) -> String {
         const HEADERS: [&str; 7] = ["SEVERITY", "FILE", "INNER", "CHECK", "EXPECTED", "FOUND", "FIX"];
-        let rows: Vec<[String; 7]> = self
+        let found = |found: &str, offset: Option<u64>| match offset {
+            Some(off) => format!("{found} (at byte {off})"),
+            None => found.to_string(),
+        };
+        let mut rows: Vec<[String; 7]> = self
             .findings
             .iter()
+            .filter(|f| f.severity == Severity::Error)
             .map(|f| {
                 [
-                    match f.severity {
-                        Severity::Error => "error".to_string(),
-                        Severity::Warning => "warning".to_string(),
-                    },
+                    "error".to_string(),
                     f.file.to_string_lossy().into_owned(),
                     f.inner.clone().unwrap_or_else(|| "-".to_string()),
                     f.check.to_string(),
                     f.expected.clone(),
-                    match f.offset {
-                        Some(off) => format!("{} (at byte {off})", f.found),
-                        None => f.found.clone(),
-                    },
+                    found(&f.found, f.offset),
                     f.fix.clone(),
                 ]
             })
             .collect();
+        for g in self.warning_groups() {
+            let offset = if g.count == 1 { g.examples[0].offset } else { None };
+            let (file, inner) = g.places();
+            rows.push([
+                match g.count {
+                    1 => "warning".to_string(),
+                    n => format!("warning x{n}"),
+                },
+                file,
+                inner,
+                g.check.to_string(),
+                g.expected.to_string(),
+                found(g.found, offset),
+                g.fix.to_string(),
+            ]);
+        }
         let mut widths = HEADERS.map(str::len);
         for row in &rows {
             for (w, cell) in widths.iter_mut().zip(row) {
@@ -252,7 +369,39 @@ impl Report {
     }
 
     pub fn to_json(&self) -> serde_json::Result<String> {
-        serde_json::to_string_pretty(self)
+        serde_json::to_string_pretty(&JsonReport {
+            findings: self.findings.iter().filter(|f| f.severity == Severity::Error).collect(),
+            warnings: self.warning_groups(),
+            input_errors: &self.input_errors,
+            files_checked: self.files_checked,
+            elfs_checked: self.elfs_checked,
+            archives: &self.archives,
+        })
+    }
+}
+
+impl WarningGroup<'_> {
+    /// The FILE and INNER cells: the examples, and how many more there are.
+    fn places(&self) -> (String, String) {
+        let more = |shown: usize, all: usize| match all - shown {
+            0 => String::new(),
+            n => format!(" and {n} more"),
+        };
+        let mut files: Vec<String> = Vec::new();
+        for p in &self.examples {
+            let name = p.file.to_string_lossy().into_owned();
+            if !files.contains(&name) {
+                files.push(name);
+            }
+        }
+        let file = format!("{}{}", files.join(", "), more(files.len(), self.files));
+        let inners: Vec<&str> = self.examples.iter().filter_map(|p| p.inner).collect();
+        let inner = if inners.is_empty() {
+            "-".to_string()
+        } else {
+            format!("{}{}", inners.join(", "), more(inners.len(), self.count))
+        };
+        (file, inner)
     }
 }
 
@@ -261,7 +410,8 @@ impl Report {
 pub struct InputError {
     #[serde(serialize_with = "lossy_path")]
     pub file: PathBuf,
-    /// The .deb member (ar member, or "ar member -> tar member") being read.
+    /// The .deb member (ar member, or "ar member -> tar member"), or the tarball's
+    /// member, being read.
     pub member: Option<String>,
     /// Byte offset in the file, or in the member's (decompressed) stream when `member` is set.
     pub offset: Option<u64>,
@@ -357,6 +507,8 @@ mod tests {
             PyinstallerEntry,
             UnsafeMemberPath,
             DebArchitecture,
+            Link,
+            NothingChecked,
         ] {
             let json = serde_json::to_value(check).unwrap();
             assert_eq!(json, check.as_str(), "{check:?}");

@@ -1,5 +1,5 @@
-//! From paths to a report: explicit files, .deb packages and directory trees,
-//! and the per-blob dispatch shared by files on disk, .deb members and
+//! From paths to a report: explicit files, .deb packages, tarballs and directory
+//! trees, and the per-blob dispatch shared by files on disk, archive members and
 //! PyInstaller entries.
 //!
 //! Speed on large trees (an unpacked Electron app is ~250 MB in hundreds of
@@ -7,20 +7,21 @@
 //! without reading them, mmap for large objects (advised random-access) so
 //! only the pages the ELF checks touch are read, and a few workers per core.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Read};
 use std::ops::{Deref, Range};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use walkdir::WalkDir;
 
-use super::deb;
 use super::elf::{self, ELF_MAGIC, macho};
+use super::links::{self, LinkError, Node, Resolved, Root};
 use super::pyinstaller::{self, Location};
-use super::report::{ArchiveSummary, Check, InputError, InputErrorKind, Issue, Report};
+use super::report::{ArchiveSummary, Check, Finding, InputError, InputErrorKind, Issue, Report};
 use super::target::{BinFormat, Target};
+use super::{deb, tarball};
 
 /// Bytes read to classify a file that is not an object (LFS pointer, script...).
 pub const SNIFF_LEN: usize = 512;
@@ -33,13 +34,28 @@ const LFS_POINTER: &[u8] = b"version https://git-lfs.github.com/spec/v1";
 /// How strongly a file is expected to be a binary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Expect {
-    /// Named on the command line, or named like a library (`*.so`, `*.so.*`,
-    /// `*.node`, `*.dylib`): must be an object of the target's format.
+    /// Named on the command line: must be an object of the target's format.
     Binary,
+    /// Named like a library (`*.so`, `*.so.*`, `*.node`, `*.dylib`): an object of the
+    /// target's format, or text. Text is not a broken library: linker scripts
+    /// (`libc.so`), scripts (`libstdc++.so.6.0.30-gdb.py`) and configuration
+    /// (`/etc/ld.so.conf`) carry such names in Debian's own packages.
+    Library,
     /// Has an exec bit: must be runnable (an object, or a `#!` script).
     Executable,
     /// Anything else: checked only if it turns out to be an object.
     Any,
+}
+
+impl Expect {
+    /// The expectation of a file also reached through a link whose own name gives
+    /// `by_link`: a plain file named like a library through a link must be one.
+    pub fn raised(self, by_link: Expect) -> Expect {
+        match self {
+            Expect::Any => by_link,
+            other => other,
+        }
+    }
 }
 
 /// The directory-walk rule: library names first, then exec bits.
@@ -49,12 +65,19 @@ pub fn expectation(file_name: &str, mode: u32) -> Expect {
         || file_name.ends_with(".node")
         || file_name.ends_with(".dylib");
     if library {
-        Expect::Binary
+        Expect::Library
     } else if mode & 0o111 != 0 {
         Expect::Executable
     } else {
         Expect::Any
     }
+}
+
+/// What a run accepts beyond the checks themselves.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Options {
+    /// An input that holds no regular file passes (else it is a `nothing_checked` error).
+    pub allow_empty: bool,
 }
 
 /// Where a blob came from, for findings.
@@ -77,23 +100,45 @@ impl Origin<'_> {
     }
 }
 
-/// Verify every path: binaries, directories (walked), .deb packages.
-pub fn verify_paths(paths: &[PathBuf], target: &Target) -> Result<Report, InputError> {
+/// Verify every path: binaries, directories (walked), .deb packages, tarballs. An input
+/// that cannot be read is recorded in `input_errors` and the others are still checked.
+pub fn verify_paths(paths: &[PathBuf], target: &Target, options: Options) -> Report {
     let mut report = Report::default();
     for path in paths {
-        let meta = std::fs::metadata(path).map_err(|err| InputError::io(path, &err))?;
-        let part = if meta.is_dir() {
-            verify_dir(path, target)?
-        } else if meta.is_file() {
-            check_file(path, Expect::Binary, target)?
-        } else {
-            // A FIFO or device would block or never end; a release holds neither.
-            return Err(InputError::new(path, InputErrorKind::Io, "not a regular file or directory"));
-        };
+        let part = verify_input(path, target);
+        if part.files_checked == 0 && part.input_errors.is_empty() && !options.allow_empty {
+            report.findings.push(nothing_checked(path));
+        }
         report.merge(part);
     }
     report.sort();
-    Ok(report)
+    report
+}
+
+fn verify_input(path: &Path, target: &Target) -> Report {
+    match std::fs::metadata(path) {
+        Err(err) => Report::unreadable(InputError::io(path, &err)),
+        Ok(meta) if meta.is_dir() => verify_dir(path, target),
+        Ok(meta) if meta.is_file() => check_file(path, Expect::Binary, target),
+        // A FIFO or device would block or never end; a release holds neither.
+        Ok(_) => Report::unreadable(InputError::new(path, InputErrorKind::Io, "not a regular file or directory")),
+    }
+}
+
+fn nothing_checked(path: &Path) -> Finding {
+    let what = if path.is_dir() {
+        "the folder holds no regular file (only links, special files or empty folders)"
+    } else {
+        "the archive holds no regular file"
+    };
+    Issue::error(
+        Check::NothingChecked,
+        "at least one regular file to check".to_string(),
+        what.to_string(),
+        "check the path and the build step that fills it; pass --allow-empty when an empty input is expected"
+            .to_string(),
+    )
+    .into_finding(path, None)
 }
 
 /// Check bytes already in memory as if they were a file named on the command line.
@@ -106,24 +151,107 @@ pub fn verify_bytes(data: &[u8], file: &Path, target: &Target) -> Report {
     report
 }
 
-fn verify_dir(dir: &Path, target: &Target) -> Result<Report, InputError> {
-    let mut jobs: Vec<(PathBuf, Expect)> = Vec::new();
-    // Symlinks are not followed: their targets are files of the tree (checked
-    // there) or outside it (not part of the release).
+/// One regular file of a walked tree.
+struct Job {
+    path: PathBuf,
+    mode: u32,
+    expect: Expect,
+}
+
+fn verify_dir(dir: &Path, target: &Target) -> Report {
+    let mut report = Report::default();
+    let mut jobs: Vec<Job> = Vec::new();
+    // Path relative to `dir` -> index in `jobs`.
+    let mut files: HashMap<PathBuf, usize> = HashMap::new();
+    let mut symlinks: Vec<PathBuf> = Vec::new();
+    // Symlinks are not followed by the walk; each is resolved inside the tree below.
     for entry in WalkDir::new(dir).follow_links(false).sort_by_file_name() {
-        let entry = entry.map_err(|err| {
-            let at = err.path().unwrap_or(dir).to_path_buf();
-            InputError::new(&at, InputErrorKind::Io, err.to_string())
-        })?;
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(err) => {
+                let at = err.path().unwrap_or(dir).to_path_buf();
+                report.input_errors.push(InputError::new(&at, InputErrorKind::Io, err.to_string()));
+                continue;
+            }
+        };
+        if entry.file_type().is_symlink() && entry.depth() > 0 {
+            symlinks.push(entry.into_path());
+            continue;
+        }
         if !entry.file_type().is_file() {
             continue;
         }
-        let meta =
-            entry.metadata().map_err(|err| InputError::new(entry.path(), InputErrorKind::Io, err.to_string()))?;
-        let expect = expectation(&entry.file_name().to_string_lossy(), file_mode(&meta));
-        jobs.push((entry.into_path(), expect));
+        let meta = match entry.metadata() {
+            Ok(meta) => meta,
+            Err(err) => {
+                report.input_errors.push(InputError::new(entry.path(), InputErrorKind::Io, err.to_string()));
+                continue;
+            }
+        };
+        let mode = file_mode(&meta);
+        let expect = expectation(&entry.file_name().to_string_lossy(), mode);
+        if let Ok(rel) = entry.path().strip_prefix(dir) {
+            files.insert(rel.to_path_buf(), jobs.len());
+        }
+        jobs.push(Job { path: entry.into_path(), mode, expect });
     }
-    run_parallel(&jobs, |(path, expect)| check_file(path, *expect, target))
+    for link in &symlinks {
+        let rel = link.strip_prefix(dir).unwrap_or(link);
+        let to = match std::fs::read_link(link) {
+            Ok(to) => to,
+            Err(err) => {
+                report.input_errors.push(InputError::io(link, &err));
+                continue;
+            }
+        };
+        match links::resolve(rel, &to, Root::Detached, &mut |at| disk_node(dir, at)) {
+            // The target is checked once, as a file of the tree, with the link's name counted.
+            Ok(Resolved::File(real)) => {
+                if let Some(&i) = files.get(&real) {
+                    let name = rel.file_name().unwrap_or_default().to_string_lossy();
+                    let job = &mut jobs[i];
+                    job.expect = job.expect.raised(expectation(&name, job.mode));
+                }
+            }
+            Ok(Resolved::Dir | Resolved::Other | Resolved::Elsewhere) => {}
+            Err(LinkError::Io(at, err)) => report.input_errors.push(InputError::io(&dir.join(at), &err)),
+            Err(err) => report.findings.push(link_finding(rel, &to, &err, "folder").into_finding(link, None)),
+        }
+    }
+    report.merge(run_parallel(&jobs, |job| check_file(&job.path, job.expect, target)));
+    report
+}
+
+/// What a folder holds at `rel`, without following a link there.
+fn disk_node(dir: &Path, rel: &Path) -> io::Result<Node> {
+    let path = dir.join(rel);
+    match std::fs::symlink_metadata(&path) {
+        Ok(meta) if meta.file_type().is_symlink() => Ok(Node::Link(std::fs::read_link(&path)?)),
+        Ok(meta) if meta.is_dir() => Ok(Node::Dir),
+        Ok(meta) if meta.is_file() => Ok(Node::File),
+        Ok(_) => Ok(Node::Other),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(Node::Missing),
+        Err(err) => Err(err),
+    }
+}
+
+/// The finding for a link of a folder or archive (`tree` names which) that does not
+/// resolve inside it.
+pub(crate) fn link_finding(link: &Path, to: &Path, err: &LinkError, tree: &str) -> Issue {
+    let fix = match err {
+        LinkError::Absolute(_) | LinkError::AboveRoot => format!(
+            "the link's target is not part of the {tree}: give the link a relative target inside the {tree}, \
+             or put the file itself there"
+        ),
+        LinkError::Loop => "the links point at each other: point one of them at a file".to_string(),
+        _ => format!("the link's target is missing: put the file in the {tree} or drop the link"),
+    };
+    Issue::error(
+        Check::Link,
+        format!("a link to a file or folder inside the {tree}"),
+        format!("{} -> {}: {}", link.display(), to.display(), err.describe()),
+        fix,
+    )
 }
 
 #[cfg(unix)]
@@ -137,12 +265,9 @@ fn file_mode(_meta: &std::fs::Metadata) -> u32 {
     0
 }
 
-/// Run `job` over `items` on a few workers per core; the error of the first item
-/// (in input order) wins so the outcome does not depend on scheduling.
-fn run_parallel<T: Sync>(
-    items: &[T],
-    job: impl Fn(&T) -> Result<Report, InputError> + Sync,
-) -> Result<Report, InputError> {
+/// Run `job` over `items` on a few workers per core; the reports are merged (and later
+/// sorted), so the outcome does not depend on scheduling.
+fn run_parallel<T: Sync>(items: &[T], job: impl Fn(&T) -> Report + Sync) -> Report {
     // Per file the CPU work is small and, on a cold cache, each worker mostly
     // waits on page faults: 4 workers per core hide that latency (measured
     // on 2 cores: cold walk of 250 MB went from ~45 ms with 2 workers to ~23 ms
@@ -150,7 +275,6 @@ fn run_parallel<T: Sync>(
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let workers = (cores * 4).min(16).min(items.len()).max(1);
     let next = AtomicUsize::new(0);
-    let first_error: Mutex<Option<(usize, InputError)>> = Mutex::new(None);
     let reports: Vec<Report> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..workers)
             .map(|_| {
@@ -159,15 +283,7 @@ fn run_parallel<T: Sync>(
                     loop {
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         let Some(item) = items.get(i) else { break };
-                        match job(item) {
-                            Ok(report) => local.merge(report),
-                            Err(err) => {
-                                let mut slot = first_error.lock().unwrap_or_else(|p| p.into_inner());
-                                if slot.as_ref().is_none_or(|(j, _)| i < *j) {
-                                    *slot = Some((i, err));
-                                }
-                            }
-                        }
+                        local.merge(job(item));
                     }
                     local
                 })
@@ -175,14 +291,11 @@ fn run_parallel<T: Sync>(
             .collect();
         handles.into_iter().map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect()
     });
-    if let Some((_, err)) = first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
-        return Err(err);
-    }
     let mut report = Report::default();
     for part in reports {
         report.merge(part);
     }
-    Ok(report)
+    report
 }
 
 /// A file's bytes: mapped when large (pages are read on first touch), read otherwise.
@@ -233,7 +346,11 @@ fn load(file: &mut File, len: u64, limit: Option<usize>, path: &Path) -> Result<
 }
 
 /// One file on disk: sniff 24 bytes, then read it only if it needs checking.
-fn check_file(path: &Path, expect: Expect, target: &Target) -> Result<Report, InputError> {
+fn check_file(path: &Path, expect: Expect, target: &Target) -> Report {
+    read_and_check(path, expect, target).unwrap_or_else(Report::unreadable)
+}
+
+fn read_and_check(path: &Path, expect: Expect, target: &Target) -> Result<Report, InputError> {
     let mut file = File::open(path).map_err(|err| InputError::io(path, &err))?;
     let len = file.metadata().map_err(|err| InputError::io(path, &err))?.len();
     let mut head = [0u8; 24];
@@ -242,7 +359,13 @@ fn check_file(path: &Path, expect: Expect, target: &Target) -> Result<Report, In
 
     let is_deb_name = path.extension().is_some_and(|ext| ext == "deb" || ext == "udeb");
     if deb::is_deb_head(head) || (is_deb_name && expect == Expect::Binary) {
-        return deb::verify_deb_file(path, target);
+        return Ok(deb::verify_deb_file(path, target));
+    }
+    // Tarballs are read when named on the command line; inside a folder they are data.
+    if expect == Expect::Binary
+        && let Some(codec) = tarball::codec_for_name(path)
+    {
+        return Ok(tarball::verify_tarball_file(path, codec, target));
     }
     let mut report = Report { files_checked: 1, ..Report::default() };
     let is_object = head.starts_with(&ELF_MAGIC) || macho::is_macho_magic(head);
@@ -291,9 +414,11 @@ pub(crate) fn check_bytes(data: &[u8], origin: &Origin, expect: Expect, target: 
                 for issue in elf::check(&info, target) {
                     origin.push(out, issue);
                 }
+                // A one-file app is PyInstaller's bootloader, an executable that reads the
+                // archive from its own file: a library never carries one.
                 let location = match &info.pydata {
                     Some(range) => Some(Location::PydataSection(range.clone())),
-                    None if info.is_executable() => Some(Location::Scan { from: info.image_end }),
+                    None if info.is_executable() => Some(Location::Scan),
                     None => None,
                 };
                 if let Some(location) = location
@@ -315,7 +440,7 @@ pub(crate) fn check_bytes(data: &[u8], origin: &Origin, expect: Expect, target: 
                     origin.push(out, issue);
                 }
                 if macho_target && depth < MAX_DEPTH {
-                    check_pyinstaller(data, Location::Scan { from: 0 }, origin, target, out, depth);
+                    check_pyinstaller(data, Location::Scan, origin, target, out, depth);
                 }
                 return;
             }
@@ -346,6 +471,9 @@ pub(crate) fn check_bytes(data: &[u8], origin: &Origin, expect: Expect, target: 
     if expect == Expect::Executable && data.starts_with(b"#!") {
         return; // an executable script runs anywhere its interpreter exists
     }
+    if expect == Expect::Library && (data.starts_with(b"#!") || is_text(data)) {
+        return; // a linker script, script or configuration file named like a library
+    }
     origin.push(
         out,
         Issue::error(
@@ -354,6 +482,10 @@ pub(crate) fn check_bytes(data: &[u8], origin: &Origin, expect: Expect, target: 
             describe_format(data),
             match expect {
                 Expect::Binary => "this path must be a binary for the target: check what the build step put here",
+                Expect::Library => {
+                    "a file named like a library that is neither a binary for the target nor text: \
+                     rebuild it or check what the build step put here"
+                }
                 _ => "an executable file that is not a binary for the target: drop the exec bit or replace the file",
             }
             .to_string(),
@@ -365,7 +497,7 @@ fn check_pyinstaller(data: &[u8], location: Location, origin: &Origin, target: &
     if let Some(prefetch) = origin.prefetch {
         match &location {
             Location::PydataSection(range) => prefetch(range.clone()),
-            Location::Scan { from } => prefetch(*from..data.len()),
+            Location::Scan => prefetch(pyinstaller::scan_range(data.len())),
         }
     }
     let archive = match pyinstaller::locate(data, location) {
@@ -436,11 +568,26 @@ fn describe_format(data: &[u8]) -> String {
     if macho::is_macho_magic(head) {
         return "Mach-O (unreadable header)".to_string();
     }
-    if std::str::from_utf8(head).is_ok_and(|t| t.chars().all(|c| !c.is_control() || c.is_whitespace())) {
+    if is_text(head) {
         return "text".to_string();
     }
     let hex: Vec<String> = head.iter().take(4).map(|b| format!("{b:02x}")).collect();
     format!("data (starts with {})", hex.join(" "))
+}
+
+/// UTF-8 without control characters other than whitespace, judged on the first
+/// `SNIFF_LEN` bytes (a character cut at that boundary does not count against it).
+pub(crate) fn is_text(data: &[u8]) -> bool {
+    let head = &data[..data.len().min(SNIFF_LEN)];
+    let text = match std::str::from_utf8(head) {
+        Ok(text) => text,
+        // Only an incomplete last character, cut by the sniff length, is forgiven.
+        Err(err) if err.error_len().is_none() && head.len() == SNIFF_LEN => {
+            std::str::from_utf8(&head[..err.valid_up_to()]).unwrap_or_default()
+        }
+        Err(_) => return false,
+    };
+    !text.is_empty() && text.chars().all(|c| !c.is_control() || c.is_whitespace())
 }
 
 /// Fill `buf` as far as the reader allows (a short read is not the end of the data).

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::verify::{Check, Finding, Report, Severity, Target};
+use crate::verify::{Check, Finding, InputError, Report, Severity, Target};
 
 pub const APT: &str = "apt-get install -y gcc gcc-arm-linux-gnueabihf gcc-arm-linux-gnueabi \
                        gcc-aarch64-linux-gnu binutils-arm-linux-gnueabihf binutils dpkg-dev lintian";
@@ -194,9 +194,41 @@ pub fn read_u64_le(bytes: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap())
 }
 
+/// Verify inputs that must all be readable.
 pub fn verify(paths: &[&Path], target: &Target) -> Report {
+    let (report, errors) = verify_all(paths, target, false);
+    assert!(errors.is_empty(), "unexpected input errors: {errors:#?}");
+    report
+}
+
+/// Verify every input: the report, and the inputs (or files in them) that could not be read.
+pub fn verify_all(paths: &[&Path], target: &Target, allow_empty: bool) -> (Report, Vec<InputError>) {
     let paths: Vec<PathBuf> = paths.iter().map(|p| p.to_path_buf()).collect();
-    crate::verify::verify_paths(&paths, target).unwrap_or_else(|err| panic!("unexpected input error: {err}"))
+    let report = crate::verify::verify_paths(&paths, target, crate::verify::Options { allow_empty });
+    let errors = report.input_errors.clone();
+    (report, errors)
+}
+
+/// The one input error reading `path` gives.
+pub fn input_error(path: &Path, target: &Target) -> InputError {
+    let (report, mut errors) = verify_all(&[path], target, false);
+    assert_eq!(errors.len(), 1, "expected one input error, got {errors:#?} and:\n{}", report.render_table());
+    errors.remove(0)
+}
+
+/// The checks of the report's findings, as their JSON names.
+pub fn checks(report: &Report) -> Vec<&'static str> {
+    report.findings.iter().map(|f| f.check.as_str()).collect()
+}
+
+/// Run a tool and return its stdout; a failure names the tool and its stderr.
+pub fn tool_output(program: &str, args: &[&str]) -> String {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|err| panic!("{program} cannot run ({err}); install the toolchain: {APT}"));
+    assert!(out.status.success(), "{program} {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// The single finding of the report, whatever it is; fails listing all otherwise.

@@ -188,3 +188,44 @@ fn arm_attributes_corrupted() {
     assert_eq!((f.check, f.offset), (Check::Malformed, Some(off as u64)));
     assert!(f.found.starts_with(".ARM.attributes"), "{}", f.found);
 }
+
+#[test]
+fn program_header_offset_past_the_end_is_a_corrupt_header() {
+    let fx = Fx::new();
+    for (name, bytes, field, t) in [
+        ("elf32", std::fs::read(fx.armhf_dyn()).unwrap(), 28usize, target("armv7l")),
+        ("elf64", std::fs::read(fx.arm64_dyn()).unwrap(), 32, target("arm64")),
+    ] {
+        let len = bytes.len();
+        let bad = len as u64 + 4096;
+        let mut b = bytes.clone();
+        if field == 28 {
+            b[28..32].copy_from_slice(&(bad as u32).to_le_bytes());
+        } else {
+            b[32..40].copy_from_slice(&bad.to_le_bytes());
+        }
+        let path = fx.write(&format!("phoff-{name}"), &b);
+        // readelf reads the same field; the file keeps its full length.
+        let header = tool_output("readelf", &["-h", path.to_str().unwrap()]);
+        assert!(header.contains(&format!("Start of program headers:          {bad} (bytes into file)")), "{header}");
+        assert_eq!(std::fs::metadata(&path).unwrap().len() as usize, len);
+        let report = verify(&[&path], &t);
+        let f = only(&report);
+        assert_eq!((f.check, f.offset), (Check::Malformed, Some(field as u64)), "{name}: {}", f.found);
+        assert!(
+            f.found.starts_with(&format!("e_phoff is {bad}, past the end of the file ({len} bytes)")),
+            "{}",
+            f.found
+        );
+        assert!(f.fix.contains("corrupt") && !f.fix.contains("cut"), "{}", f.fix);
+    }
+    // e_phnum too large, the rest of the file whole: the header again, not a cut.
+    let mut b = std::fs::read(fx.armhf_dyn()).unwrap();
+    b[44..46].copy_from_slice(&0xfff0u16.to_le_bytes());
+    let f = only(&check_copy(&fx, "phnum", &b, &target("armv7l"))).clone();
+    assert_eq!((f.check, f.offset), (Check::Malformed, Some(44)), "{}", f.found);
+    // A file really shorter than its program header table is still a cut file.
+    let good = std::fs::read(fx.armhf_dyn()).unwrap();
+    let f = only(&check_copy(&fx, "cut100", &good[..100], &target("armv7l"))).clone();
+    assert_eq!(f.check, Check::Truncated);
+}

@@ -158,10 +158,7 @@ fn handmade_uncompressed_and_lzma_members() {
 // ------------------------------------------------------------ input errors
 
 fn input_error(path: &Path) -> crate::verify::InputError {
-    match crate::verify::verify_paths(&[path.to_path_buf()], &target("armv7l")) {
-        Err(err) => err,
-        Ok(report) => panic!("expected an input error, got:\n{}", report.render_table()),
-    }
+    super::common::input_error(path, &target("armv7l"))
 }
 
 #[test]
@@ -280,4 +277,87 @@ fn dpkg_deb_lists_the_fixture() {
     let fx = Fx::new();
     let deb = dpkg_build(&fx, &wrong_arch_tree(&fx), "xz");
     run_tool("dpkg-deb", &["--contents", deb.to_str().unwrap()]);
+}
+
+#[test]
+fn deb_links_are_resolved_from_the_install_root() {
+    use std::os::unix::fs::symlink;
+    let fx = Fx::new();
+    let lib = "usr/lib/arm-linux-gnueabihf";
+    let root = deb_tree(
+        &fx,
+        "linkpkg",
+        "armhf",
+        &[
+            (format!("{lib}/libfoo.so.1").as_str(), std::fs::read(fx.armhf_so()).unwrap(), 0o644),
+            ("usr/share/kt-test/notes.txt", b"notes\n".to_vec(), 0o644),
+        ],
+    );
+    // Out of the package: from usr/share/kt-test, four `..` climb above `/`.
+    symlink("../../../../etc/shadow", root.join("usr/share/kt-test/shadow")).unwrap();
+    // What Debian's own packages do: a relative link inside, an absolute one across
+    // top-level folders, and a -dev link to a file another package ships.
+    symlink("libfoo.so.1", root.join(lib).join("libfoo.so")).unwrap();
+    std::fs::create_dir_all(root.join("lib")).unwrap();
+    symlink(format!("/{lib}/libfoo.so.1"), root.join("lib/libfoo.so.1")).unwrap();
+    symlink("libbar.so.1", root.join(lib).join("libbar.so")).unwrap();
+    let deb = dpkg_build(&fx, &root, "xz");
+    let listing = tool_output("dpkg-deb", &["--contents", deb.to_str().unwrap()]);
+    assert!(listing.contains("./usr/share/kt-test/shadow -> ../../../../etc/shadow"), "{listing}");
+
+    let report = verify(&[&deb], &target("armv7l"));
+    let f = only(&report);
+    assert_eq!(f.check.as_str(), "link");
+    assert_eq!(f.inner.as_deref(), Some("./usr/share/kt-test/shadow"));
+    assert_eq!(f.found, "./usr/share/kt-test/shadow -> ../../../../etc/shadow: `..` climbs above the root of the tree");
+    assert_eq!(report.files_checked, 2, "links are not files");
+}
+
+#[test]
+fn debian_text_files_named_like_libraries_pass() {
+    let fx = Fx::new();
+    // The shapes of bookworm's libstdc++6, libc-bin and libc6-dev files.
+    let gdb_py = b"# -*- python -*-\n# Copyright (C) 2009-2022 Free Software Foundation, Inc.\n\nimport sys\nimport gdb\nimport os\nimport os.path\n\npythondir = '/usr/share/gcc/python'\n".to_vec();
+    let ld_conf = b"include /etc/ld.so.conf.d/*.conf\n\n".to_vec();
+    let libc_so = b"/* GNU ld script\n   Use the shared library, but some functions are only in\n   the static library, so try that secondarily.  */\nOUTPUT_FORMAT(elf64-x86-64)\nGROUP ( /lib/x86_64-linux-gnu/libc.so.6 /usr/lib/x86_64-linux-gnu/libc_nonshared.a  AS_NEEDED ( /lib64/ld-linux-x86-64.so.2 ) )\n".to_vec();
+    let gdb_path = "usr/share/gdb/auto-load/usr/lib/x86_64-linux-gnu/libstdc++.so.6.0.30-gdb.py";
+    let files = [
+        (gdb_path, gdb_py, 0o644),
+        ("etc/ld.so.conf", ld_conf, 0o644),
+        ("usr/lib/x86_64-linux-gnu/libc.so", libc_so, 0o644),
+        ("usr/lib/x86_64-linux-gnu/libreal.so.1", std::fs::read(fx.x64_so()).unwrap(), 0o644),
+    ];
+    let root = deb_tree(&fx, "textlibs", "amd64", &files);
+    for path in [gdb_path, "etc/ld.so.conf", "usr/lib/x86_64-linux-gnu/libc.so"] {
+        let what = tool_output("file", &["-b", root.join(path).to_str().unwrap()]);
+        assert!(what.contains("ASCII text"), "{path}: {what}");
+    }
+    let deb = dpkg_build(&fx, &root, "xz");
+    let report = verify(&[&deb], &target("x64"));
+    assert_clean(&report);
+    assert_eq!(report.files_checked, 4);
+
+    // What stays a finding under a library name: a cut ELF, Mach-O, PE, other binary data.
+    let so = std::fs::read(fx.x64_so()).unwrap();
+    let bad = [
+        ("usr/lib/libcut.so.1", so[..so.len() / 2].to_vec(), 0o644),
+        ("usr/lib/libmac.so", macho_thin(CPU_X86_64), 0o644),
+        ("usr/lib/libwin.so", b"MZ\x90\x00\x03\x00\x00\x00\x04\x00\x00\x00\xff\xff\x00\x00".to_vec(), 0o644),
+        ("usr/lib/libdata.so.2", vec![0x99; 64], 0o644),
+    ];
+    let deb = dpkg_build(&fx, &deb_tree(&fx, "badlibs", "amd64", &bad), "xz");
+    let report = verify(&[&deb], &target("x64"));
+    let got: Vec<(&str, &str)> =
+        report.findings.iter().map(|f| (f.inner.as_deref().unwrap(), f.check.as_str())).collect();
+    assert_eq!(
+        got,
+        vec![
+            ("./usr/lib/libcut.so.1", "truncated"),
+            ("./usr/lib/libdata.so.2", "format"),
+            ("./usr/lib/libmac.so", "format"),
+            ("./usr/lib/libwin.so", "format"),
+        ],
+        "{}",
+        report.render_table()
+    );
 }

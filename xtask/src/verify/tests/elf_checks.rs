@@ -307,7 +307,7 @@ fn explicit_non_binaries_are_errors() {
 
 #[test]
 fn missing_path_is_an_input_error() {
-    let err = crate::verify::verify_paths(&["/nonexistent/verify-test".into()], &target("x64")).unwrap_err();
+    let err = input_error(std::path::Path::new("/nonexistent/verify-test"), &target("x64"));
     assert_eq!(err.kind, crate::verify::InputErrorKind::Io);
     assert_eq!(err.file, std::path::PathBuf::from("/nonexistent/verify-test"));
     assert!(err.to_string().starts_with("cannot read /nonexistent/verify-test: "), "{err}");
@@ -378,4 +378,23 @@ fn class_and_endianness_on_minimal_headers() {
     );
     let arm64class = fx.write("arm-elf64", &bare_header(true, false, 40));
     assert_finding(only(&verify(&[&arm64class], &t)), Check::Class, Severity::Error, "ELFCLASS32", "ELFCLASS64");
+}
+
+#[test]
+fn arm_object_without_floating_point_passes_both_float_abis() {
+    // The shape of glibc's crti.o / crtn.o in libc6-dev:armhf: EABI5, no float bit in
+    // e_flags, .ARM.attributes without Tag_ABI_FP_number_model or Tag_ABI_VFP_args.
+    let fx = Fx::new();
+    let asm = ".syntax unified\n.arch armv7-a\n.fpu vfpv3-d16\n.section .init,\"ax\",%progbits\n.global _init\n_init:\n push {r3, lr}\n";
+    let obj = fx.cc("arm-linux-gnueabihf-gcc", "crti.o", asm, "s", &["-c"]);
+    let attrs = tool_output("readelf", &["-A", obj.to_str().unwrap()]);
+    assert!(attrs.contains("Tag_FP_arch") && !attrs.contains("Tag_ABI_FP_number_model"), "{attrs}");
+    assert!(!attrs.contains("Tag_ABI_VFP_args"), "{attrs}");
+    assert!(tool_output("readelf", &["-h", obj.to_str().unwrap()]).contains("0x5000000, Version5 EABI"));
+    assert_clean(&verify(&[&obj], &target("armv7l")));
+    assert_clean(&verify(&[&obj], &target("armel")));
+    // Floating point used, the argument convention unsaid: the AEABI default (soft) applies.
+    let fp = fx.cc("arm-linux-gnueabihf-gcc", "fp.o", &format!("{asm}.eabi_attribute 23, 3\n"), "s", &["-c"]);
+    assert!(tool_output("readelf", &["-A", fp.to_str().unwrap()]).contains("Tag_ABI_FP_number_model: IEEE 754"));
+    assert_eq!(only(&verify(&[&fp], &target("armv7l"))).check, Check::FloatAbi);
 }

@@ -113,8 +113,7 @@ fn minifuzz_pyinstaller() {
     let pkg = bytes[p..p + l.len].to_vec();
     let hot_pkg = vec![l.toc_offset..l.cookie, l.cookie..l.len];
     fuzz("pyinstaller-pkg", &pkg, &hot_pkg, 8, |data| {
-        if let Ok(Some(archive)) =
-            crate::verify::pyinstaller::locate(data, crate::verify::pyinstaller::Location::Scan { from: 0 })
+        if let Ok(Some(archive)) = crate::verify::pyinstaller::locate(data, crate::verify::pyinstaller::Location::Scan)
         {
             for entry in &archive.entries {
                 let _ = archive.entry_data(data, entry);

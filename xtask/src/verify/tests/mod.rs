@@ -9,4 +9,5 @@ mod elf_checks;
 mod minifuzz;
 mod pyinstaller;
 mod report;
+mod tarball;
 mod walk;

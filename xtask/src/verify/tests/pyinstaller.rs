@@ -267,3 +267,38 @@ fn scan_skips_magic_that_is_not_a_cookie() {
     assert_clean(&report);
     assert!(report.archives.is_empty());
 }
+
+#[test]
+fn archive_outside_a_pydata_section_is_found() {
+    let fx = Fx::new();
+    let app = pyi_app(&fx);
+    let renamed = fx.path("pyapp-other");
+    run_tool("objcopy", &["--rename-section", "pydata=other", app.path.to_str().unwrap(), renamed.to_str().unwrap()]);
+    let sections = tool_output("readelf", &["-S", "-W", renamed.to_str().unwrap()]);
+    assert!(sections.contains(" other ") && !sections.contains("pydata"), "{sections}");
+    let report = verify(&[&renamed], &target("x64"));
+    let f = only(&report);
+    assert_eq!(f.check, Check::Machine);
+    assert_eq!(f.inner.as_deref(), Some("libforeign.so"));
+    assert_eq!(report.archives.len(), 1);
+    assert_eq!(report.archives[0].entries, 5);
+
+    // The same file inside a .deb.
+    let root = deb_tree(&fx, "other-pkg", "amd64", &[("usr/bin/kt-service", std::fs::read(&renamed).unwrap(), 0o755)]);
+    let report = verify(&[&dpkg_build(&fx, &root, "xz")], &target("x64"));
+    assert_eq!(only(&report).inner.as_deref(), Some("./usr/bin/kt-service -> libforeign.so"));
+
+    // A static-pie bootloader: ET_DYN without PT_INTERP, still an executable.
+    let boot = fx.cc("gcc", "boot-static-pie", HELLO_C, "c", &["-O2", "-static-pie"]);
+    let header = tool_output("readelf", &["-h", "-l", "-d", boot.to_str().unwrap()]);
+    assert!(header.contains("DYN (") && !header.contains("INTERP") && header.contains("PIE"), "{header}");
+    let (pkg, _) = build_package(&pyi_entries(&fx), 311, "libpython3.11.so.1.0");
+    let pkg_path = fx.write("pkg-static.bin", &pkg);
+    let out = fx.path("pyapp-static-pie");
+    run_tool(
+        "objcopy",
+        &["--add-section", &format!("other={}", pkg_path.display()), boot.to_str().unwrap(), out.to_str().unwrap()],
+    );
+    let report = verify(&[&out], &target("x64"));
+    assert_eq!(only(&report).inner.as_deref(), Some("libforeign.so"), "{}", report.render_table());
+}

@@ -72,3 +72,39 @@ fn targets_from_the_arch_enum_match_the_reference_table() {
         assert_eq!(from_enum, from_table, "{arch}");
     }
 }
+
+#[test]
+fn repeated_warnings_are_grouped() {
+    let fx = Fx::new();
+    let bin = std::fs::read(fx.x64_fake_glibc()).unwrap();
+    let dir = fx.path("tools");
+    for i in 0..12 {
+        let p = fx.write(&format!("tools/tool{i:02}"), &bin);
+        fx.set_exec(&p, true);
+    }
+    // readelf -V lists the two tags this tool only warns about, in every copy.
+    let versions = tool_output("readelf", &["-V", dir.join("tool00").to_str().unwrap()]);
+    assert!(versions.contains("GLIBC_PRIVATE") && versions.contains("GLIBC_WEIRD"), "{versions}");
+    let report = verify(&[&dir], &target("x64"));
+    assert_eq!((report.errors(), report.warnings()), (0, 24), "{}", report.render_table());
+
+    let table = report.render_table();
+    assert_eq!(table.lines().count(), 1 + 2, "one line per kind of warning:\n{table}");
+    let private = table.lines().find(|l| l.contains("GLIBC_PRIVATE")).unwrap();
+    assert!(private.starts_with("warning x12"), "{private}");
+    let examples: Vec<String> = (0..3).map(|i| dir.join(format!("tool{i:02}")).display().to_string()).collect();
+    assert!(private.contains(&format!("{} and 9 more", examples.join(", "))), "{private}");
+
+    let json: serde_json::Value = serde_json::from_str(&report.to_json().unwrap()).unwrap();
+    assert_eq!(json["findings"].as_array().unwrap().len(), 0, "{json}");
+    let groups = json["warnings"].as_array().unwrap();
+    assert_eq!(groups.len(), 2, "{json}");
+    for g in groups {
+        assert_eq!(g["check"], "glibc_tag");
+        assert_eq!(g["count"], 12);
+        assert_eq!(g["files"], 12);
+        let files: Vec<&str> = g["examples"].as_array().unwrap().iter().map(|e| e["file"].as_str().unwrap()).collect();
+        assert_eq!(files, examples.iter().map(String::as_str).collect::<Vec<_>>());
+    }
+    assert!(groups.iter().any(|g| g["found"].as_str().unwrap().starts_with("GLIBC_PRIVATE from libfake.so.1")));
+}

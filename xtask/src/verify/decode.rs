@@ -1,6 +1,7 @@
-//! Decompressors for control.tar.* / data.tar.*, chosen by member name, with
-//! memory bounded against what a header may ask for, and errors tagged so they
-//! can be told apart from tar errors after the tar crate has wrapped them.
+//! Decompressors for tar streams (a .deb's control.tar.* / data.tar.*, tarball
+//! inputs), chosen by the name's suffix, with memory bounded against what a header
+//! may ask for, and errors tagged so they can be told apart from tar errors after
+//! the tar crate has wrapped them.
 
 use std::io::{self, BufRead, BufReader, Read};
 
@@ -39,9 +40,14 @@ pub(super) enum DecoderError {
     Init(String),
 }
 
-/// The decoder for a member named `<stem>.tar<suffix>`.
-pub(super) fn decoder<'a, R: Read + 'a>(raw: R, name: &str) -> Result<Box<dyn Read + 'a>, DecoderError> {
-    let suffix = name.split_once(".tar").map(|(_, s)| s).unwrap_or("");
+/// The part of a member name `<stem>.tar<suffix>` that names its compression.
+pub(super) fn tar_suffix(name: &str) -> &str {
+    name.split_once(".tar").map(|(_, s)| s).unwrap_or("")
+}
+
+/// The decoder for data compressed as `suffix` (".gz", ".xz", ".lzma", ".zst", "" for
+/// none) says; `name` names the stream in errors.
+pub(super) fn decoder<'a, R: Read + 'a>(raw: R, suffix: &str, name: &str) -> Result<Box<dyn Read + 'a>, DecoderError> {
     Ok(match suffix {
         "" => Box::new(raw),
         ".gz" => Box::new(Tagged(flate2::read::MultiGzDecoder::new(raw))),

@@ -1,0 +1,160 @@
+//! Tar streams: the one reader behind a .deb's control and data members and plain
+//! tarball inputs (`.tar`, `.tar.gz`/`.tgz`, `.tar.xz`/`.txz`, `.tar.zst`/`.tzst`; dist
+//! writes the darwin app as a .tar.gz), decompressed and read in place, nothing
+//! extracted to disk.
+
+use std::cell::Cell;
+use std::fs::File;
+use std::io::{self, BufReader, Read};
+use std::path::Path;
+use std::rc::Rc;
+
+use super::decode::{DecoderError, decoder, is_decode_error};
+use super::links::Root;
+use super::members::Tree;
+use super::report::{InputError, InputErrorKind, Report};
+use super::target::Target;
+
+/// Tarball names and the compression suffix each implies.
+const TARBALL_NAMES: &[(&str, &str)] = &[
+    (".tar", ""),
+    (".tar.gz", ".gz"),
+    (".tgz", ".gz"),
+    (".tar.xz", ".xz"),
+    (".txz", ".xz"),
+    (".tar.zst", ".zst"),
+    (".tzst", ".zst"),
+];
+
+/// The compression suffix of a file named like a tarball, `None` for other names.
+pub fn codec_for_name(path: &Path) -> Option<&'static str> {
+    let name = path.file_name()?.to_str()?.to_ascii_lowercase();
+    TARBALL_NAMES.iter().find(|(ending, _)| name.ends_with(ending)).map(|&(_, codec)| codec)
+}
+
+/// Check every file of a tarball on disk, compressed as `codec` says.
+pub fn verify_tarball_file(path: &Path, codec: &str, target: &Target) -> Report {
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(err) => return Report::unreadable(InputError::io(path, &err)),
+    };
+    let pos = Rc::new(Cell::new(0));
+    let raw = Counting { inner: BufReader::with_capacity(1 << 16, file), pos: pos.clone() };
+    let source = Source { file: path, member: None, file_pos: pos };
+    // A tarball is a folder packed: its links must stay inside it, as a folder's must.
+    let mut tree = Tree::new(path, target, Root::Detached);
+    let read = read_tar(raw, codec, &source, &mut |entry, display| tree.visit(entry, display));
+    match read {
+        Ok(()) => tree.finish(),
+        Err(err) => {
+            let mut report = tree.partial();
+            report.input_errors.push(err);
+            report
+        }
+    }
+}
+
+/// Counts bytes read; shared so the position stays readable while a reader borrows the stream.
+pub(super) struct Counting<R> {
+    pub inner: R,
+    pub pos: Rc<Cell<u64>>,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.pos.set(self.pos.get() + n as u64);
+        Ok(n)
+    }
+}
+
+/// Where a tar stream comes from, for errors.
+pub(super) struct Source<'s> {
+    pub file: &'s Path,
+    /// The .deb member holding the stream; `None` for a tarball.
+    pub member: Option<&'s str>,
+    /// Bytes of the file read so far.
+    pub file_pos: Rc<Cell<u64>>,
+}
+
+/// Called for each tar entry with its path as text; io errors get file,
+/// member and offset added by `read_tar`.
+pub(super) type Visitor<'v> = dyn FnMut(&mut tar::Entry<'_, Box<dyn Read + '_>>, &str) -> io::Result<()> + 'v;
+
+/// Stream `raw` through the decompressor for `codec` and the tar reader, handing each
+/// entry to `visit`; then drain the decompressor so a corrupt or cut tail (checksums
+/// sit at the end) is noticed even after the tar's end marker.
+pub(super) fn read_tar<'r>(
+    raw: impl Read + 'r,
+    codec: &str,
+    source: &Source<'_>,
+    visit: &mut Visitor<'_>,
+) -> Result<(), InputError> {
+    let label = source.member.map_or_else(|| source.file.display().to_string(), str::to_string);
+    let decoded = Rc::new(Cell::new(0u64));
+    // Where the next tar header should start: the offset named when a header
+    // is bad (the tar crate has read past it by then).
+    let next_header = Cell::new(0u64);
+    let fail = |err: io::Error, entry: Option<&str>, tar_at: u64| classify(err, source, entry, tar_at);
+    let stream: Box<dyn Read + 'r> = Box::new(Counting {
+        inner: decoder(raw, codec, &label).map_err(|e| e.into_input_error(source))?,
+        pos: decoded.clone(),
+    });
+    let mut archive = tar::Archive::new(stream);
+    let entries = archive.entries().map_err(|err| fail(err, None, 0))?;
+    for entry in entries {
+        let mut entry = entry.map_err(|err| fail(err, None, next_header.get()))?;
+        let header_at = entry.raw_header_position();
+        let data_end = entry.size().div_ceil(512).saturating_mul(512);
+        next_header.set(entry.raw_file_position().saturating_add(data_end));
+        let display = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        visit(&mut entry, &display).map_err(|err| fail(err, Some(&display), header_at))?;
+    }
+    let mut stream = archive.into_inner();
+    io::copy(&mut stream, &mut io::sink()).map_err(|err| fail(err, None, decoded.get()))?;
+    Ok(())
+}
+
+impl DecoderError {
+    fn into_input_error(self, source: &Source<'_>) -> InputError {
+        let (kind, what) = match self {
+            DecoderError::Unsupported(what) => (InputErrorKind::UnsupportedCompression, what),
+            DecoderError::Init(what) => (InputErrorKind::Decompress, what),
+        };
+        let err = InputError::new(source.file, kind, what);
+        match source.member {
+            Some(member) => err.member(member),
+            None => err,
+        }
+    }
+}
+
+/// Decoder errors carry the file offset of the compressed data reached; tar
+/// errors `tar_at`, the offset of the tar header concerned in the decompressed stream.
+fn classify(err: io::Error, source: &Source<'_>, entry: Option<&str>, tar_at: u64) -> InputError {
+    let (prefix, where_) = match (source.member, entry) {
+        (Some(member), Some(entry)) => (format!("{member}: "), Some(format!("{member} -> {entry}"))),
+        (Some(member), None) => (format!("{member}: "), Some(member.to_string())),
+        (None, entry) => (String::new(), entry.map(str::to_string)),
+    };
+    let file_pos = source.file_pos.get();
+    let err = if is_decode_error(&err) {
+        InputError::new(
+            source.file,
+            InputErrorKind::Decompress,
+            format!("{prefix}compressed data is corrupt near file byte {file_pos}: {err}"),
+        )
+        .at(file_pos)
+    } else {
+        InputError::new(
+            source.file,
+            InputErrorKind::Tar,
+            format!("{prefix}tar stream unreadable at the header at byte {tar_at} of the decompressed data: {err}"),
+        )
+        .at(tar_at)
+    };
+    match where_ {
+        Some(at) => err.member(at),
+        None => err,
+    }
+}
