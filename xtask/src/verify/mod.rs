@@ -62,7 +62,8 @@ pub fn run(config: &crate::config::Config, args: &VerifyArgs) -> anyhow::Result<
         eprintln!("error: {err}");
     }
     if args.json {
-        println!("{}", report.to_json()?);
+        let doc: serde_json::Value = serde_json::from_str(&report.to_json()?)?;
+        crate::exit::print_json(doc, report.exit_code() == 0)?;
     } else {
         if !report.findings.is_empty() {
             print!("{}", report.render_table());

@@ -36,10 +36,9 @@ const LFS_POINTER: &[u8] = b"version https://git-lfs.github.com/spec/v1";
 pub enum Expect {
     /// Named on the command line: must be an object of the target's format.
     Binary,
-    /// Named like a library (`*.so`, `*.so.*`, `*.node`, `*.dylib`): an object of the
-    /// target's format, or text. Text is not a broken library: linker scripts
-    /// (`libc.so`), scripts (`libstdc++.so.6.0.30-gdb.py`) and configuration
-    /// (`/etc/ld.so.conf`) carry such names in Debian's own packages.
+    /// Named like a library (`*.so`, `*.so.1.2`, `*.node`, `*.dylib`): an object of the
+    /// target's format, or a GNU ld script (libc6-dev's `libc.so` is one). Names that only
+    /// contain `.so.` (`/etc/ld.so.conf`, `libstdc++.so.6.0.30-gdb.py`) are not library names.
     Library,
     /// Has an exec bit: must be runnable (an object, or a `#!` script).
     Executable,
@@ -60,10 +59,13 @@ impl Expect {
 
 /// The directory-walk rule: library names first, then exec bits.
 pub fn expectation(file_name: &str, mode: u32) -> Expect {
-    let library = file_name.ends_with(".so")
-        || file_name.contains(".so.")
-        || file_name.ends_with(".node")
-        || file_name.ends_with(".dylib");
+    // `libfoo.so` or `libfoo.so.6.0.30`: after `.so`, nothing or a version of digits and dots.
+    let shared_object = file_name.match_indices(".so").any(|(i, _)| {
+        let rest = &file_name[i + 3..];
+        rest.is_empty()
+            || (rest.starts_with('.') && rest.len() > 1 && rest.chars().all(|c| c.is_ascii_digit() || c == '.'))
+    });
+    let library = shared_object || file_name.ends_with(".node") || file_name.ends_with(".dylib");
     if library {
         Expect::Library
     } else if mode & 0o111 != 0 {
@@ -471,8 +473,8 @@ pub(crate) fn check_bytes(data: &[u8], origin: &Origin, expect: Expect, target: 
     if expect == Expect::Executable && data.starts_with(b"#!") {
         return; // an executable script runs anywhere its interpreter exists
     }
-    if expect == Expect::Library && (data.starts_with(b"#!") || is_text(data)) {
-        return; // a linker script, script or configuration file named like a library
+    if expect == Expect::Library && is_linker_script(data) {
+        return; // `libc.so` in libc6-dev: the linker reads it, the loader never sees it
     }
     origin.push(
         out,
@@ -483,7 +485,7 @@ pub(crate) fn check_bytes(data: &[u8], origin: &Origin, expect: Expect, target: 
             match expect {
                 Expect::Binary => "this path must be a binary for the target: check what the build step put here",
                 Expect::Library => {
-                    "a file named like a library that is neither a binary for the target nor text: \
+                    "a file named like a library that is neither a binary for the target nor a linker script: \
                      rebuild it or check what the build step put here"
                 }
                 _ => "an executable file that is not a binary for the target: drop the exec bit or replace the file",
@@ -573,6 +575,26 @@ fn describe_format(data: &[u8]) -> String {
     }
     let hex: Vec<String> = head.iter().take(4).map(|b| format!("{b:02x}")).collect();
     format!("data (starts with {})", hex.join(" "))
+}
+
+/// A GNU ld script, as `ld` accepts in place of a library: text whose first command (after
+/// comments) is one of the script commands a `.so` script uses.
+pub(crate) fn is_linker_script(data: &[u8]) -> bool {
+    if !is_text(data) {
+        return false;
+    }
+    let head = String::from_utf8_lossy(&data[..data.len().min(SNIFF_LEN)]).into_owned();
+    let mut rest = head.as_str();
+    loop {
+        rest = rest.trim_start();
+        match rest.strip_prefix("/*").and_then(|r| r.split_once("*/")) {
+            Some((_, after)) => rest = after,
+            None => break,
+        }
+    }
+    ["GROUP", "INPUT", "OUTPUT_FORMAT", "SEARCH_DIR", "OUTPUT_ARCH", "AS_NEEDED"]
+        .iter()
+        .any(|cmd| rest.strip_prefix(cmd).is_some_and(|r| r.trim_start().starts_with('(')))
 }
 
 /// UTF-8 without control characters other than whitespace, judged on the first

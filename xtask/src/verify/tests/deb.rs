@@ -344,6 +344,8 @@ fn debian_text_files_named_like_libraries_pass() {
         ("usr/lib/libmac.so", macho_thin(CPU_X86_64), 0o644),
         ("usr/lib/libwin.so", b"MZ\x90\x00\x03\x00\x00\x00\x04\x00\x00\x00\xff\xff\x00\x00".to_vec(), 0o644),
         ("usr/lib/libdata.so.2", vec![0x99; 64], 0o644),
+        // A download that fetched an error page: text, but no linker script.
+        ("usr/lib/libpage.so.3", b"<html><body>404 Not Found</body></html>\n".to_vec(), 0o644),
     ];
     let deb = dpkg_build(&fx, &deb_tree(&fx, "badlibs", "amd64", &bad), "xz");
     let report = verify(&[&deb], &target("x64"));
@@ -355,6 +357,7 @@ fn debian_text_files_named_like_libraries_pass() {
             ("./usr/lib/libcut.so.1", "truncated"),
             ("./usr/lib/libdata.so.2", "format"),
             ("./usr/lib/libmac.so", "format"),
+            ("./usr/lib/libpage.so.3", "format"),
             ("./usr/lib/libwin.so", "format"),
         ],
         "{}",
