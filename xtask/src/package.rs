@@ -53,7 +53,9 @@ pub fn archive_step(config: &Config, arch: Arch, app: &Path, epoch: u64) -> Step
     s.inputs.push(bundle.clone());
     s.values.insert("SOURCE_DATE_EPOCH".into(), epoch.to_string());
     s.outputs.push(out.clone());
-    s.actions.push(Action::WriteTarGz { src: bundle, out, epoch });
+    s.actions.push(Action::WriteTarGz { src: bundle, out: out.clone(), epoch });
+    // Read back as verify reads any archive: every Mach-O inside is for the target.
+    s.actions.push(Action::Verify { paths: vec![out], arch, glibc: None });
     s
 }
 
