@@ -98,7 +98,13 @@ pub fn run(root: &Path, args: &TestArgs) -> Result<()> {
     // The venv serves pytest and the native-build test in the Rust suite.
     let mut steps = Vec::new();
     if wants(Suite::Python) || wants(Suite::Rust) {
-        steps.push(services::venv_step(&config, &layout, &tools));
+        let mut venv = services::venv_step(&config, &layout, &tools);
+        // The interpreter must create venvs with pip (Debian keeps ensurepip in python3-venv).
+        venv.actions.insert(
+            0,
+            Action::Prerequisites { needs: vec![Prereq::python_venv(&config.dist.python.interpreter)] },
+        );
+        steps.push(venv);
     }
     if wants(Suite::Python) {
         let mut s = Step::new("pytest", "Python service tests (pytest)", StepKind::Preflight);
