@@ -11,12 +11,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
-use crate::{
-    arch::{Arch, Os},
-    config::Config,
-    fingerprint::hash_file,
-    fsx,
-};
+use crate::layout::AppLayout;
+use crate::{arch::Arch, config::Config, fingerprint::hash_file, fsx};
 
 #[derive(clap::Args)]
 pub struct AfterpackArgs {
@@ -58,32 +54,6 @@ impl AfterpackArgs {
             }),
             Err(_) => self.arch.parse::<Arch>().map_err(Into::into),
         }
-    }
-}
-
-/// Where an unpacked app keeps its executable and its resources.
-pub struct AppLayout {
-    pub executable: PathBuf,
-    pub resources: PathBuf,
-}
-
-impl AppLayout {
-    pub fn new(config: &Config, arch: Arch, app: &Path) -> AppLayout {
-        let product = &config.dist.product;
-        match arch.os() {
-            Os::Linux => AppLayout { executable: app.join(&product.name), resources: app.join("resources") },
-            Os::Darwin => {
-                let bundle = app.join(format!("{}.app", product.product_name));
-                AppLayout {
-                    executable: bundle.join("Contents/MacOS").join(&product.product_name),
-                    resources: bundle.join("Contents/Resources"),
-                }
-            }
-        }
-    }
-
-    pub fn services(&self) -> PathBuf {
-        self.resources.join("python-service")
     }
 }
 

@@ -16,8 +16,9 @@ use crate::{
     arch::Arch,
     config::Suite,
     engine::Engine,
-    plan::{Action, Command, Probe, Step, StepKind},
+    plan::{Action, Probe, Step, StepKind},
     prereq::Prereq,
+    process::Command,
 };
 
 /// What a services build needs from the OS: Python with venv and its shared libpython
@@ -34,22 +35,6 @@ const LABEL: &str = "com.kitchntabs.rootfs";
 
 pub fn tag(arch: Arch, suite: Suite) -> String {
     format!("kitchntabs-build-base:{}-{arch}", suite.name())
-}
-
-/// `KT_CACHE_DIR`, else the system cache `/var/cache/kitchntabs` for root (debootstrap needs
-/// root anyway, and CI runs as root), else the user's XDG cache.
-pub fn cache_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("KT_CACHE_DIR").filter(|d| !d.is_empty()) {
-        return PathBuf::from(d);
-    }
-    if crate::fsx::is_root() {
-        return PathBuf::from("/var/cache/kitchntabs");
-    }
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .filter(|d| !d.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into())).join(".cache"));
-    base.join("kitchntabs")
 }
 
 /// The rootfs step and the image step for `arch` on `suite`, and the rootfs fingerprint the
@@ -177,7 +162,7 @@ pub struct BaseImageArgs {
 
 pub fn run(config: &crate::config::Config, args: &BaseImageArgs) -> Result<()> {
     use crate::plan::{Force, Plan, RunOptions};
-    let tools = crate::services::Tools::probe(config);
+    let tools = crate::host::Host::probe(config);
     // A base image is built for a container engine even where the target is native.
     let choice = match args.engine {
         Some(crate::config::EngineChoice::Native) | Some(crate::config::EngineChoice::Auto) | None => {

@@ -448,7 +448,7 @@ fn cross(config: &Config, arch: Arch, runs: usize) -> Result<Vec<Row>> {
     // The peer: the same plan, its generated Dockerfile swapped for the sequential one.
     let peer_all = {
         let scratch = Config::load(&repo)?;
-        let tools = crate::services::Tools::probe(&scratch);
+        let tools = crate::host::Host::probe(&scratch);
         let req = crate::dist::Request { arch, env: "prod".into(), engine: None, services: Vec::new(), package: false };
         let mut plan = crate::dist::plan(&scratch, &req, Arch::host(), &tools)?;
         let fixed = std::fs::read_to_string(repo.join(&scratch.dist.docker.dockerfile))?;

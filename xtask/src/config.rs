@@ -400,6 +400,8 @@ pub struct Config {
     pub dist: DistConfig,
     /// From `product.version_from`.
     pub version: String,
+    /// electron-app/package.json, read once.
+    pub app: crate::package_json::AppManifest,
 }
 
 /// The checkout a command acts on when no `--root` is given: the nearest folder at or above
@@ -433,9 +435,10 @@ impl Config {
     /// Parse and check `text` as the dist.yaml of `root`.
     pub fn parse(root: &Path, text: &str) -> Result<Config> {
         let dist: DistConfig = serde_yaml::from_str(text).map_err(|e| located(text, e))?;
-        let version = read_version(root, &dist.product.version_from)
+        let version = crate::package_json::version(&root.join(&dist.product.version_from))
             .map_err(|e| anyhow::anyhow!("{}: product.version_from: {e:#}", at(text, &dist.product.version_from)))?;
-        let config = Config { root: root.to_path_buf(), dist, version };
+        let app = crate::package_json::AppManifest::read(root)?;
+        let config = Config { root: root.to_path_buf(), dist, version, app };
         config.check_paths(text)?;
         Ok(config)
     }
@@ -576,21 +579,6 @@ impl Config {
         }
         if missing.is_empty() { Ok(()) } else { bail!("{}", missing.join("\n")) }
     }
-}
-
-fn read_version(root: &Path, rel: &Path) -> Result<String> {
-    let path = root.join(rel);
-    let json = crate::electron::read_package_json(&path)?;
-    let version = json
-        .get("version")
-        .and_then(|v| v.as_str())
-        .with_context(|| format!("{} has no string field \"version\"; add \"version\": \"1.0.0\"", path.display()))?;
-    let valid = version.split('.').count() == 3
-        && version.split(['.', '-', '+']).take(3).all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
-    if !valid {
-        bail!("{}: version `{version}` is not MAJOR.MINOR.PATCH", path.display());
-    }
-    Ok(version.to_string())
 }
 
 #[cfg(test)]
@@ -908,10 +896,10 @@ mod tests {
     fn version_must_be_semver_like() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("package.json"), r#"{"version": "1.0"}"#).unwrap();
-        let err = format!("{:#}", read_version(dir.path(), Path::new("package.json")).unwrap_err());
+        let err = format!("{:#}", crate::package_json::version(&dir.path().join("package.json")).unwrap_err());
         assert!(err.contains("version `1.0` is not MAJOR.MINOR.PATCH"), "{err}");
         std::fs::write(dir.path().join("package.json"), r#"{"name": "x"}"#).unwrap();
-        let err = format!("{:#}", read_version(dir.path(), Path::new("package.json")).unwrap_err());
+        let err = format!("{:#}", crate::package_json::version(&dir.path().join("package.json")).unwrap_err());
         assert!(err.contains("has no string field \"version\""), "{err}");
     }
 }

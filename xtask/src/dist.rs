@@ -8,12 +8,13 @@ use crate::{
     config::{Base, Config, EngineChoice},
     electron,
     engine::{Engine, NoEngine, Route},
+    host::Host,
+    layout::Layout,
     lock::TreeLock,
     package,
     plan::{self, Action, Force, Plan, RunOptions, Step, StepKind},
     prereq::Prereq,
-    release_manifest,
-    services::{self, Layout, Tools},
+    release_manifest, services,
 };
 
 /// What to build, already typed: the command line is turned into this at once.
@@ -44,7 +45,7 @@ pub fn engine_for(
     arch: Arch,
     host: Option<Arch>,
     choice: Option<EngineChoice>,
-    tools: &Tools,
+    tools: &Host,
 ) -> Result<Engine> {
     let target = config.target(arch)?;
     let route = Route { context: target.context.clone(), docker_host: target.docker_host.clone() };
@@ -61,7 +62,7 @@ fn planned_engine(
     arch: Arch,
     host: Option<Arch>,
     choice: Option<EngineChoice>,
-    tools: &Tools,
+    tools: &Host,
 ) -> Result<(Engine, Option<String>)> {
     match engine_for(config, arch, host, choice, tools) {
         Ok(e) => Ok((e, None)),
@@ -76,7 +77,7 @@ fn planned_engine(
 }
 
 /// Compute the whole plan before anything runs.
-pub fn plan(config: &Config, req: &Request, host: Option<Arch>, tools: &Tools) -> Result<Plan> {
+pub fn plan(config: &Config, req: &Request, host: Option<Arch>, tools: &Host) -> Result<Plan> {
     let (engine, no_engine) = planned_engine(config, req.arch, host, req.engine, tools)?;
     config.env_file(&req.env)?;
     let services = selected_services(config, &req.services)?;
@@ -170,7 +171,7 @@ fn package_steps(
     config: &Config,
     arch: Arch,
     layout: &Layout,
-    tools: &Tools,
+    tools: &Host,
     steps: &mut Vec<Step>,
     service_steps: Vec<String>,
 ) -> Result<()> {
@@ -181,20 +182,21 @@ fn package_steps(
         // A wrong-arch, wrong-version or missing electronDist fails here, not after the service builds.
         Some(dist) => {
             preflight.actions.push(Action::Verify { paths: vec![dist.join("electron")], arch, glibc: None });
-            let version = electron::pinned_version(&config.root)?;
+            let version = config.app.electron()?.to_string();
             preflight.actions.push(Action::RequireElectronVersion { dist: dist.clone(), version });
         }
-        None => preflight
-            .actions
-            .push(Action::RequireElectron { zip: electron::electron_zip(&config.root, arch, &electron::process_env)? }),
+        None => preflight.actions.push(Action::RequireElectron {
+            zip: electron::electron_zip(config.app.electron()?, arch, &electron::process_env)?,
+            version: config.app.electron()?.to_string(),
+        }),
     }
-    steps.push(electron::node_modules_step(&config.root, tools.node.as_deref())?);
+    steps.push(electron::node_modules_step(config, tools.node.as_deref())?);
     steps.push(electron::builder_step(config, arch, electron_dist.as_deref(), tools.node.as_deref()));
     let mut afterpack = electron::afterpack_step(config, arch, &layout.dist);
     afterpack.after.extend(service_steps);
     steps.push(afterpack);
     let epoch = tools.source_date_epoch.clone().map_err(anyhow::Error::msg)?;
-    let app = electron::unpacked(&config.root, arch);
+    let app = crate::layout::unpacked(&config.root, arch);
     // Linux ships a .deb, macOS the app bundle as a tarball.
     let artifact = if arch.debian_arch().is_some() {
         package::deb_step(config, arch, &app, epoch)?
@@ -221,7 +223,7 @@ fn selected_services(config: &Config, wanted: &[String]) -> Result<Vec<String>> 
 }
 
 pub fn run(config: &Config, req: &Request, mode: &Mode, what: &str) -> Result<()> {
-    let tools = Tools::probe(config);
+    let tools = Host::probe(config);
     let plan = plan(config, req, Arch::host(), &tools)?;
     plan.resolve_force(&mode.force)?;
     if mode.dry_run {
@@ -245,15 +247,15 @@ mod tests {
     use std::path::{Path, PathBuf};
 
     use super::*;
-    use crate::services::CA_BUNDLE;
+    use crate::host::CA_BUNDLE;
 
     fn repo_root() -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
     }
 
     /// Fixed host facts, so a snapshot says the same on every machine.
-    fn tools() -> Tools {
-        Tools {
+    fn tools() -> Host {
+        Host {
             python: Some("Python 3.11.7".into()),
             ca_bundle: Some(CA_BUNDLE.into()),
             venv: None,

@@ -15,8 +15,8 @@ use crate::{
     arch::Arch,
     config::{Base, Config},
     engine::Engine,
-    plan::Command,
-    services::Tools,
+    host::Host,
+    process::Command,
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -388,7 +388,7 @@ fn container_runs(root: &Path, arch: Arch, engine: &Engine, image: &str, prefix:
 
 /// Host tools and the CA bundle: the checks that do not depend on an arch. Each tool is
 /// probed by running it, as dist's preflight does.
-fn host_checks(config: &Config, tools: &Tools) -> Vec<Finding> {
+fn host_checks(config: &Config, tools: &Host) -> Vec<Finding> {
     let mut out = Vec::new();
     let cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());
     // The client `auto` picks for container builds: not just the first `docker` on PATH.
@@ -435,7 +435,7 @@ fn host_checks(config: &Config, tools: &Tools) -> Vec<Finding> {
 
 /// Where `dist` would take Electron for `arch` from: the electronDist (its binary verified
 /// for the arch), electron-builder's cache, ELECTRON_MIRROR or github.com.
-fn electron_check(config: &Config, arch: Arch, tools: &Tools, env: crate::electron::Env) -> Finding {
+fn electron_check(config: &Config, arch: Arch, tools: &Host, env: crate::electron::Env) -> Finding {
     let check = format!("{arch}: electron");
     match crate::electron::electron_dist(config, arch, tools.electron_dist.as_deref()) {
         Some(dist) => {
@@ -451,7 +451,13 @@ fn electron_check(config: &Config, arch: Arch, tools: &Tools, env: crate::electr
             }
         }
         None => {
-            let zip = match crate::electron::electron_zip(&config.root, arch, env) {
+            let version = match config.app.electron() {
+                Ok(v) => v,
+                Err(e) => {
+                    return Finding::fail(check, format!("{e:#}"), "pin an exact Electron in electron-app/package.json");
+                }
+            };
+            let zip = match crate::electron::electron_zip(version, arch, env) {
                 Ok(z) => z,
                 Err(e) => {
                     return Finding::fail(
@@ -461,7 +467,7 @@ fn electron_check(config: &Config, arch: Arch, tools: &Tools, env: crate::electr
                     );
                 }
             };
-            match crate::electron::download(&config.root, &zip, env) {
+            match crate::electron::download(version, &zip, env) {
                 Ok(crate::electron::Download::Available(from)) => Finding::ok(check, format!("download {from}")),
                 Ok(crate::electron::Download::Unchecked(note)) => {
                     Finding::warn(check, note, "set KT_ELECTRON_DIST to build without a download")
@@ -586,7 +592,7 @@ pub struct DoctorArgs {
 
 /// Exit code 0 when every check passes, 1 when one fails.
 pub fn run(config: &Config, args: &DoctorArgs) -> Result<i32> {
-    let tools = Tools::probe(config);
+    let tools = Host::probe(config);
     let arches: Vec<Arch> = if args.arches.is_empty() {
         config
             .dist
@@ -612,7 +618,7 @@ pub fn run(config: &Config, args: &DoctorArgs) -> Result<i32> {
 /// only what dist then accepts.
 fn findings(
     config: &Config,
-    tools: &Tools,
+    tools: &Host,
     arches: &[Arch],
     args: &DoctorArgs,
     binfmt: &Binfmt,
@@ -754,8 +760,8 @@ mod tests {
     }
 
     /// Host facts fixed for a test: engines only from the fake clients on `path`.
-    fn tools(path: &[&str]) -> Tools {
-        let mut tools = Tools::probe(&config());
+    fn tools(path: &[&str]) -> Host {
+        let mut tools = Host::probe(&config());
         tools.path = crate::engine::tests::fake_path(path);
         tools.docker = None;
         tools.electron_dist = None;
@@ -828,14 +834,14 @@ mod tests {
         let tools = tools(&["buildkit"]);
         let f = electron_check(&config, Arch::Arm64, &tools, &no_env);
         // These machines reach no github.com: without a dist, cache or mirror, it fails.
-        if crate::electron::download(&config.root, "x.zip", &no_env).is_err() {
+        if crate::electron::download(config.app.electron().unwrap(), "x.zip", &no_env).is_err() {
             assert_eq!(f.status, Status::Fail, "{f:?}");
             assert!(f.fix.as_deref().unwrap().starts_with("point KT_ELECTRON_DIST"), "{f:?}");
         }
         // A file:// ELECTRON_MIRROR that holds the zip under v<version>/.
         let d = tempfile::tempdir().unwrap();
-        let zip = crate::electron::electron_zip(&config.root, Arch::Arm64, &no_env).unwrap();
-        let dir = d.path().join(format!("v{}", crate::electron::pinned_version(&config.root).unwrap()));
+        let zip = crate::electron::electron_zip(config.app.electron().unwrap(), Arch::Arm64, &no_env).unwrap();
+        let dir = d.path().join(format!("v{}", config.app.electron().unwrap()));
         std::fs::create_dir_all(&dir).unwrap();
         let mirror = format!("file://{}/", d.path().display());
         let env = |n: &str| match n {

@@ -5,24 +5,18 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
+use crate::layout::app_dir;
+use crate::layout::unpacked;
 use crate::{
     arch::Arch,
     config::Config,
-    plan::{Action, Command, Step, StepKind},
+    plan::{Action, Step, StepKind},
+    process::Command,
 };
 
 /// Set to an unpacked Electron for the target (electron-builder's `electronDist`; `{arch}`
 /// is replaced by the target's name); overrides dist.yaml `electron.dist`.
 pub const ELECTRON_DIST_ENV: &str = "KT_ELECTRON_DIST";
-
-pub fn app_dir(root: &Path) -> PathBuf {
-    root.join("electron-app")
-}
-
-/// electron-builder's output for `arch`: `electron-app/release/<unpacked dir>`.
-pub fn unpacked(root: &Path, arch: Arch) -> PathBuf {
-    app_dir(root).join("release").join(arch.unpacked_dir())
-}
 
 /// The unpacked Electron electron-builder packs from: KT_ELECTRON_DIST, else dist.yaml's
 /// `electron.dist` with `{arch}` filled in (relative to the repository root), else none
@@ -33,24 +27,6 @@ pub fn electron_dist(config: &Config, arch: Arch, env: Option<&str>) -> Option<P
         None => config.dist.electron.dist.as_deref()?,
     };
     Some(config.root.join(raw.replace("{arch}", arch.name())))
-}
-
-/// A `package.json` (the app's, or an installed module's), parsed; errors name the file.
-pub fn read_package_json(path: &Path) -> Result<serde_json::Value> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))
-}
-
-/// The Electron the app is built against: electron-app/package.json `devDependencies.electron`,
-/// an exact version.
-pub fn pinned_version(root: &Path) -> Result<String> {
-    let path = app_dir(root).join("package.json");
-    let manifest = read_package_json(&path)?;
-    manifest["devDependencies"]["electron"]
-        .as_str()
-        .filter(|v| !v.is_empty() && v.chars().all(|c| c.is_ascii_digit() || c == '.'))
-        .map(str::to_string)
-        .with_context(|| format!("{}: devDependencies.electron must pin an exact version", path.display()))
 }
 
 /// What an unpacked Electron says it is: its `version` file (`43.8.11`), which every Electron
@@ -94,11 +70,10 @@ pub fn process_env(name: &str) -> Option<String> {
 
 /// The Electron zip electron-builder downloads for `arch` when it has no electronDist
 /// (`ELECTRON_CUSTOM_FILENAME` replaces the name, as @electron/get does).
-pub fn electron_zip(root: &Path, arch: Arch, env: Env) -> Result<String> {
+pub fn electron_zip(version: &str, arch: Arch, env: Env) -> Result<String> {
     if let Some(name) = env_var(env, &["ELECTRON_CUSTOM_FILENAME", "npm_config_electron_custom_filename"]) {
         return Ok(name);
     }
-    let version = pinned_version(root)?;
     let (platform, arch) = match arch {
         Arch::Armv7l => ("linux", "armv7l"),
         Arch::Arm64 => ("linux", "arm64"),
@@ -167,7 +142,7 @@ fn url_host(url: &str) -> Option<(String, u16)> {
 /// Without an electronDist electron-builder downloads `zip` through @electron/get: from its
 /// cache, from ELECTRON_MIRROR (+ ELECTRON_CUSTOM_DIR, default `v<version>`), or from
 /// github.com, through a proxy when HTTPS_PROXY says so. Err: none of them can serve it.
-pub fn download(root: &Path, zip: &str, env: Env) -> Result<Download> {
+pub fn download(version: &str, zip: &str, env: Env) -> Result<Download> {
     let cache = electron_cache(env);
     if let Some(hit) = cached(&cache, zip) {
         return Ok(Download::Available(format!("cached at {}", hit.display())));
@@ -177,8 +152,8 @@ pub fn download(root: &Path, zip: &str, env: Env) -> Result<Download> {
     if let Some(mirror) = env_var(env, &["ELECTRON_MIRROR", "npm_config_electron_mirror", "NPM_CONFIG_ELECTRON_MIRROR"])
     {
         let dir = match env_var(env, &["ELECTRON_CUSTOM_DIR", "npm_config_electron_custom_dir"]) {
-            Some(d) => d.replace("{{ version }}", &pinned_version(root)?),
-            None => format!("v{}", pinned_version(root)?),
+            Some(d) => d.replace("{{ version }}", version),
+            None => format!("v{version}"),
         };
         let url = format!("{}/{dir}/{zip}", mirror.trim_end_matches('/'));
         if let Some(path) = url.strip_prefix("file://") {
@@ -219,12 +194,9 @@ pub fn download(root: &Path, zip: &str, env: Env) -> Result<Download> {
 /// changed; pnpm itself (the version `packageManager` pins) from npm when it is missing.
 /// Electron's binary download is skipped: electron-builder takes Electron from electronDist
 /// or its own cache, never from node_modules.
-pub fn node_modules_step(root: &Path, node: Option<&str>) -> Result<Step> {
-    let app = app_dir(root);
-    let manifest = read_package_json(&app.join("package.json"))?;
-    let pnpm = manifest["packageManager"].as_str().filter(|p| p.starts_with("pnpm@")).ok_or_else(|| {
-        anyhow::anyhow!("electron-app/package.json: packageManager must pin pnpm, e.g. \"pnpm@12.18.0\"")
-    })?;
+pub fn node_modules_step(config: &Config, node: Option<&str>) -> Result<Step> {
+    let app = app_dir(&config.root);
+    let pnpm = config.app.pnpm()?;
     let mut s = Step::new("node-modules", "install electron-app/node_modules (pnpm)", StepKind::NodeModules);
     s.inputs = ["package.json", "pnpm-lock.yaml", "pnpm-workspace.yaml"].iter().map(|f| app.join(f)).collect();
     s.values.insert("node".into(), node.unwrap_or("missing").into());
@@ -270,14 +242,14 @@ pub fn builder_step(config: &Config, arch: Arch, electron_dist: Option<&Path>, n
 
 /// The app's executable inside the unpacked dir (electron-builder's `executableName`).
 fn executable(config: &Config, arch: Arch) -> PathBuf {
-    crate::afterpack::AppLayout::new(config, arch, Path::new("")).executable
+    crate::layout::AppLayout::new(config, arch, Path::new("")).executable
 }
 
 /// afterpack in Rust: the unpacked app is for the target, the services go in 0755 with their
 /// manifest, then the whole app is verified against the target's glibc floor.
 pub fn afterpack_step(config: &Config, arch: Arch, services_dir: &Path) -> Step {
     let app = unpacked(&config.root, arch);
-    let layout = crate::afterpack::AppLayout::new(config, arch, &app);
+    let layout = crate::layout::AppLayout::new(config, arch, &app);
     let mut s = Step::new("afterpack", "inject the services into the app, verify the app", StepKind::Afterpack);
     s.after.push("electron-builder".into());
     s.inputs.push(layout.executable.clone());
@@ -295,7 +267,7 @@ pub fn afterpack_step(config: &Config, arch: Arch, services_dir: &Path) -> Step 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{dist, plan, services::Tools};
+    use crate::{dist, host::Host, plan};
 
     fn stand_in(dir: &Path, version: Option<&str>) -> PathBuf {
         let dist = dir.join("electron-x64");
@@ -339,7 +311,7 @@ mod tests {
         let config = Config::load(root).unwrap();
         let req =
             dist::Request { arch: Arch::X64, env: "prod".into(), engine: None, services: Vec::new(), package: true };
-        let tools = Tools::fixed(&electron_dist.to_string_lossy());
+        let tools = Host::fixed(&electron_dist.to_string_lossy());
         let mut p = dist::plan(&config, &req, Some(Arch::X64), &tools).unwrap();
         p.steps.truncate(1);
         let preflight = &mut p.steps[0];
@@ -385,12 +357,11 @@ mod tests {
 
     #[test]
     fn the_electron_zip_follows_the_pinned_version_and_the_arch() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
         let none = |_: &str| None;
-        assert_eq!(electron_zip(root, Arch::Armv7l, &none).unwrap(), "electron-v43.8.11-linux-armv7l.zip");
-        assert_eq!(electron_zip(root, Arch::DarwinArm64, &none).unwrap(), "electron-v43.8.11-darwin-arm64.zip");
+        assert_eq!(electron_zip("43.8.11", Arch::Armv7l, &none).unwrap(), "electron-v43.8.11-linux-armv7l.zip");
+        assert_eq!(electron_zip("43.8.11", Arch::DarwinArm64, &none).unwrap(), "electron-v43.8.11-darwin-arm64.zip");
         let custom = |n: &str| (n == "ELECTRON_CUSTOM_FILENAME").then(|| "my-electron.zip".to_string());
-        assert_eq!(electron_zip(root, Arch::X64, &custom).unwrap(), "my-electron.zip");
+        assert_eq!(electron_zip("43.8.11", Arch::X64, &custom).unwrap(), "my-electron.zip");
         let d = tempfile::tempdir().unwrap();
         let zip = "electron-v43.8.11-linux-x64.zip";
         assert!(cached(d.path(), zip).is_none());

@@ -12,7 +12,7 @@ use std::{
 use anyhow::{Result, bail};
 use serde::Serialize;
 
-use crate::{arch::Arch, config::EngineChoice, plan::Command};
+use crate::{arch::Arch, config::EngineChoice, process::Command};
 
 /// In JSON, `engine` is the name dist.yaml's `engine:` and `--engine` give it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

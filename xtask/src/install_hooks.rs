@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
 
-use crate::{check::exec, plan::Command};
+use crate::process::{Command, exec};
 
 /// The hook. `KT_XTASK` runs an already-built xtask binary instead of `cargo xtask` (tests;
 /// machines that prebuild it); `--root` is the checkout being committed, whichever binary runs.

@@ -2,26 +2,18 @@
 //! [`deb::ElectronApp`] description → `release/<version>/<package>_<version>_<debarch>.deb`,
 //! then verified like every other artifact.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 
+use crate::layout::deb_name;
+use crate::layout::release_dir;
 use crate::{
     arch::Arch,
     config::{self, Config, Suite},
     deb,
     plan::{Action, Step, StepKind},
 };
-
-/// `release/<version>/`: where every artifact of a version is gathered.
-pub fn release_dir(config: &Config) -> PathBuf {
-    config.root.join("release").join(&config.version)
-}
-
-/// `kitchntabs_1.0.0_armhf.deb`, Debian's file name convention.
-pub fn deb_name(config: &Config, arch: Arch) -> Option<String> {
-    Some(format!("{}_{}_{}.deb", config.dist.product.name, config.version, arch.debian_arch()?))
-}
 
 pub fn deb_step(config: &Config, arch: Arch, app: &Path, epoch: u64) -> Result<Step> {
     let name = deb_name(config, arch).context("darwin targets have no .deb")?;
@@ -45,7 +37,7 @@ pub fn deb_step(config: &Config, arch: Arch, app: &Path, epoch: u64) -> Result<S
 /// darwin: the .app bundle as `release/<version>/<Product>-<version>-<arch>.tar.gz`.
 pub fn archive_step(config: &Config, arch: Arch, app: &Path, epoch: u64) -> Step {
     let product = &config.dist.product.product_name;
-    let name = format!("{product}-{}-{arch}.tar.gz", config.version);
+    let name = crate::layout::archive_name(config, arch);
     let out = release_dir(config).join(&name);
     let bundle = app.join(format!("{product}.app"));
     let mut s = Step::new("archive", format!("write {name}"), StepKind::Archive { file: name });

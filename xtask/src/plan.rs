@@ -8,7 +8,7 @@ use std::{
     collections::BTreeMap,
     fmt::Write as _,
     path::{Path, PathBuf},
-    time::{Duration, Instant},
+    time::Instant,
 };
 
 use anyhow::{Context, Result, bail};
@@ -19,87 +19,8 @@ use crate::{
     engine::Engine,
     fingerprint::{Fingerprint, Stamp},
     fsx,
+    process::Command,
 };
-
-/// An external command, exactly as it will run.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Command {
-    pub program: String,
-    pub args: Vec<String>,
-    /// Extra environment variables, on top of the xtask's own environment.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub env: Vec<(String, String)>,
-    pub cwd: PathBuf,
-}
-
-impl Command {
-    pub fn new(program: impl Into<String>, cwd: &Path) -> Command {
-        Command { program: program.into(), args: Vec::new(), env: Vec::new(), cwd: cwd.to_path_buf() }
-    }
-
-    pub fn arg(mut self, arg: impl AsRef<std::ffi::OsStr>) -> Command {
-        self.args.push(arg.as_ref().to_string_lossy().into_owned());
-        self
-    }
-
-    pub fn args<I: IntoIterator<Item = S>, S: AsRef<std::ffi::OsStr>>(mut self, args: I) -> Command {
-        for a in args {
-            self = self.arg(a);
-        }
-        self
-    }
-
-    pub fn env(mut self, key: &str, value: impl Into<String>) -> Command {
-        self.env.push((key.to_string(), value.into()));
-        self
-    }
-
-    /// The process to spawn: program, arguments, extra environment, working folder, no stdin.
-    pub fn to_std(&self) -> std::process::Command {
-        let mut cmd = std::process::Command::new(&self.program);
-        cmd.args(&self.args)
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .current_dir(&self.cwd)
-            .stdin(std::process::Stdio::null());
-        cmd
-    }
-
-    /// Run it quietly, no stdin: its trimmed stdout on success, else the first line of its
-    /// stderr. For probes and checks, whose output is the answer.
-    pub fn capture(&self) -> std::result::Result<String, String> {
-        let out = self.to_std().output().map_err(|e| format!("cannot run {}: {e}", self.program))?;
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-        } else {
-            let err = String::from_utf8_lossy(&out.stderr);
-            Err(err.lines().find(|l| !l.trim().is_empty()).unwrap_or("failed").trim().to_string())
-        }
-    }
-
-    /// The command as a POSIX shell line that does the same thing: `cd DIR && VAR=x prog 'arg'`.
-    pub fn shell_line(&self) -> String {
-        format!("cd {} && {}", quote(&self.cwd.to_string_lossy()), self.shell_line_here())
-    }
-
-    /// The same without the `cd`: for commands whose working folder does not matter.
-    pub fn shell_line_here(&self) -> String {
-        let q = quote;
-        let mut line = String::new();
-        for (k, v) in &self.env {
-            let _ = write!(line, "{k}={} ", q(v));
-        }
-        line.push_str(&q(&self.program));
-        for a in &self.args {
-            line.push(' ');
-            line.push_str(&q(a));
-        }
-        line
-    }
-}
-
-fn quote(s: &str) -> String {
-    shlex::try_quote(s).map(|c| c.into_owned()).unwrap_or_else(|_| format!("{s:?}"))
-}
 
 /// One thing a step does. External work is a `Run`; file moves are done in-process so they
 /// can be atomic, and are still shown in the plan.
@@ -190,6 +111,8 @@ pub enum Action {
     RequireElectron {
         /// The zip electron-builder wants, e.g. `electron-v43.8.11-linux-armv7l.zip`.
         zip: String,
+        /// The Electron version (a mirror's folder is named for it).
+        version: String,
     },
     /// The electronDist `dist` is the Electron the app pins: its `version` file says `version`.
     RequireElectronVersion {
@@ -278,7 +201,7 @@ impl Action {
                 out.display(),
                 app.display()
             ),
-            Action::RequireElectron { zip } => format!(
+            Action::RequireElectron { zip, .. } => format!(
                 "require {zip} in electron-builder's cache, or the ELECTRON_MIRROR or github.com host answering"
             ),
             Action::RequireElectronVersion { dist, version } => format!(
@@ -882,7 +805,7 @@ fn run_actions(plan: &Plan, step: &Step, opts: &RunOptions) -> Result<()> {
 
 fn run_action(root: &Path, action: &Action, title: &str, opts: &RunOptions) -> Result<()> {
     match action {
-        Action::Run(cmd) => run_command(cmd, title, opts.verbose),
+        Action::Run(cmd) => crate::process::run(cmd, title, opts.verbose),
         Action::Clean { path } => fsx::remove_all(path),
         Action::WriteFile { path, contents } => fsx::write_atomic(path, contents.as_bytes()),
         Action::CopyFile { from, to } => {
@@ -911,7 +834,7 @@ fn run_action(root: &Path, action: &Action, title: &str, opts: &RunOptions) -> R
         }
         Action::Fail { reason } => bail!("{reason}"),
         Action::Prerequisites { needs } => {
-            crate::prereq::ensure(needs, &|cmd, title| run_command(cmd, title, opts.verbose))
+            crate::prereq::ensure(needs, &|cmd, title| crate::process::run(cmd, title, opts.verbose))
         }
         Action::Verify { paths, arch, glibc } => crate::verify::check_release(paths, *arch, *glibc),
         Action::StartDockerd { log } => crate::doctor::ensure_dockerd(log),
@@ -930,7 +853,7 @@ fn run_action(root: &Path, action: &Action, title: &str, opts: &RunOptions) -> R
                 Err(e) => format!("`{tool}` does not run ({e})"),
             };
             let npm = Command::new("npm", Path::new("/")).args(["install", "-g", package]);
-            run_command(&npm, &format!("npm install -g {package}"), opts.verbose)
+            crate::process::run(&npm, &format!("npm install -g {package}"), opts.verbose)
                 .with_context(|| format!("{what} and `npm install -g {package}` failed"))?;
             match Command::new(tool.clone(), Path::new("/")).arg("--version").capture() {
                 Ok(v) if wanted.is_none_or(|w| v == w) => Ok(()),
@@ -956,13 +879,15 @@ fn run_action(root: &Path, action: &Action, title: &str, opts: &RunOptions) -> R
         Action::SmokeTest { rootfs, deb, scratch, package, services } => {
             crate::smoke_test::check(rootfs, deb, scratch, package, services)
         }
-        Action::RequireElectron { zip } => match crate::electron::download(root, zip, &crate::electron::process_env)? {
-            crate::electron::Download::Available(_) => Ok(()),
-            crate::electron::Download::Unchecked(note) => {
-                eprintln!("    note: {note}");
-                Ok(())
+        Action::RequireElectron { zip, version } => {
+            match crate::electron::download(version, zip, &crate::electron::process_env)? {
+                crate::electron::Download::Available(_) => Ok(()),
+                crate::electron::Download::Unchecked(note) => {
+                    eprintln!("    note: {note}");
+                    Ok(())
+                }
             }
-        },
+        }
         Action::RequireElectronVersion { dist, version } => crate::electron::require_dist_version(dist, version),
         Action::WriteTarGz { src, out, epoch } => {
             if let Some(dir) = out.parent() {
@@ -1011,58 +936,9 @@ fn set_executable(_: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Run through xshell (no shell, no quoting bugs). Output is captured and shown only when the
-/// command fails, so a green run stays readable; `--verbose` streams it instead.
-fn run_command(cmd: &Command, title: &str, verbose: bool) -> Result<()> {
-    let sh = xshell::Shell::new()?;
-    sh.change_dir(&cmd.cwd);
-    let mut c = sh.cmd(&cmd.program).args(&cmd.args).quiet();
-    for (k, v) in &cmd.env {
-        c = c.env(k, v);
-    }
-    if verbose {
-        return c.run().with_context(|| format!("command failed: {}", cmd.shell_line()));
-    }
-    // One MultiProgress for the run: parallel steps each get a line instead of fighting over one.
-    static BARS: std::sync::OnceLock<indicatif::MultiProgress> = std::sync::OnceLock::new();
-    let spinner = BARS.get_or_init(indicatif::MultiProgress::new).add(indicatif::ProgressBar::new_spinner());
-    spinner.set_style(
-        indicatif::ProgressStyle::with_template("    {spinner} {msg} [{elapsed}]").expect("static template"),
-    );
-    spinner.set_message(format!("{title}: {}", cmd.program.rsplit('/').next().unwrap_or(&cmd.program)));
-    spinner.enable_steady_tick(Duration::from_millis(120));
-    let output = c.ignore_status().output();
-    spinner.finish_and_clear();
-    let output = output.with_context(|| format!("cannot start `{}`: is it installed?", cmd.program))?;
-    if output.status.success() {
-        return Ok(());
-    }
-    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    let lines: Vec<&str> = text.lines().collect();
-    let tail = &lines[lines.len().saturating_sub(80)..];
-    bail!(
-        "command failed ({}): {}\n--- last {} lines of its output ---\n{}",
-        output.status,
-        cmd.shell_line(),
-        tail.len(),
-        tail.join("\n")
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn shell_line_quotes_what_needs_it() {
-        let c = Command::new("python3", Path::new("/r/my dir"))
-            .args(["-m", "PyInstaller", "--add-data", "/a b/config.yaml:."])
-            .env("DOCKER_BUILDKIT", "1");
-        assert_eq!(
-            c.shell_line(),
-            "cd '/r/my dir' && DOCKER_BUILDKIT=1 python3 -m PyInstaller --add-data '/a b/config.yaml:.'"
-        );
-    }
 
     fn plan_in(root: &Path) -> Plan {
         let mut step = Step::new("hello", "write hello", StepKind::Preflight);
@@ -1270,7 +1146,7 @@ mod tests {
                     .outcome("hello")
             })
         };
-        std::thread::sleep(Duration::from_millis(300));
+        std::thread::sleep(std::time::Duration::from_millis(300));
         assert!(!waiting.is_finished(), "the step did not wait for the lock");
         std::fs::write(d.path().join("out.txt"), "v1").unwrap();
         Stamp::write(&plan.stamp_path(&plan.steps[0]), &plan.steps[0].fingerprint(d.path()).unwrap()).unwrap();

@@ -11,7 +11,7 @@ use std::{fmt::Write as _, path::Path};
 use anyhow::{Result, bail};
 use serde::Serialize;
 
-use crate::plan::Command;
+use crate::process::Command;
 
 /// One thing a suite or a build needs from the host.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

@@ -23,7 +23,7 @@ use serde::Serialize;
 use crate::{
     arch::Arch,
     config::Config,
-    plan::Command,
+    process::Command,
     release_manifest::{merge, write_merged},
 };
 
@@ -64,8 +64,8 @@ pub struct GitFacts {
     pub tag_commit: Option<String>,
 }
 
-fn git(root: &Path, args: &[&str]) -> Result<crate::check::Output> {
-    crate::check::exec(&Command::new("git", root).args(args))
+fn git(root: &Path, args: &[&str]) -> Result<crate::process::Output> {
+    crate::process::exec(&Command::new("git", root).args(args))
 }
 
 pub fn git_facts(root: &Path, tag: &str) -> Result<GitFacts> {
@@ -301,7 +301,7 @@ fn run_step(step: &ReleaseStep) -> Result<()> {
         }
         ReleaseStep::Sign { command, from, to } => {
             eprintln!("==> sign {}", to.display());
-            let out = crate::check::exec(command)?;
+            let out = crate::process::exec(command)?;
             if !out.success {
                 bail!(
                     "gpg could not sign: {}; import the key named by KT_GPG_KEY (`gpg --import`), or unset KT_GPG_KEY for an unsigned release",

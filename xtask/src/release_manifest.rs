@@ -12,6 +12,7 @@ use std::{
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
+use crate::layout::arch_manifest_name;
 use crate::{arch::Arch, config::Config, fingerprint::hash_file, fsx};
 
 pub const SUMS: &str = "SHA256SUMS";
@@ -71,35 +72,6 @@ pub struct Manifest {
     pub tools: BTreeMap<Arch, BTreeMap<String, String>>,
 }
 
-pub fn arch_manifest_name(arch: Arch) -> String {
-    format!("dist-manifest.{arch}.json")
-}
-
-/// The commit of `root` (`git rev-parse HEAD`) and whether the tree has uncommitted changes.
-pub fn git_state(root: &Path) -> Result<(String, bool)> {
-    let git = |args: &[&str]| crate::plan::Command::new("git", root).args(args).capture();
-    let commit = git(&["rev-parse", "HEAD"])
-        .map_err(|e| anyhow::anyhow!("{} is not a git checkout with a commit ({e}); commit first", root.display()))?;
-    let dirty = !git(&["status", "--porcelain", "--untracked-files=no"]).unwrap_or_default().is_empty();
-    Ok((commit, dirty))
-}
-
-/// SOURCE_DATE_EPOCH from the environment, else the time of the commit at `root`.
-pub fn source_date_epoch(root: &Path) -> Result<u64> {
-    if let Ok(v) = std::env::var("SOURCE_DATE_EPOCH") {
-        return v.trim().parse().with_context(|| {
-            format!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds; unset it to use the commit time")
-        });
-    }
-    let out = crate::plan::Command::new("git", root).args(["log", "-1", "--format=%ct"]).capture().map_err(|e| {
-        anyhow::anyhow!(
-            "cannot read the commit time of {} ({e}): commit first, or set SOURCE_DATE_EPOCH",
-            root.display()
-        )
-    })?;
-    out.parse().with_context(|| format!("`git log -1 --format=%ct` printed {out:?}"))
-}
-
 /// Everything `dist --arch` records for `arch` after writing `artifact`, packed from the
 /// Electron in `electron_dist` (else the one electron-builder downloaded).
 pub fn arch_manifest(
@@ -110,7 +82,7 @@ pub fn arch_manifest(
     epoch: u64,
     electron_dist: Option<&Path>,
 ) -> Result<ArchManifest> {
-    let (git_commit, git_dirty) = git_state(&config.root)?;
+    let (git_commit, git_dirty) = crate::host::git_state(&config.root)?;
     let file = artifact.file_name().context("artifact has no file name")?.to_string_lossy().into_owned();
     let artifacts = vec![Artifact { file, arch, size: size(artifact)?, sha256: hash_file(artifact)? }];
     let mut services = Vec::new();
@@ -146,9 +118,9 @@ fn size(path: &Path) -> Result<u64> {
 fn tool_versions(config: &Config, electron_dist: Option<&Path>) -> Result<BTreeMap<String, String>> {
     let mut tools = BTreeMap::new();
     tools.insert("xtask".into(), env!("CARGO_PKG_VERSION").into());
-    let modules = crate::electron::app_dir(&config.root).join("node_modules");
+    let modules = crate::layout::app_dir(&config.root).join("node_modules");
     let installed = |pkg: &str| {
-        crate::electron::read_package_json(&modules.join(pkg).join("package.json"))
+        crate::package_json::read(&modules.join(pkg).join("package.json"))
             .ok()
             .and_then(|j| j["version"].as_str().map(str::to_string))
     };
@@ -162,7 +134,7 @@ fn tool_versions(config: &Config, electron_dist: Option<&Path>) -> Result<BTreeM
         }
     }
     for tool in ["node", &config.dist.python.interpreter] {
-        if let Some(v) = crate::services::tool_version(tool) {
+        if let Some(v) = crate::host::tool_version(tool) {
             tools.insert(tool.to_string(), v);
         }
     }
@@ -304,7 +276,7 @@ pub fn step(
     electron_dist: Option<&Path>,
 ) -> crate::plan::Step {
     let artifact = &artifact_step.outputs[0];
-    let dir = crate::package::release_dir(config);
+    let dir = crate::layout::release_dir(config);
     let mut s = crate::plan::Step::new(
         "release",
         format!("record {arch} in {}", fsx::rel(&config.root, &dir).display()),
@@ -366,7 +338,7 @@ mod tests {
             services: Vec::new(),
             package: true,
         };
-        let tools = crate::services::Tools::fixed(&electron.to_string_lossy());
+        let tools = crate::host::Host::fixed(&electron.to_string_lossy());
         let mut plan = crate::dist::plan(&config, &req, Some(Arch::X64), &tools).unwrap();
         plan.steps.retain(|s| s.id == "release");
         let release = &mut plan.steps[0];

@@ -6,126 +6,22 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
+use crate::layout::Layout;
 use crate::{
     arch::Arch,
     config::Config,
     engine::{ContainerBuild, Engine},
-    plan::{Action, Command, Step, StepKind},
+    host::Host,
+    plan::{Action, Step, StepKind},
+    process::Command,
     service_stages::{self, Paths},
 };
-
-/// The host CA bundle that TLS to the package registries needs (a proxy CA here; the public
-/// roots elsewhere). Handed to container builds as a BuildKit secret.
-pub const CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
-
-/// Facts about the host's tools that the plan needs and a test can fix.
-#[derive(Clone, Debug)]
-pub struct Tools {
-    /// `python3 --version` of the configured interpreter, when found.
-    pub python: Option<String>,
-    /// The CA bundle to hand to container builds, when the host has one.
-    pub ca_bundle: Option<PathBuf>,
-    /// `KT_VENV`: use this venv instead of `python-service/.venv` (the tests share one).
-    pub venv: Option<PathBuf>,
-    /// `DOCKER`: the docker client to drive, over dist.yaml's `docker.executable`, because the
-    /// right one differs between machines (here /usr/bin/docker has BuildKit built in).
-    pub docker: Option<String>,
-    /// Where rootfs tarballs and other slow set-up are cached between runs and clones.
-    pub cache: PathBuf,
-    /// The PATH engines are detected on.
-    pub path: std::ffi::OsString,
-    /// `KT_ELECTRON_DIST`: an unpacked Electron for electron-builder, over dist.yaml's.
-    pub electron_dist: Option<String>,
-    /// SOURCE_DATE_EPOCH, else the commit time; why not, when neither is there.
-    pub source_date_epoch: std::result::Result<u64, String>,
-    /// `node --version`: electron-builder runs on it.
-    pub node: Option<String>,
-}
-
-impl Tools {
-    pub fn probe(config: &Config) -> Tools {
-        let python = tool_version(&config.dist.python.interpreter);
-        let ca = Path::new(CA_BUNDLE);
-        Tools {
-            python,
-            ca_bundle: ca.exists().then(|| ca.to_path_buf()),
-            venv: std::env::var_os("KT_VENV").filter(|v| !v.is_empty()).map(PathBuf::from),
-            docker: std::env::var("DOCKER").ok().filter(|d| !d.is_empty()),
-            cache: crate::base_image::cache_dir(),
-            path: std::env::var_os("PATH").unwrap_or_default(),
-            electron_dist: std::env::var(crate::electron::ELECTRON_DIST_ENV).ok().filter(|d| !d.is_empty()),
-            source_date_epoch: crate::release_manifest::source_date_epoch(&config.root).map_err(|e| format!("{e:#}")),
-            node: tool_version("node"),
-        }
-    }
-
-    /// Fixed host facts for tests, the same on every machine: Python 3.11, a docker client with
-    /// BuildKit built in, an electronDist per arch at `electron_dist`.
-    #[cfg(test)]
-    pub fn fixed(electron_dist: &str) -> Tools {
-        Tools {
-            python: Some("Python 3.11.7".into()),
-            ca_bundle: Some(CA_BUNDLE.into()),
-            venv: None,
-            docker: None,
-            cache: "/var/cache/kitchntabs".into(),
-            path: crate::engine::tests::fake_path(&["buildkit"]),
-            electron_dist: Some(electron_dist.into()),
-            source_date_epoch: Ok(1_767_323_045),
-            node: Some("v20.19.0".into()),
-        }
-    }
-}
-
-/// `TOOL --version`, when the tool runs: a fingerprint value for the tools a step calls.
-pub fn tool_version(tool: &str) -> Option<String> {
-    Command::new(tool, Path::new("/")).arg("--version").capture().ok()
-}
-
-/// Where a build for one arch and env reads and writes.
-pub struct Layout {
-    pub root: PathBuf,
-    pub arch: Arch,
-    pub venv: PathBuf,
-    /// `target/xtask/stage/<arch>-<env>`: config.yaml and build-info.json to bundle.
-    pub stage: PathBuf,
-    /// Finished binaries: `python-service/dist/<arch>/`.
-    pub dist: PathBuf,
-    /// Per-run scratch under `target/xtask/tmp/<arch>/`.
-    pub tmp: PathBuf,
-    /// PyInstaller's work and spec folders, kept between runs for its own caching.
-    pub work: PathBuf,
-}
-
-impl Layout {
-    pub fn new(config: &Config, arch: Arch, env: &str, tools: &Tools) -> Layout {
-        let root = config.root.clone();
-        let py = config.python_dir();
-        Layout {
-            venv: tools.venv.clone().unwrap_or_else(|| py.join(".venv")),
-            stage: root.join("target/xtask/stage").join(format!("{arch}-{env}")),
-            dist: py.join("dist").join(arch.name()),
-            tmp: root.join("target/xtask/tmp").join(arch.name()),
-            work: root.join("target/xtask/pyinstaller").join(arch.name()),
-            arch,
-            root,
-        }
-    }
-
-    pub fn venv_python(&self) -> PathBuf {
-        self.venv.join("bin/python")
-    }
-
-    pub fn binary(&self, service: &str) -> PathBuf {
-        self.dist.join(service)
-    }
-}
 
 /// `python3 -m venv` then `pip install -r ...`, only when the requirements or the interpreter
 /// changed. The venv is synced in place rather than rebuilt and renamed (venvs are not
 /// relocatable); an interrupted sync writes no stamp, so the next run syncs again.
 /// The runtime pins are the target's own when dist.yaml gives them (`targets.<arch>.requirements`).
-pub fn venv_step(config: &Config, layout: &Layout, tools: &Tools) -> Step {
+pub fn venv_step(config: &Config, layout: &Layout, tools: &Host) -> Step {
     let py = &config.dist.python;
     let dir = config.python_dir();
     let mut step =
@@ -189,7 +85,7 @@ pub fn native_service_step(
     arch: Arch,
     env: &str,
     service: &str,
-    tools: &Tools,
+    tools: &Host,
 ) -> Result<Step> {
     let svc = &config.dist.services[service];
     let dir = config.python_dir();
@@ -241,7 +137,7 @@ pub fn cross_build_step(
     arch: Arch,
     env: &str,
     engine: &Engine,
-    tools: &Tools,
+    tools: &Host,
     services: &[String],
 ) -> Result<Step> {
     let target = config.target(arch)?;

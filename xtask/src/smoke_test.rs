@@ -13,8 +13,9 @@ use anyhow::{Context, Result, bail};
 use crate::{
     arch::Arch,
     config::{Config, Suite},
-    plan::{self, Action, Command, Force, Plan, RunOptions, Step, StepKind},
-    services::Tools,
+    host::Host,
+    plan::{self, Action, Force, Plan, RunOptions, Step, StepKind},
+    process::Command,
 };
 
 #[derive(clap::Args)]
@@ -37,7 +38,7 @@ pub struct SmokeTestArgs {
 }
 
 pub fn run(config: &Config, args: &SmokeTestArgs, what: &str) -> Result<()> {
-    let tools = Tools::probe(config);
+    let tools = Host::probe(config);
     let plan = plan(config, args, &tools)?;
     if args.dry_run {
         print!("{}", plan.render(&Force::None)?);
@@ -58,13 +59,13 @@ fn package_names(depends: &[String]) -> Vec<String> {
         .collect()
 }
 
-pub fn plan(config: &Config, args: &SmokeTestArgs, tools: &Tools) -> Result<Plan> {
+pub fn plan(config: &Config, args: &SmokeTestArgs, tools: &Host) -> Result<Plan> {
     let arch = args.arch;
     let debian = arch.debian_arch().with_context(|| format!("{arch} has no .deb to smoke-test"))?;
     let deb = match &args.deb {
         Some(d) => d.clone(),
-        None => crate::package::release_dir(config)
-            .join(crate::package::deb_name(config, arch).expect("a Debian arch has a .deb name")),
+        None => crate::layout::release_dir(config)
+            .join(crate::layout::deb_name(config, arch).expect("a Debian arch has a .deb name")),
     };
     let mut preflight = Step::new("preflight", "check the host can run a rootfs of the target", StepKind::Preflight);
     preflight.always = true;

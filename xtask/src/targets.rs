@@ -90,7 +90,7 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::{config::EngineChoice, dist, services::Tools};
+    use crate::{config::EngineChoice, dist, host::Host};
 
     /// Rust's own names where a user reads dist.yaml's: `Debootstrap(Bookworm)`, `Elf {`,
     /// `Some(..)`, a CamelCase word, a bare variant such as `Xz`, a JSON key such as `"Elf":`.
@@ -185,7 +185,7 @@ mod tests {
         let config = Config::load(root).unwrap();
         let mut outputs = vec![("targets".to_string(), rust_names(&render(&config, false).unwrap()))];
         outputs.push(("targets --json".into(), rust_names_json(&render(&config, true).unwrap())));
-        let tools = Tools::fixed("/opt/electron/{arch}");
+        let tools = Host::fixed("/opt/electron/{arch}");
         let engines = [
             (None, "auto"),
             (Some(EngineChoice::Buildx), "buildx"),

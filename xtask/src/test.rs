@@ -14,9 +14,12 @@ use crate::{
     arch::Arch,
     config::Config,
     engine::Engine,
-    plan::{self, Action, Command, Force, Plan, RunOptions, Step, StepKind},
+    host::Host,
+    layout::Layout,
+    plan::{self, Action, Force, Plan, RunOptions, Step, StepKind},
     prereq::Prereq,
-    services::{self, Layout, Tools},
+    process::Command,
+    services,
 };
 
 #[derive(Args)]
@@ -92,7 +95,7 @@ pub fn run(root: &Path, args: &TestArgs) -> Result<()> {
     let config = Config::load(root)?;
     let host = Arch::host().ok_or_else(|| anyhow::anyhow!("tests run on a Linux or macOS host of a known arch"))?;
     let wants = |s: Suite| args.only.is_empty() || args.only.contains(&s);
-    let tools = Tools::probe(&config);
+    let tools = Host::probe(&config);
     let layout = Layout::new(&config, host, "default", &tools);
 
     // The venv serves pytest and the native-build test in the Rust suite.
@@ -100,10 +103,8 @@ pub fn run(root: &Path, args: &TestArgs) -> Result<()> {
     if wants(Suite::Python) || wants(Suite::Rust) {
         let mut venv = services::venv_step(&config, &layout, &tools);
         // The interpreter must create venvs with pip (Debian keeps ensurepip in python3-venv).
-        venv.actions.insert(
-            0,
-            Action::Prerequisites { needs: vec![Prereq::python_venv(&config.dist.python.interpreter)] },
-        );
+        venv.actions
+            .insert(0, Action::Prerequisites { needs: vec![Prereq::python_venv(&config.dist.python.interpreter)] });
         steps.push(venv);
     }
     if wants(Suite::Python) {
@@ -116,7 +117,7 @@ pub fn run(root: &Path, args: &TestArgs) -> Result<()> {
         steps.push(s);
     }
     if wants(Suite::Node) {
-        steps.push(crate::electron::node_modules_step(root, services::tool_version("node").as_deref())?);
+        steps.push(crate::electron::node_modules_step(&config, crate::host::tool_version("node").as_deref())?);
         let mut s = Step::new("node-test", "Electron app tests (node --test)", StepKind::Preflight);
         s.always = true;
         s.actions.push(Action::Prerequisites { needs: vec![Prereq::node()] });

@@ -11,7 +11,7 @@ use std::{
 use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
 
-use crate::plan::Command;
+use crate::process::Command;
 
 pub const PINS_FILE: &str = "ci/requirements-tools.txt";
 
@@ -63,7 +63,7 @@ impl ToolVenv {
             .filter(|l| !l.is_empty())
             .collect();
         let hash = format!("{:x}", Sha256::digest(pins.join("\n").as_bytes()));
-        let dir = crate::base_image::cache_dir().join("tool-venv").join(&hash[..12]);
+        let dir = crate::host::cache_dir().join("tool-venv").join(&hash[..12]);
         Ok(ToolVenv { dir, pins_file, pins })
     }
 
@@ -119,10 +119,10 @@ impl ToolVenv {
             .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
             .arg(&pin);
         // A TLS-intercepting proxy's CA: pip must trust it to reach PyPI.
-        if std::env::var_os("PIP_CERT").is_none() && Path::new(crate::services::CA_BUNDLE).exists() {
-            pip = pip.env("PIP_CERT", crate::services::CA_BUNDLE);
+        if std::env::var_os("PIP_CERT").is_none() && Path::new(crate::host::CA_BUNDLE).exists() {
+            pip = pip.env("PIP_CERT", crate::host::CA_BUNDLE);
         }
-        let out = crate::check::exec(&pip)?;
+        let out = crate::process::exec(&pip)?;
         match out.success {
             true if exe.exists() => {
                 crate::fsx::write_atomic(&ok, pin.as_bytes())?;

@@ -24,8 +24,6 @@ use anyhow::{Context as _, Result};
 use clap::Args;
 use serde::Serialize;
 
-use crate::plan::Command;
-
 #[derive(Args)]
 pub struct CheckArgs {
     /// Only the checks relevant to the staged change, run on the staged content (the
@@ -405,11 +403,11 @@ pub fn rules_then_linter(
             return Ok(problems);
         }
     };
-    let mut cmd = crate::plan::Command::new(exe.to_string_lossy(), root).args(args);
+    let mut cmd = crate::process::Command::new(exe.to_string_lossy(), root).args(args);
     for f in files {
         cmd = cmd.arg(rel(root, f));
     }
-    let out = exec(&cmd)?;
+    let out = crate::process::exec(&cmd)?;
     if !out.success {
         let before = problems.len();
         problems.extend(out.stdout.lines().filter_map(&parse));
@@ -424,24 +422,8 @@ pub fn rules_then_linter(
     Ok(problems)
 }
 
-/// A finished command's result, whatever its exit status: linters report through both.
-pub struct Output {
-    pub success: bool,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-pub fn exec(cmd: &Command) -> Result<Output> {
-    let out = cmd.to_std().output().with_context(|| format!("cannot run `{}`: is it installed?", cmd.program))?;
-    Ok(Output {
-        success: out.status.success(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    })
-}
-
 /// The last lines of a failed tool's output, for a problem that has no better location.
-fn tail(out: &Output, n: usize) -> String {
+fn tail(out: &crate::process::Output, n: usize) -> String {
     let text = format!("{}{}", out.stdout, out.stderr);
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     lines[lines.len().saturating_sub(n)..].join("\n")

@@ -6,9 +6,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
-use super::{Problem, exec, rel, tail};
+use super::{Problem, rel, tail};
+use crate::process::exec;
 use crate::{
-    plan::Command,
+    process::Command,
     tool_venv::{Tool, ToolVenv},
 };
 

@@ -4,8 +4,9 @@ use std::{collections::BTreeSet, path::Path};
 
 use anyhow::Result;
 
-use super::{Problem, exec, rel, tail};
-use crate::plan::Command;
+use super::{Problem, rel, tail};
+use crate::process::Command;
+use crate::process::exec;
 
 fn cargo() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())

@@ -5,12 +5,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
 
-use crate::plan::Command;
+use crate::process::Command;
 
 /// `git diff --cached --name-only`: added, changed, renamed and deleted paths alike (deleting
 /// an env config matters as much as editing one).
 pub fn staged_paths(checkout: &Path) -> Result<Vec<String>> {
-    let out = super::exec(&Command::new("git", checkout).args(["diff", "--cached", "--name-only", "-z"]))?;
+    let out = crate::process::exec(&Command::new("git", checkout).args(["diff", "--cached", "--name-only", "-z"]))?;
     if !out.success {
         bail!(
             "`git diff --cached` failed in {}: {}; run it inside a git checkout",
@@ -35,8 +35,9 @@ impl StagedTree {
         std::fs::create_dir_all(&dir)?;
         let tree = StagedTree { dir };
         let prefix = format!("{}/", tree.dir.display());
-        let out =
-            super::exec(&Command::new("git", checkout).args(["checkout-index", "--all", "--prefix"]).arg(&prefix))?;
+        let out = crate::process::exec(
+            &Command::new("git", checkout).args(["checkout-index", "--all", "--prefix"]).arg(&prefix),
+        )?;
         if !out.success {
             bail!("cannot export the staged files (git checkout-index): {}", out.stderr.trim());
         }
