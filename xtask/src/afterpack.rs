@@ -59,17 +59,50 @@ impl AfterpackArgs {
 
 pub fn run(config: &Config, args: &AfterpackArgs) -> Result<()> {
     let arch = args.target()?;
-    let manifest = afterpack(config, arch, &args.app_out_dir)?;
+    let built = config.python_dir().join("dist").join(arch.name());
+    let spec = Spec::new(config, arch, &args.app_out_dir, &built);
+    let manifest = afterpack(&spec)?;
     eprintln!(
         "afterpack: {} service(s) for {arch} injected into {}",
         manifest.services.len(),
-        AppLayout::new(config, arch, &args.app_out_dir).services().display()
+        spec.layout.services().display()
     );
     Ok(())
 }
 
-pub fn afterpack(config: &Config, arch: Arch, app: &Path) -> Result<Manifest> {
-    let layout = AppLayout::new(config, arch, app);
+/// What the afterpack step needs, resolved from dist.yaml while planning: the step itself
+/// reads no config.
+#[derive(Clone, Debug, Serialize)]
+pub struct Spec {
+    pub app: PathBuf,
+    pub arch: Arch,
+    pub layout: AppLayout,
+    /// Service name → the built binary to inject.
+    pub services: Vec<(String, PathBuf)>,
+    pub version: String,
+    /// The glibc floor the whole app is verified against.
+    pub glibc: Option<crate::config::GlibcVersion>,
+    /// For messages: paths are shown relative to it.
+    pub root: PathBuf,
+}
+
+impl Spec {
+    /// The services come from `built` (`python-service/dist/<arch>/`).
+    pub fn new(config: &Config, arch: Arch, app: &Path, built: &Path) -> Spec {
+        Spec {
+            app: app.to_path_buf(),
+            arch,
+            layout: AppLayout::new(config, arch, app),
+            services: config.dist.services.keys().map(|n| (n.clone(), built.join(n))).collect(),
+            version: config.version.clone(),
+            glibc: config.dist.targets.get(&arch).and_then(|t| t.glibc),
+            root: config.root.clone(),
+        }
+    }
+}
+
+pub fn afterpack(spec: &Spec) -> Result<Manifest> {
+    let (arch, app, layout) = (spec.arch, &spec.app, &spec.layout);
     if !layout.executable.is_file() {
         bail!(
             "{} is not an unpacked {arch} app: {} is missing (electron-builder --dir writes {})",
@@ -83,40 +116,37 @@ pub fn afterpack(config: &Config, arch: Arch, app: &Path) -> Result<Manifest> {
     crate::verify::check_release(std::slice::from_ref(&layout.executable), arch, None)
         .with_context(|| format!("{} was not built for {arch}", app.display()))?;
 
-    let built = config.python_dir().join("dist").join(arch.name());
     let dest = layout.services();
     std::fs::create_dir_all(&dest).with_context(|| format!("cannot create {}", dest.display()))?;
     let mut services = Vec::new();
-    for name in config.dist.services.keys() {
-        let from = built.join(name);
+    for (name, from) in &spec.services {
         if !from.is_file() {
             bail!(
                 "{} is missing: build it first with `cargo xtask build-services --arch {arch}` (or run `cargo xtask dist --arch {arch}`)",
-                fsx::rel(&config.root, &from).display()
+                fsx::rel(&spec.root, from).display()
             );
         }
         let to = dest.join(name);
         let tmp = fsx::tmp_sibling(&to);
-        std::fs::copy(&from, &tmp).with_context(|| format!("cannot copy {} to {}", from.display(), tmp.display()))?;
+        std::fs::copy(from, &tmp).with_context(|| format!("cannot copy {} to {}", from.display(), tmp.display()))?;
         set_mode_755(&tmp)?;
         std::fs::rename(&tmp, &to).with_context(|| format!("cannot move {} into place", to.display()))?;
         services.push(InjectedService {
             service: name.clone(),
-            version: config.version.clone(),
+            version: spec.version.clone(),
             sha256: hash_file(&to)?,
             size: std::fs::metadata(&to)?.len(),
             arch,
         });
     }
-    let manifest = Manifest { arch, version: config.version.clone(), services };
+    let manifest = Manifest { arch, version: spec.version.clone(), services };
     fsx::write_atomic(
         &dest.join("manifest.json"),
         format!("{}\n", serde_json::to_string_pretty(&manifest)?).as_bytes(),
     )?;
     // Then the whole app as it will ship: every ELF, .so and .node, and every library inside
     // the injected one-file services, against the target's glibc floor.
-    let floor = config.dist.targets.get(&arch).and_then(|t| t.glibc);
-    crate::verify::check_release(&[app.to_path_buf()], arch, floor)
+    crate::verify::check_release(std::slice::from_ref(app), arch, spec.glibc)
         .with_context(|| format!("the unpacked app {} cannot ship for {arch}", app.display()))?;
     Ok(manifest)
 }
@@ -158,7 +188,13 @@ mod tests {
         let fx = Fx::new();
         let (d, config) = scratch_config(Arch::Arm64, &fx.arm64_dyn());
         let app = unpacked_app(d.path(), &fx.arm64_dyn());
-        let manifest = afterpack(&config, Arch::Arm64, &app).unwrap();
+        let manifest = afterpack(&Spec::new(
+            &config,
+            Arch::Arm64,
+            &app,
+            &config.python_dir().join("dist").join(Arch::Arm64.name()),
+        ))
+        .unwrap();
         assert_eq!(manifest.services.len(), 3);
         use std::os::unix::fs::PermissionsExt;
         for s in &manifest.services {
@@ -189,7 +225,16 @@ mod tests {
         // An x64 native module left in an arm64 app (a stale node_modules build).
         std::fs::create_dir_all(app.join("resources/app.asar.unpacked")).unwrap();
         std::fs::copy(fx.x64_node(), app.join("resources/app.asar.unpacked/serial.node")).unwrap();
-        let err = format!("{:#}", afterpack(&config, Arch::Arm64, &app).unwrap_err());
+        let err = format!(
+            "{:#}",
+            afterpack(&Spec::new(
+                &config,
+                Arch::Arm64,
+                &app,
+                &config.python_dir().join("dist").join(Arch::Arm64.name())
+            ))
+            .unwrap_err()
+        );
         assert!(err.contains("cannot ship for arm64"), "{err}");
         assert!(err.contains("serial.node"), "{err}");
     }
@@ -200,17 +245,44 @@ mod tests {
         let (d, config) = scratch_config(Arch::Armv7l, &fx.armhf_dyn());
         // An x64 Electron with armv7l services: the seed's caveat 5.
         let app = unpacked_app(d.path(), &fx.x64_dyn());
-        let err = format!("{:#}", afterpack(&config, Arch::Armv7l, &app).unwrap_err());
+        let err = format!(
+            "{:#}",
+            afterpack(&Spec::new(
+                &config,
+                Arch::Armv7l,
+                &app,
+                &config.python_dir().join("dist").join(Arch::Armv7l.name())
+            ))
+            .unwrap_err()
+        );
         assert!(err.contains("was not built for armv7l"), "{err}");
         assert!(err.contains("machine"), "{err}");
         assert!(!app.join("resources/python-service/kt_service").exists());
 
         let app = unpacked_app(&d.path().join("ok"), &fx.armhf_dyn());
         std::fs::remove_file(config.python_dir().join("dist/armv7l/tts_service")).unwrap();
-        let err = format!("{:#}", afterpack(&config, Arch::Armv7l, &app).unwrap_err());
+        let err = format!(
+            "{:#}",
+            afterpack(&Spec::new(
+                &config,
+                Arch::Armv7l,
+                &app,
+                &config.python_dir().join("dist").join(Arch::Armv7l.name())
+            ))
+            .unwrap_err()
+        );
         assert!(err.contains("python-service/dist/armv7l/tts_service is missing: build it first with `cargo xtask build-services --arch armv7l`"), "{err}");
 
-        let err = format!("{:#}", afterpack(&config, Arch::Armv7l, &d.path().join("nope")).unwrap_err());
+        let err = format!(
+            "{:#}",
+            afterpack(&Spec::new(
+                &config,
+                Arch::Armv7l,
+                &d.path().join("nope"),
+                &config.python_dir().join("dist/armv7l")
+            ))
+            .unwrap_err()
+        );
         assert!(err.contains("is not an unpacked armv7l app"), "{err}");
     }
 

@@ -203,7 +203,15 @@ fn package_steps(
     } else {
         package::archive_step(config, arch, &app, epoch)
     };
-    let release = release_manifest::step(config, arch, &artifact, &layout.dist, epoch, electron_dist.as_deref());
+    let record = release_manifest::Record::new(
+        config,
+        tools,
+        arch,
+        &artifact.outputs[0],
+        &layout.dist,
+        electron_dist.as_deref(),
+    )?;
+    let release = release_manifest::step(record, &artifact, &config.root);
     steps.push(artifact);
     steps.push(release);
     Ok(())
@@ -266,6 +274,7 @@ mod tests {
             electron_dist: Some("/opt/electron/{arch}".into()),
             source_date_epoch: Ok(1_767_323_045),
             node: Some("v20.19.0".into()),
+            git: Ok(("0123456789abcdef0123456789abcdef01234567".into(), false)),
         }
     }
 

@@ -454,7 +454,11 @@ fn electron_check(config: &Config, arch: Arch, tools: &Host, env: crate::electro
             let version = match config.app.electron() {
                 Ok(v) => v,
                 Err(e) => {
-                    return Finding::fail(check, format!("{e:#}"), "pin an exact Electron in electron-app/package.json");
+                    return Finding::fail(
+                        check,
+                        format!("{e:#}"),
+                        "pin an exact Electron in electron-app/package.json",
+                    );
                 }
             };
             let zip = match crate::electron::electron_zip(version, arch, env) {

@@ -34,6 +34,8 @@ pub struct Host {
     pub source_date_epoch: std::result::Result<u64, String>,
     /// `node --version`: electron-builder runs on it.
     pub node: Option<String>,
+    /// The checkout's commit and whether it has uncommitted changes; why not, outside git.
+    pub git: std::result::Result<(String, bool), String>,
 }
 
 impl Host {
@@ -50,6 +52,7 @@ impl Host {
             electron_dist: std::env::var(crate::electron::ELECTRON_DIST_ENV).ok().filter(|d| !d.is_empty()),
             source_date_epoch: source_date_epoch(&config.root).map_err(|e| format!("{e:#}")),
             node: tool_version("node"),
+            git: git_state(&config.root).map_err(|e| format!("{e:#}")),
         }
     }
 
@@ -67,6 +70,7 @@ impl Host {
             electron_dist: Some(electron_dist.into()),
             source_date_epoch: Ok(1_767_323_045),
             node: Some("v20.19.0".into()),
+            git: Ok(("0123456789abcdef0123456789abcdef01234567".into(), false)),
         }
     }
 }

@@ -80,6 +80,7 @@ pub fn arch_manifest_name(arch: Arch) -> String {
 }
 
 /// Where an unpacked app keeps its executable and its resources.
+#[derive(Clone, Debug, serde::Serialize)]
 pub struct AppLayout {
     pub executable: PathBuf,
     pub resources: PathBuf,

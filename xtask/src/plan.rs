@@ -95,17 +95,9 @@ pub enum Action {
     },
     /// afterpack: check the unpacked app is for `arch`, inject the services (0755, atomic),
     /// write their manifest.json, verify the whole app.
-    Afterpack {
-        app: PathBuf,
-        arch: Arch,
-    },
-    /// Write the .deb of an unpacked app (temp file, then rename), every mtime `epoch`.
-    WriteDeb {
-        app: PathBuf,
-        arch: Arch,
-        out: PathBuf,
-        epoch: u64,
-    },
+    Afterpack(crate::afterpack::Spec),
+    /// Write the .deb of an unpacked app (temp file, then rename), every mtime the epoch.
+    WriteDeb(crate::package::DebPlan),
     /// Without an electronDist electron-builder downloads Electron from GitHub: fail now, not
     /// after the service builds, when it is not cached and GitHub is unreachable.
     RequireElectron {
@@ -137,15 +129,7 @@ pub enum Action {
     },
     /// Write `dist-manifest.<arch>.json` for `artifact`, then merge `dir`'s manifests into
     /// SHA256SUMS and dist-manifest.json.
-    RecordRelease {
-        dir: PathBuf,
-        arch: Arch,
-        artifact: PathBuf,
-        services: PathBuf,
-        epoch: u64,
-        /// The electronDist the app was packed from: the Electron version is read from it.
-        electron_dist: Option<PathBuf>,
-    },
+    RecordRelease(crate::release_manifest::Record),
 }
 
 impl Action {
@@ -190,16 +174,18 @@ impl Action {
                 let probes: Vec<_> = needs.iter().map(|n| n.describe()).collect();
                 format!("probe: {}", probes.join("; "))
             }
-            Action::Afterpack { app, arch } => format!(
+            Action::Afterpack(crate::afterpack::Spec { app, arch, .. }) => format!(
                 "afterpack: check {} is a {arch} app, inject the services (0755) and manifest.json, verify the app \
                  (= cargo xtask afterpack --app-out-dir {} --arch {arch})",
                 app.display(),
                 app.display()
             ),
-            Action::WriteDeb { app, arch, out, epoch } => format!(
-                "write {} from {} ({arch}, SOURCE_DATE_EPOCH={epoch}; temp file, then rename)",
-                out.display(),
-                app.display()
+            Action::WriteDeb(d) => format!(
+                "write {} from {} ({}, SOURCE_DATE_EPOCH={}; temp file, then rename)",
+                d.out.display(),
+                d.app.unpacked_dir.display(),
+                d.app.arch,
+                d.app.source_date_epoch
             ),
             Action::RequireElectron { zip, .. } => format!(
                 "require {zip} in electron-builder's cache, or the ELECTRON_MIRROR or github.com host answering"
@@ -221,15 +207,17 @@ impl Action {
                 deb.display(),
                 services.join(" / ")
             ),
-            Action::RecordRelease { dir, arch, artifact, electron_dist, .. } => format!(
-                "record {} in {}/dist-manifest.{arch}.json{}, merge into SHA256SUMS and dist-manifest.json",
-                artifact.file_name().unwrap_or_default().to_string_lossy(),
-                dir.display(),
-                electron_dist
-                    .as_ref()
-                    .map(|d| format!(" (Electron's version from {})", d.join("version").display()))
-                    .unwrap_or_default()
-            ),
+            Action::RecordRelease(crate::release_manifest::Record { dir, arch, artifact, electron_dist, .. }) => {
+                format!(
+                    "record {} in {}/dist-manifest.{arch}.json{}, merge into SHA256SUMS and dist-manifest.json",
+                    artifact.file_name().unwrap_or_default().to_string_lossy(),
+                    dir.display(),
+                    electron_dist
+                        .as_ref()
+                        .map(|d| format!(" (Electron's version from {})", d.join("version").display()))
+                        .unwrap_or_default()
+                )
+            }
         }
     }
 }
@@ -767,7 +755,7 @@ fn run_step(plan: &Plan, step: &Step, opts: &RunOptions) -> Result<bool> {
     } else {
         None
     };
-    run_actions(plan, step, opts)?;
+    run_actions(step, opts)?;
     if let Some(before) = before {
         let after = step.fingerprint(&plan.root)?;
         if after.digest() != before.digest() {
@@ -783,12 +771,12 @@ fn run_step(plan: &Plan, step: &Step, opts: &RunOptions) -> Result<bool> {
     Ok(true)
 }
 
-fn run_actions(plan: &Plan, step: &Step, opts: &RunOptions) -> Result<()> {
+fn run_actions(step: &Step, opts: &RunOptions) -> Result<()> {
     if step.check_all {
         let failed: Vec<String> = step
             .actions
             .iter()
-            .filter_map(|a| run_action(&plan.root, a, &step.title, opts).err())
+            .filter_map(|a| run_action(a, &step.title, opts).err())
             .map(|e| format!("{e:#}"))
             .collect();
         match failed.len() {
@@ -798,12 +786,12 @@ fn run_actions(plan: &Plan, step: &Step, opts: &RunOptions) -> Result<()> {
         }
     }
     for action in step.actions.iter().filter(|_| !step.check_all) {
-        run_action(&plan.root, action, &step.title, opts)?;
+        run_action(action, &step.title, opts)?;
     }
     Ok(())
 }
 
-fn run_action(root: &Path, action: &Action, title: &str, opts: &RunOptions) -> Result<()> {
+fn run_action(action: &Action, title: &str, opts: &RunOptions) -> Result<()> {
     match action {
         Action::Run(cmd) => crate::process::run(cmd, title, opts.verbose),
         Action::Clean { path } => fsx::remove_all(path),
@@ -866,11 +854,9 @@ fn run_action(root: &Path, action: &Action, title: &str, opts: &RunOptions) -> R
             }
         }
         Action::RegisterBinfmt { arches } => crate::doctor::register_binfmt(arches),
-        Action::Afterpack { app, arch } => {
-            crate::afterpack::afterpack(&crate::config::Config::load(root)?, *arch, app).map(drop)
-        }
-        Action::WriteDeb { app, arch, out, epoch } => {
-            let summary = crate::package::write(&crate::config::Config::load(root)?, *arch, app, out, *epoch)?;
+        Action::Afterpack(spec) => crate::afterpack::afterpack(spec).map(drop),
+        Action::WriteDeb(plan) => {
+            let summary = crate::package::write(plan)?;
             if opts.verbose {
                 eprintln!("    {} ({} bytes, sha256 {})", summary.path.display(), summary.bytes, summary.sha256);
             }
@@ -895,17 +881,9 @@ fn run_action(root: &Path, action: &Action, title: &str, opts: &RunOptions) -> R
             }
             crate::deb::write_tar_gz(src, out, *epoch)
         }
-        Action::RecordRelease { dir, arch, artifact, services, epoch, electron_dist } => {
-            let config = crate::config::Config::load(root)?;
-            let m = crate::release_manifest::arch_manifest(
-                &config,
-                *arch,
-                artifact,
-                services,
-                *epoch,
-                electron_dist.as_deref(),
-            )?;
-            crate::release_manifest::record(dir, &m).map(drop)
+        Action::RecordRelease(record) => {
+            let m = crate::release_manifest::arch_manifest(record)?;
+            crate::release_manifest::record(&record.dir, &m).map(drop)
         }
         Action::EngineChecks { arch, engine, image } => crate::doctor::preflight(Path::new("/"), *arch, engine, image),
         Action::RequireHost { arch, fix } => {

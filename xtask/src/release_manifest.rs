@@ -72,39 +72,88 @@ pub struct Manifest {
     pub tools: BTreeMap<Arch, BTreeMap<String, String>>,
 }
 
-/// Everything `dist --arch` records for `arch` after writing `artifact`, packed from the
-/// Electron in `electron_dist` (else the one electron-builder downloaded).
-pub fn arch_manifest(
-    config: &Config,
-    arch: Arch,
-    artifact: &Path,
-    services_dir: &Path,
-    epoch: u64,
-    electron_dist: Option<&Path>,
-) -> Result<ArchManifest> {
-    let (git_commit, git_dirty) = crate::host::git_state(&config.root)?;
-    let file = artifact.file_name().context("artifact has no file name")?.to_string_lossy().into_owned();
-    let artifacts = vec![Artifact { file, arch, size: size(artifact)?, sha256: hash_file(artifact)? }];
+/// What the release step records, resolved while planning (commit, tool versions, paths):
+/// the step itself reads no config.
+#[derive(Clone, Debug, Serialize)]
+pub struct Record {
+    /// `release/<version>/`.
+    pub dir: PathBuf,
+    pub arch: Arch,
+    pub artifact: PathBuf,
+    /// Service name → its binary, hashed when the step runs.
+    pub services: Vec<(String, PathBuf)>,
+    pub version: String,
+    pub git_commit: String,
+    pub git_dirty: bool,
+    pub source_date_epoch: u64,
+    /// The versions known before anything runs (xtask, node, python).
+    pub tools: BTreeMap<String, String>,
+    /// The electronDist the app was packed from: its `version` file is the Electron recorded.
+    /// Without one, electron-builder downloads the installed electron module's version.
+    pub electron_dist: Option<PathBuf>,
+    /// `electron-app/node_modules`: electron-builder's (and electron's) installed versions.
+    pub node_modules: PathBuf,
+}
+
+impl Record {
+    /// The record of `arch`'s `artifact`; `Err` when the checkout has no commit to record.
+    pub fn new(
+        config: &Config,
+        host: &crate::host::Host,
+        arch: Arch,
+        artifact: &Path,
+        services_dir: &Path,
+        electron_dist: Option<&Path>,
+    ) -> Result<Record> {
+        let (git_commit, git_dirty) = host.git.clone().map_err(anyhow::Error::msg)?;
+        let epoch = host.source_date_epoch.clone().map_err(anyhow::Error::msg)?;
+        let mut tools = BTreeMap::new();
+        tools.insert("xtask".to_string(), env!("CARGO_PKG_VERSION").to_string());
+        if let Some(v) = &host.node {
+            tools.insert("node".into(), v.clone());
+        }
+        if let Some(v) = &host.python {
+            tools.insert(config.dist.python.interpreter.clone(), v.clone());
+        }
+        Ok(Record {
+            dir: crate::layout::release_dir(config),
+            arch,
+            artifact: artifact.to_path_buf(),
+            services: config.dist.services.keys().map(|n| (n.clone(), services_dir.join(n))).collect(),
+            version: config.version.clone(),
+            git_commit,
+            git_dirty,
+            source_date_epoch: epoch,
+            tools,
+            electron_dist: electron_dist.map(Path::to_path_buf),
+            node_modules: crate::layout::app_dir(&config.root).join("node_modules"),
+        })
+    }
+}
+
+/// The arch manifest of a [`Record`], from the artifact and services as they are now.
+pub fn arch_manifest(r: &Record) -> Result<ArchManifest> {
+    let file = r.artifact.file_name().context("artifact has no file name")?.to_string_lossy().into_owned();
+    let artifacts = vec![Artifact { file, arch: r.arch, size: size(&r.artifact)?, sha256: hash_file(&r.artifact)? }];
     let mut services = Vec::new();
-    for name in config.dist.services.keys() {
-        let path = services_dir.join(name);
+    for (name, path) in &r.services {
         services.push(ServiceBinary {
             name: name.clone(),
-            version: config.version.clone(),
-            arch,
-            size: size(&path)?,
-            sha256: hash_file(&path)?,
+            version: r.version.clone(),
+            arch: r.arch,
+            size: size(path)?,
+            sha256: hash_file(path)?,
         });
     }
     Ok(ArchManifest {
-        version: config.version.clone(),
-        arch,
-        git_commit,
-        git_dirty,
-        source_date_epoch: epoch,
+        version: r.version.clone(),
+        arch: r.arch,
+        git_commit: r.git_commit.clone(),
+        git_dirty: r.git_dirty,
+        source_date_epoch: r.source_date_epoch,
         artifacts,
         services,
-        tools: tool_versions(config, electron_dist)?,
+        tools: tool_versions(r)?,
     })
 }
 
@@ -115,27 +164,20 @@ fn size(path: &Path) -> Result<u64> {
 /// The versions of what shaped the artifacts (absent tools are left out). Electron's is the
 /// one packed: an electronDist's own `version` file (what the dist is, whatever package.json
 /// pins), else the installed electron module's, whose version electron-builder downloads.
-fn tool_versions(config: &Config, electron_dist: Option<&Path>) -> Result<BTreeMap<String, String>> {
-    let mut tools = BTreeMap::new();
-    tools.insert("xtask".into(), env!("CARGO_PKG_VERSION").into());
-    let modules = crate::layout::app_dir(&config.root).join("node_modules");
+fn tool_versions(r: &Record) -> Result<BTreeMap<String, String>> {
+    let mut tools = r.tools.clone();
     let installed = |pkg: &str| {
-        crate::package_json::read(&modules.join(pkg).join("package.json"))
+        crate::package_json::read(&r.node_modules.join(pkg).join("package.json"))
             .ok()
             .and_then(|j| j["version"].as_str().map(str::to_string))
     };
-    let electron = match electron_dist {
+    let electron = match &r.electron_dist {
         Some(dist) => Some(crate::electron::dist_version(dist)?),
         None => installed("electron"),
     };
     for (pkg, version) in [("electron", electron), ("electron-builder", installed("electron-builder"))] {
         if let Some(v) = version {
             tools.insert(pkg.into(), v);
-        }
-    }
-    for tool in ["node", &config.dist.python.interpreter] {
-        if let Some(v) = crate::host::tool_version(tool) {
-            tools.insert(tool.to_string(), v);
         }
     }
     Ok(tools)
@@ -265,37 +307,20 @@ pub fn write_merged(dir: &Path, merged: &Merged) -> Result<()> {
     fsx::write_atomic(&dir.join(MERGED), format!("{}\n", serde_json::to_string_pretty(&merged.manifest)?).as_bytes())
 }
 
-/// The release step of `dist`: record the artifact `artifact_step` writes (the app packed from
-/// `electron_dist`, when one is given) and merge the folder.
-pub fn step(
-    config: &Config,
-    arch: Arch,
-    artifact_step: &crate::plan::Step,
-    services_dir: &Path,
-    epoch: u64,
-    electron_dist: Option<&Path>,
-) -> crate::plan::Step {
-    let artifact = &artifact_step.outputs[0];
-    let dir = crate::layout::release_dir(config);
+/// The release step of `dist`: record the artifact `artifact_step` writes and merge the folder.
+pub fn step(record: Record, artifact_step: &crate::plan::Step, root: &Path) -> crate::plan::Step {
     let mut s = crate::plan::Step::new(
         "release",
-        format!("record {arch} in {}", fsx::rel(&config.root, &dir).display()),
+        format!("record {} in {}", record.arch, fsx::rel(root, &record.dir).display()),
         crate::plan::StepKind::Release,
     );
     s.after.push(artifact_step.id.clone());
-    s.inputs.push(artifact.to_path_buf());
-    s.values.insert("SOURCE_DATE_EPOCH".into(), epoch.to_string());
-    s.outputs.push(dir.join(arch_manifest_name(arch)));
-    s.outputs.push(dir.join(SUMS));
-    s.outputs.push(dir.join(MERGED));
-    s.actions.push(crate::plan::Action::RecordRelease {
-        dir,
-        arch,
-        artifact: artifact.to_path_buf(),
-        services: services_dir.to_path_buf(),
-        epoch,
-        electron_dist: electron_dist.map(Path::to_path_buf),
-    });
+    s.inputs.push(record.artifact.clone());
+    s.values.insert("SOURCE_DATE_EPOCH".into(), record.source_date_epoch.to_string());
+    s.outputs.push(record.dir.join(arch_manifest_name(record.arch)));
+    s.outputs.push(record.dir.join(SUMS));
+    s.outputs.push(record.dir.join(MERGED));
+    s.actions.push(crate::plan::Action::RecordRelease(record));
     s
 }
 
@@ -357,8 +382,12 @@ mod tests {
         release.inputs = vec![deb.clone()];
         release.outputs.clear();
         for a in &mut release.actions {
-            if let crate::plan::Action::RecordRelease { dir, artifact, services: s, .. } = a {
-                (*dir, *artifact, *s) = (out.clone(), deb.clone(), services.clone());
+            if let crate::plan::Action::RecordRelease(r) = a {
+                r.dir = out.clone();
+                r.artifact = deb.clone();
+                for (name, path) in &mut r.services {
+                    *path = services.join(&*name);
+                }
             }
         }
         let opts = crate::plan::RunOptions { force: crate::plan::Force::None, verbose: false, keep_going: false };

@@ -132,7 +132,9 @@ pub fn run(root: &Path, args: &TestArgs) -> Result<()> {
         // The native-build integration test reuses the venv synced above instead of
         // downloading its own.
         s.actions.push(Action::Run(
-            Command::new(cargo, root).args(["test", "--workspace"]).env("KT_VENV", layout.venv.to_string_lossy()),
+            Command::new(cargo, root)
+                .args(["test", "--workspace", "--no-fail-fast"])
+                .env("KT_VENV", layout.venv.to_string_lossy()),
         ));
         steps.push(s);
     }

@@ -37,18 +37,19 @@ pub const FPM_DEPENDS: &[&str] = &[
 pub const FPM_RECOMMENDS: &[&str] = &["libappindicator3-1"];
 
 /// `/usr/share/doc/<package>/copyright` in machine-readable (DEP-5) form.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct CopyrightInfo {
     /// The `Copyright:` value, e.g. "2025 KitchnTabs".
     pub holder: String,
     /// Short license name, e.g. "proprietary" or "MIT".
     pub license: String,
-    /// Full license text (plain text; blank lines allowed).
+    /// Full license text (plain text; blank lines allowed); a plan shows its length.
+    #[serde(serialize_with = "length_of")]
     pub license_text: String,
 }
 
-/// A systemd unit that starts the app as a kiosk at boot (seed 000, "Systemd Service").
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A systemd unit that starts the app as a kiosk at boot.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct KioskService {
     /// `User=`; the seed uses "pi" (Raspberry Pi OS bookworm no longer creates it).
     pub user: String,
@@ -61,7 +62,7 @@ pub struct KioskService {
 /// Inputs of [`electron_app_spec`]. Names follow electron-builder's: `product_name` is the
 /// folder under /opt and the window class, `executable` the binary and the /usr/bin link,
 /// `package` the Debian package name.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ElectronApp {
     pub product_name: String,
     pub package: String,
@@ -78,7 +79,9 @@ pub struct ElectronApp {
     pub categories: String,
     /// electron-builder's `linux-*-unpacked` folder.
     pub unpacked_dir: PathBuf,
-    /// (pixel size, PNG bytes); each PNG must really be N x N (lintian checks).
+    /// (pixel size, PNG bytes); each PNG must really be N x N (lintian checks). A plan
+    /// shows the sizes.
+    #[serde(serialize_with = "icon_sizes")]
     pub icons: Vec<(u32, Vec<u8>)>,
     pub depends: Vec<String>,
     pub recommends: Vec<String>,
@@ -90,6 +93,19 @@ pub struct ElectronApp {
     pub glibc_floor: Option<String>,
     pub kiosk: Option<KioskService>,
     pub source_date_epoch: u64,
+}
+
+fn length_of<S: serde::Serializer>(text: &str, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(&format!("{} bytes", text.len()))
+}
+
+fn icon_sizes<S: serde::Serializer>(icons: &[(u32, Vec<u8>)], s: S) -> std::result::Result<S::Ok, S::Error> {
+    use serde::ser::SerializeSeq;
+    let mut seq = s.serialize_seq(Some(icons.len()))?;
+    for (size, png) in icons {
+        seq.serialize_element(&format!("{size}x{size} ({} bytes)", png.len()))?;
+    }
+    seq.end()
 }
 
 /// Build the [`DebSpec`] of an Electron app. Compression, threads and the target dpkg

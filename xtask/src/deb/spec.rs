@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 
 /// Member compression. The level ranges are the ones `dpkg-deb -z` accepts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "codec", rename_all = "lowercase")]
 pub enum Compression {
     /// xz (LZMA2), levels 0..=9; dpkg-deb's default is 6.
     Xz { level: u32 },
@@ -55,7 +56,8 @@ impl Compression {
 
 /// Debian architecture names this project ships. Only the `Architecture:` field depends on
 /// it; the caller maps its own build-arch type (armv7l -> Armhf, ...) onto it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum DebArch {
     Amd64,
     Arm64,
@@ -99,6 +101,12 @@ impl DpkgVersion {
 
     pub const fn new(major: u32, minor: u32, patch: u32) -> Self {
         DpkgVersion { major, minor, patch }
+    }
+}
+
+impl serde::Serialize for DpkgVersion {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
     }
 }
 
