@@ -260,7 +260,7 @@ pub fn afterpack_step(config: &Config, arch: Arch, services_dir: &Path) -> Step 
     }
     s.outputs.push(layout.services().join("manifest.json"));
     s.values.insert("version".into(), config.version.clone());
-    s.actions.push(Action::Afterpack(crate::afterpack::Spec::new(config, arch, &app, services_dir)));
+    s.actions.push(Action::Afterpack(Box::new(crate::afterpack::Spec::new(config, arch, &app, services_dir))));
     s
 }
 

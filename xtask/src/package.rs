@@ -29,7 +29,7 @@ pub fn deb_step(config: &Config, arch: Arch, app: &Path, epoch: u64) -> Result<S
     s.values.insert("product".into(), serde_json::to_string(&config.dist.product)?);
     s.values.insert("SOURCE_DATE_EPOCH".into(), epoch.to_string());
     s.outputs.push(out.clone());
-    s.actions.push(Action::WriteDeb(DebPlan::new(config, arch, app, &out, epoch)?));
+    s.actions.push(Action::WriteDeb(Box::new(DebPlan::new(config, arch, app, &out, epoch)?)));
     let glibc = config.target(arch)?.glibc;
     s.actions.push(Action::Verify { paths: vec![out], arch, glibc });
     Ok(s)

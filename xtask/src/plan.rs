@@ -95,9 +95,9 @@ pub enum Action {
     },
     /// afterpack: check the unpacked app is for `arch`, inject the services (0755, atomic),
     /// write their manifest.json, verify the whole app.
-    Afterpack(crate::afterpack::Spec),
+    Afterpack(Box<crate::afterpack::Spec>),
     /// Write the .deb of an unpacked app (temp file, then rename), every mtime the epoch.
-    WriteDeb(crate::package::DebPlan),
+    WriteDeb(Box<crate::package::DebPlan>),
     /// Without an electronDist electron-builder downloads Electron from GitHub: fail now, not
     /// after the service builds, when it is not cached and GitHub is unreachable.
     RequireElectron {
@@ -129,7 +129,7 @@ pub enum Action {
     },
     /// Write `dist-manifest.<arch>.json` for `artifact`, then merge `dir`'s manifests into
     /// SHA256SUMS and dist-manifest.json.
-    RecordRelease(crate::release_manifest::Record),
+    RecordRelease(Box<crate::release_manifest::Record>),
 }
 
 impl Action {
@@ -174,11 +174,12 @@ impl Action {
                 let probes: Vec<_> = needs.iter().map(|n| n.describe()).collect();
                 format!("probe: {}", probes.join("; "))
             }
-            Action::Afterpack(crate::afterpack::Spec { app, arch, .. }) => format!(
+            Action::Afterpack(spec) => format!(
                 "afterpack: check {} is a {arch} app, inject the services (0755) and manifest.json, verify the app \
                  (= cargo xtask afterpack --app-out-dir {} --arch {arch})",
-                app.display(),
-                app.display()
+                spec.app.display(),
+                spec.app.display(),
+                arch = spec.arch
             ),
             Action::WriteDeb(d) => format!(
                 "write {} from {} ({}, SOURCE_DATE_EPOCH={}; temp file, then rename)",
@@ -207,7 +208,8 @@ impl Action {
                 deb.display(),
                 services.join(" / ")
             ),
-            Action::RecordRelease(crate::release_manifest::Record { dir, arch, artifact, electron_dist, .. }) => {
+            Action::RecordRelease(r) => {
+                let crate::release_manifest::Record { dir, arch, artifact, electron_dist, .. } = &**r;
                 format!(
                     "record {} in {}/dist-manifest.{arch}.json{}, merge into SHA256SUMS and dist-manifest.json",
                     artifact.file_name().unwrap_or_default().to_string_lossy(),

@@ -320,7 +320,7 @@ pub fn step(record: Record, artifact_step: &crate::plan::Step, root: &Path) -> c
     s.outputs.push(record.dir.join(arch_manifest_name(record.arch)));
     s.outputs.push(record.dir.join(SUMS));
     s.outputs.push(record.dir.join(MERGED));
-    s.actions.push(crate::plan::Action::RecordRelease(record));
+    s.actions.push(crate::plan::Action::RecordRelease(Box::new(record)));
     s
 }
 
