@@ -33,10 +33,6 @@ pub const MIRROR: &str = "http://deb.debian.org/debian";
 /// The label that ties an image to the rootfs it was built from.
 const LABEL: &str = "com.kitchntabs.rootfs";
 
-pub fn tag(arch: Arch, suite: Suite) -> String {
-    format!("kitchntabs-build-base:{}-{arch}", suite.name())
-}
-
 /// The rootfs step and the image step for `arch` on `suite`, and the rootfs fingerprint the
 /// image is labelled with (builds on the image record it, so a new base rebuilds them).
 pub fn steps(
@@ -54,7 +50,7 @@ pub fn steps(
     let (rootfs, tar) = rootfs_step(root, arch, suite, cache, &name, &packages)?;
     let digest = rootfs.fingerprint(root)?.digest();
 
-    let image_tag = tag(arch, suite);
+    let image_tag = suite.build_image(arch);
     let context = cache.join("base-image").join(&name);
     let mut image =
         Step::new("base-image", format!("build image {image_tag}"), StepKind::BaseImage { tag: image_tag.clone() });

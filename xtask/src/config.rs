@@ -152,6 +152,11 @@ pub enum Suite {
 }
 
 impl Suite {
+    /// The build-base image `cargo xtask base-image` makes of this suite for `arch`.
+    pub fn build_image(self, arch: Arch) -> String {
+        format!("kitchntabs-build-base:{}-{arch}", self.name())
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Suite::Bookworm => "bookworm",
@@ -452,6 +457,15 @@ impl Config {
             .get(&arch)
             .and_then(|t| t.requirements.clone())
             .unwrap_or_else(|| self.dist.python.requirements.clone())
+    }
+
+    /// The image a target's container builds start from: dist.yaml's `base: {image: ...}`, or
+    /// the build-base image `cargo xtask base-image` makes from a debootstrap rootfs.
+    pub fn base_image(&self, arch: Arch) -> Result<String> {
+        Ok(match &self.target(arch)?.base {
+            Base::Image(i) => i.clone(),
+            Base::Debootstrap(suite) => suite.build_image(arch),
+        })
     }
 
     pub fn python_dir(&self) -> PathBuf {

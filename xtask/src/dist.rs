@@ -127,7 +127,7 @@ pub fn plan(config: &Config, req: &Request, host: Option<Arch>, tools: &Host) ->
             preflight.actions.push(Action::EngineChecks {
                 arch: req.arch,
                 engine: container.clone(),
-                image: crate::doctor::base_image_name(config, req.arch)?,
+                image: config.base_image(req.arch)?,
             });
             let base_steps = match config.target(req.arch)?.base {
                 Base::Debootstrap(suite) => {

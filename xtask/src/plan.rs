@@ -827,7 +827,7 @@ fn run_action(action: &Action, title: &str, opts: &RunOptions) -> Result<()> {
             crate::prereq::ensure(needs, &|cmd, title| crate::process::run(cmd, title, opts.verbose))
         }
         Action::Verify { paths, arch, glibc } => crate::verify::check_release(paths, *arch, *glibc),
-        Action::StartDockerd { log } => crate::doctor::ensure_dockerd(log),
+        Action::StartDockerd { log } => crate::engine_checks::ensure_dockerd(log),
         Action::EnsureNpmTool { tool, package } => {
             // Probed by running it: the version after `@` in `package` (pnpm@12.18.0) must be
             // the one `TOOL --version` prints, else npm installs that one.
@@ -855,7 +855,7 @@ fn run_action(action: &Action, title: &str, opts: &RunOptions) -> Result<()> {
                 ),
             }
         }
-        Action::RegisterBinfmt { arches } => crate::doctor::register_binfmt(arches),
+        Action::RegisterBinfmt { arches } => crate::engine_checks::register_binfmt(arches),
         Action::Afterpack(spec) => crate::afterpack::afterpack(spec).map(drop),
         Action::WriteDeb(plan) => {
             let summary = crate::package::write(plan)?;
@@ -887,7 +887,9 @@ fn run_action(action: &Action, title: &str, opts: &RunOptions) -> Result<()> {
             let m = crate::release_manifest::arch_manifest(record)?;
             crate::release_manifest::record(&record.dir, &m).map(drop)
         }
-        Action::EngineChecks { arch, engine, image } => crate::doctor::preflight(Path::new("/"), *arch, engine, image),
+        Action::EngineChecks { arch, engine, image } => {
+            crate::engine_checks::preflight(Path::new("/"), *arch, engine, image)
+        }
         Action::RequireHost { arch, fix } => {
             if Arch::host() == Some(*arch) {
                 Ok(())

@@ -169,7 +169,7 @@ pub fn cross_build_step(
     step.values.insert("build_info".into(), build_info(config, arch, env));
     step.outputs = services.iter().map(|s| layout.binary(s)).collect();
 
-    let base = crate::doctor::base_image_name(config, arch)?;
+    let base = config.base_image(arch)?;
     step.values.insert("base".into(), target.base.to_string());
     let build = ContainerBuild {
         arch,
