@@ -166,7 +166,7 @@ pub fn run(config: &crate::config::Config, args: &BaseImageArgs) -> Result<()> {
         }
         Some(other) => other,
     };
-    let engine = crate::dist::engine_for(config, args.arch, Arch::host(), Some(choice), &tools)?;
+    let engine = crate::engine::engine_for(config, args.arch, Arch::host(), Some(choice), &tools)?;
     let mut preflight = Step::new("preflight", "check the host can build a base image", StepKind::Preflight);
     preflight.always = true;
     preflight.check_all = true;

@@ -7,7 +7,7 @@ use crate::{
     base_image,
     config::{Base, Config, EngineChoice},
     electron,
-    engine::{Engine, NoEngine, Route},
+    engine::{Engine, NoEngine},
     host::Host,
     layout::Layout,
     lock::TreeLock,
@@ -40,20 +40,6 @@ pub struct Mode {
     pub verbose: bool,
 }
 
-pub fn engine_for(
-    config: &Config,
-    arch: Arch,
-    host: Option<Arch>,
-    choice: Option<EngineChoice>,
-    tools: &Host,
-) -> Result<Engine> {
-    let target = config.target(arch)?;
-    let route = Route { context: target.context.clone(), docker_host: target.docker_host.clone() };
-    let docker = tools.docker.as_deref().unwrap_or(&config.dist.docker.executable);
-    let engine = Engine::resolve(choice.unwrap_or(target.engine), arch, host, docker, route, &tools.path)?;
-    Ok(engine.with_builder(target.builder.clone()))
-}
-
 /// The engine the plan uses. Where `auto` finds none on this machine, the one it picks first on a
 /// machine that has one, and why this machine cannot build: a dry run still shows the whole
 /// plan, and the preflight of a real run fails with the reason and the fix.
@@ -64,7 +50,7 @@ fn planned_engine(
     choice: Option<EngineChoice>,
     tools: &Host,
 ) -> Result<(Engine, Option<String>)> {
-    match engine_for(config, arch, host, choice, tools) {
+    match crate::engine::engine_for(config, arch, host, choice, tools) {
         Ok(e) => Ok((e, None)),
         Err(e) => match e.downcast::<NoEngine>() {
             Ok(none) => {
@@ -186,7 +172,11 @@ fn package_steps(
             preflight.actions.push(Action::RequireElectronVersion { dist: dist.clone(), version });
         }
         None => preflight.actions.push(Action::RequireElectron {
-            zip: electron::electron_zip(config.app.electron()?, arch, &electron::process_env)?,
+            zip: crate::electron_source::electron_zip(
+                config.app.electron()?,
+                arch,
+                &crate::electron_source::process_env,
+            )?,
             version: config.app.electron()?.to_string(),
         }),
     }
@@ -255,6 +245,7 @@ mod tests {
     use std::path::{Path, PathBuf};
 
     use super::*;
+    use crate::engine::Route;
     use crate::host::CA_BUNDLE;
 
     fn repo_root() -> PathBuf {

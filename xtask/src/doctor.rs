@@ -60,7 +60,7 @@ fn host_checks(config: &Config, tools: &Host) -> Vec<HostCheck> {
 
 /// Where `dist` would take Electron for `arch` from: the electronDist (its binary verified
 /// for the arch), electron-builder's cache, ELECTRON_MIRROR or github.com.
-fn electron_check(config: &Config, arch: Arch, tools: &Host, env: crate::electron::Env) -> HostCheck {
+fn electron_check(config: &Config, arch: Arch, tools: &Host, env: crate::electron_source::Env) -> HostCheck {
     let check = format!("{arch}: electron");
     match crate::electron::electron_dist(config, arch, tools.electron_dist.as_deref()) {
         Some(dist) => {
@@ -86,7 +86,7 @@ fn electron_check(config: &Config, arch: Arch, tools: &Host, env: crate::electro
                     );
                 }
             };
-            let zip = match crate::electron::electron_zip(version, arch, env) {
+            let zip = match crate::electron_source::electron_zip(version, arch, env) {
                 Ok(z) => z,
                 Err(e) => {
                     return HostCheck::fail(
@@ -96,9 +96,11 @@ fn electron_check(config: &Config, arch: Arch, tools: &Host, env: crate::electro
                     );
                 }
             };
-            match crate::electron::download(version, &zip, env) {
-                Ok(crate::electron::Download::Available(from)) => HostCheck::ok(check, format!("download {from}")),
-                Ok(crate::electron::Download::Unchecked(note)) => {
+            match crate::electron_source::download(version, &zip, env) {
+                Ok(crate::electron_source::Download::Available(from)) => {
+                    HostCheck::ok(check, format!("download {from}"))
+                }
+                Ok(crate::electron_source::Download::Unchecked(note)) => {
                     HostCheck::warn(check, note, "set KT_ELECTRON_DIST to build without a download")
                 }
                 Err(e) => {
@@ -159,7 +161,7 @@ pub fn run(config: &Config, args: &DoctorArgs) -> Result<i32> {
         args.arches.clone()
     };
     let report =
-        Checkup::new(findings(config, &tools, &arches, args, &Binfmt::default(), &crate::electron::process_env));
+        Checkup::new(findings(config, &tools, &arches, args, &Binfmt::default(), &crate::electron_source::process_env));
     if args.json {
         crate::exit::print_json(&report, report.ok)?;
     } else {
@@ -176,13 +178,13 @@ fn findings(
     arches: &[Arch],
     args: &DoctorArgs,
     binfmt: &Binfmt,
-    env: crate::electron::Env,
+    env: crate::electron_source::Env,
 ) -> Vec<HostCheck> {
     let mut findings = host_checks(config, tools);
     let host = Arch::host();
     for &arch in arches {
         let check = format!("{arch}: engine");
-        match crate::dist::engine_for(config, arch, host, None, tools) {
+        match crate::engine::engine_for(config, arch, host, None, tools) {
             Ok(Engine::Native) if host == Some(arch) => {
                 findings.push(HostCheck::ok(check, "native build on this host"));
                 findings.push(native_disk_check(config, arch, args.min_free_gb));
@@ -309,13 +311,13 @@ mod tests {
         let tools = tools(&["buildkit"]);
         let f = electron_check(&config, Arch::Arm64, &tools, &no_env);
         // These machines reach no github.com: without a dist, cache or mirror, it fails.
-        if crate::electron::download(config.app.electron().unwrap(), "x.zip", &no_env).is_err() {
+        if crate::electron_source::download(config.app.electron().unwrap(), "x.zip", &no_env).is_err() {
             assert_eq!(f.status, Status::Fail, "{f:?}");
             assert!(f.fix.as_deref().unwrap().starts_with("point KT_ELECTRON_DIST"), "{f:?}");
         }
         // A file:// ELECTRON_MIRROR that holds the zip under v<version>/.
         let d = tempfile::tempdir().unwrap();
-        let zip = crate::electron::electron_zip(config.app.electron().unwrap(), Arch::Arm64, &no_env).unwrap();
+        let zip = crate::electron_source::electron_zip(config.app.electron().unwrap(), Arch::Arm64, &no_env).unwrap();
         let dir = d.path().join(format!("v{}", config.app.electron().unwrap()));
         std::fs::create_dir_all(&dir).unwrap();
         let mirror = format!("file://{}/", d.path().display());

@@ -267,6 +267,22 @@ impl Engine {
     }
 }
 
+/// The engine dist.yaml (or `--engine`) gives `arch` on this host, with the target's route
+/// and builder, the client from DOCKER over `docker.executable`.
+pub fn engine_for(
+    config: &crate::config::Config,
+    arch: Arch,
+    host: Option<Arch>,
+    choice: Option<EngineChoice>,
+    tools: &crate::host::Host,
+) -> Result<Engine> {
+    let target = config.target(arch)?;
+    let route = Route { context: target.context.clone(), docker_host: target.docker_host.clone() };
+    let docker = tools.docker.as_deref().unwrap_or(&config.dist.docker.executable);
+    let engine = Engine::resolve(choice.unwrap_or(target.engine), arch, host, docker, route, &tools.path)?;
+    Ok(engine.with_builder(target.builder.clone()))
+}
+
 /// What a PATH offers for container builds, found by running the clients (no daemon needed).
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Detected {

@@ -8,6 +8,10 @@ use anyhow::{Context, Result};
 
 use crate::{config::Config, process::Command};
 
+/// Set to an unpacked Electron for the target (electron-builder's `electronDist`; `{arch}`
+/// is replaced by the target's name); overrides dist.yaml `electron.dist`.
+pub const ELECTRON_DIST_ENV: &str = "KT_ELECTRON_DIST";
+
 /// The host CA bundle that TLS to the package registries needs (a proxy CA here; the public
 /// roots elsewhere). Handed to container builds as a BuildKit secret.
 pub const CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
@@ -49,7 +53,7 @@ impl Host {
             docker: std::env::var("DOCKER").ok().filter(|d| !d.is_empty()),
             cache: cache_dir(),
             path: std::env::var_os("PATH").unwrap_or_default(),
-            electron_dist: std::env::var(crate::electron::ELECTRON_DIST_ENV).ok().filter(|d| !d.is_empty()),
+            electron_dist: std::env::var(ELECTRON_DIST_ENV).ok().filter(|d| !d.is_empty()),
             source_date_epoch: source_date_epoch(&config.root).map_err(|e| format!("{e:#}")),
             node: tool_version("node"),
             git: git_state(&config.root).map_err(|e| format!("{e:#}")),

@@ -12,6 +12,7 @@ mod deb;
 mod dist;
 mod doctor;
 mod electron;
+mod electron_source;
 mod engine;
 mod engine_checks;
 mod exit;

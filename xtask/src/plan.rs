@@ -868,15 +868,15 @@ fn run_action(action: &Action, title: &str, opts: &RunOptions) -> Result<()> {
             crate::smoke_test::check(rootfs, deb, scratch, package, services)
         }
         Action::RequireElectron { zip, version } => {
-            match crate::electron::download(version, zip, &crate::electron::process_env)? {
-                crate::electron::Download::Available(_) => Ok(()),
-                crate::electron::Download::Unchecked(note) => {
+            match crate::electron_source::download(version, zip, &crate::electron_source::process_env)? {
+                crate::electron_source::Download::Available(_) => Ok(()),
+                crate::electron_source::Download::Unchecked(note) => {
                     eprintln!("    note: {note}");
                     Ok(())
                 }
             }
         }
-        Action::RequireElectronVersion { dist, version } => crate::electron::require_dist_version(dist, version),
+        Action::RequireElectronVersion { dist, version } => crate::electron_source::require_dist_version(dist, version),
         Action::WriteTarGz { src, out, epoch } => {
             if let Some(dir) = out.parent() {
                 std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;

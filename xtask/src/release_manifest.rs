@@ -172,7 +172,7 @@ fn tool_versions(r: &Record) -> Result<BTreeMap<String, String>> {
             .and_then(|j| j["version"].as_str().map(str::to_string))
     };
     let electron = match &r.electron_dist {
-        Some(dist) => Some(crate::electron::dist_version(dist)?),
+        Some(dist) => Some(crate::electron_source::dist_version(dist)?),
         None => installed("electron"),
     };
     for (pkg, version) in [("electron", electron), ("electron-builder", installed("electron-builder"))] {
