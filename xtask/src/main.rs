@@ -3,15 +3,10 @@
 
 mod afterpack;
 mod arch;
-mod base_image;
-mod bench;
-mod check;
 mod checkup;
+mod commands;
 mod config;
 mod deb;
-mod dist;
-mod doctor;
-mod electron;
 mod electron_source;
 mod engine;
 mod engine_checks;
@@ -19,25 +14,17 @@ mod exit;
 mod fingerprint;
 mod fsx;
 mod host;
-mod install_hooks;
 mod layout;
 mod lock;
-mod package;
 mod package_json;
 mod plan;
 mod prereq;
 mod process;
-mod release;
-mod release_manifest;
+mod release_record;
 mod rng;
-mod service_stages;
-mod services;
-mod smoke_test;
 #[cfg(test)]
 mod snapshot;
-mod targets;
-mod test;
-mod tool_venv;
+mod steps;
 mod verify;
 
 use std::path::PathBuf;
@@ -76,13 +63,13 @@ enum Command {
     /// per-arch service binaries (0755, atomically) and write their manifest.
     Afterpack(afterpack::AfterpackArgs),
     /// Measure against the peer tool on the same input and record the ratios in BENCHMARKS.md.
-    Bench(bench::BenchArgs),
+    Bench(commands::bench::BenchArgs),
     /// Build a build-base image from Debian packages (debootstrap, `FROM scratch`), for
     /// machines that reach no image registry. The rootfs tarball is cached and reused.
-    BaseImage(base_image::BaseImageArgs),
+    BaseImage(steps::base_image::BaseImageArgs),
     /// Check (and with --fix repair) what builds need: tools, the container engine, QEMU
     /// binfmt handlers, buildx platforms, disk space, the CA bundle. Exit 1 when a check fails.
-    Doctor(doctor::DoctorArgs),
+    Doctor(commands::doctor::DoctorArgs),
     /// Check that binaries, unpacked apps, .debs and PyInstaller one-file executables can run
     /// on the target: ELF class/machine, ARM float ABI, interpreter, glibc floor, including
     /// every library inside PyInstaller archives. Exit 0 clean, 1 a check failed, 2 unreadable.
@@ -90,10 +77,10 @@ enum Command {
     /// Install the release's .deb into a cached Debian rootfs of the target (debootstrap with
     /// the package's Depends) and use it there under QEMU: dpkg -i, each service's
     /// --self-test, /usr/bin/<name>, then dpkg -r must leave nothing behind.
-    SmokeTest(smoke_test::SmokeTestArgs),
+    SmokeTest(commands::smoke_test::SmokeTestArgs),
     /// Run every test — Python (pytest), Node (node --test), Rust (cargo test) and the
     /// end-to-end cross-builds — setting up what they need (venv, node_modules, Docker, QEMU).
-    Test(test::TestArgs),
+    Test(commands::test::TestArgs),
     /// List the target arches with their Docker platform, Debian arch, electron-builder
     /// flags, ELF facts, and the engine and glibc floor dist.yaml gives them.
     Targets {
@@ -103,13 +90,13 @@ enum Command {
     /// Check the repository: fmt, clippy, dist.yaml, the env configs, Python (ruff, compile),
     /// Dockerfiles (hadolint and our rules), workflows (actionlint), versions. Each problem
     /// names its file and the fix; exit 1 when a check fails.
-    Check(check::CheckArgs),
+    Check(commands::check::CheckArgs),
     /// Install a git pre-commit hook that runs `cargo xtask check --staged`.
     InstallHooks,
     /// Release a tag: refuse a dirty tree, a tag not at HEAD or not the package version; run
     /// `dist --env prod` per arch; merge one SHA256SUMS and dist-manifest.json; sign with
     /// KT_GPG_KEY. `--merge DIR` only merges (CI's publish job).
-    Release(release::ReleaseArgs),
+    Release(commands::release::ReleaseArgs),
     /// The writer `bench deb` measures, in its own process (peak memory).
     #[command(name = "bench-deb-writer", hide = true)]
     BenchDebWriter { tree: PathBuf, out: PathBuf, level: u32 },
@@ -161,17 +148,17 @@ pub fn parse_arch(s: &str) -> Result<Arch, String> {
 }
 
 impl TargetArgs {
-    fn request(&self, services: Vec<String>, package: bool) -> Result<dist::Request> {
+    fn request(&self, services: Vec<String>, package: bool) -> Result<steps::dist::Request> {
         let arch = match self.arch {
             Some(a) => a,
             None => Arch::host()
                 .ok_or_else(|| anyhow::anyhow!("this host is not a known target; pass --arch ({})", Arch::choices()))?,
         };
-        Ok(dist::Request { arch, env: self.env.clone(), engine: self.engine, services, package })
+        Ok(steps::dist::Request { arch, env: self.env.clone(), engine: self.engine, services, package })
     }
 
-    fn mode(&self) -> dist::Mode {
-        dist::Mode {
+    fn mode(&self) -> steps::dist::Mode {
+        steps::dist::Mode {
             dry_run: self.dry_run,
             json: self.json,
             force: Force::from_flag(self.force.clone()),
@@ -236,23 +223,23 @@ fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Dist(a) => {
             let config = config::Config::load(&root)?;
-            done(dist::run(&config, &a.target.request(Vec::new(), true)?, &a.target.mode(), &what))
+            done(steps::dist::run(&config, &a.target.request(Vec::new(), true)?, &a.target.mode(), &what))
         }
         Command::BuildServices(a) => {
             let config = config::Config::load(&root)?;
-            done(dist::run(&config, &a.target.request(a.services.clone(), false)?, &a.target.mode(), &what))
+            done(steps::dist::run(&config, &a.target.request(a.services.clone(), false)?, &a.target.mode(), &what))
         }
-        Command::BaseImage(a) => done(base_image::run(&config::Config::load(&root)?, &a)),
-        Command::Doctor(a) => doctor::run(&config::Config::load(&root)?, &a),
-        Command::Test(a) => done(test::run(&root, &a)),
-        Command::SmokeTest(a) => done(smoke_test::run(&config::Config::load(&root)?, &a, &what)),
+        Command::BaseImage(a) => done(steps::base_image::run(&config::Config::load(&root)?, &a)),
+        Command::Doctor(a) => commands::doctor::run(&config::Config::load(&root)?, &a),
+        Command::Test(a) => done(commands::test::run(&root, &a)),
+        Command::SmokeTest(a) => done(commands::smoke_test::run(&config::Config::load(&root)?, &a, &what)),
         Command::Afterpack(a) => done(afterpack::run(&config::Config::load(&root)?, &a)),
-        Command::Bench(a) => done(bench::run(&config::Config::load(&root)?, &a)),
+        Command::Bench(a) => done(commands::bench::run(&config::Config::load(&root)?, &a)),
         Command::Verify(a) => verify::run(&config::Config::load(&root)?, &a),
-        Command::Targets { json } => done(targets::run(&config::Config::load(&root)?, json)),
-        Command::Check(a) => check::run(&root, &a),
-        Command::InstallHooks => done(install_hooks::run(&root)),
-        Command::Release(a) => done(release::run(&config::Config::load(&root)?, &a)),
+        Command::Targets { json } => done(commands::targets::run(&config::Config::load(&root)?, json)),
+        Command::Check(a) => commands::check::run(&root, &a),
+        Command::InstallHooks => done(commands::install_hooks::run(&root)),
+        Command::Release(a) => done(commands::release::run(&config::Config::load(&root)?, &a)),
         Command::BenchDebWriter { tree, out, level } => done(deb::bench::bench_child(&tree, &out, level)),
     }
 }

@@ -97,7 +97,7 @@ pub enum Action {
     /// write their manifest.json, verify the whole app.
     Afterpack(Box<crate::afterpack::Spec>),
     /// Write the .deb of an unpacked app (temp file, then rename), every mtime the epoch.
-    WriteDeb(Box<crate::package::DebPlan>),
+    WriteDeb(Box<crate::steps::package::DebPlan>),
     /// Without an electronDist electron-builder downloads Electron from GitHub: fail now, not
     /// after the service builds, when it is not cached and GitHub is unreachable.
     RequireElectron {
@@ -129,7 +129,7 @@ pub enum Action {
     },
     /// Write `dist-manifest.<arch>.json` for `artifact`, then merge `dir`'s manifests into
     /// SHA256SUMS and dist-manifest.json.
-    RecordRelease(Box<crate::release_manifest::Record>),
+    RecordRelease(Box<crate::release_record::Record>),
 }
 
 impl Action {
@@ -209,7 +209,7 @@ impl Action {
                 services.join(" / ")
             ),
             Action::RecordRelease(r) => {
-                let crate::release_manifest::Record { dir, arch, artifact, electron_dist, .. } = &**r;
+                let crate::release_record::Record { dir, arch, artifact, electron_dist, .. } = &**r;
                 format!(
                     "record {} in {}/dist-manifest.{arch}.json{}, merge into SHA256SUMS and dist-manifest.json",
                     artifact.file_name().unwrap_or_default().to_string_lossy(),
@@ -858,14 +858,14 @@ fn run_action(action: &Action, title: &str, opts: &RunOptions) -> Result<()> {
         Action::RegisterBinfmt { arches } => crate::engine_checks::register_binfmt(arches),
         Action::Afterpack(spec) => crate::afterpack::afterpack(spec).map(drop),
         Action::WriteDeb(plan) => {
-            let summary = crate::package::write(plan)?;
+            let summary = crate::steps::package::write(plan)?;
             if opts.verbose {
                 eprintln!("    {} ({} bytes, sha256 {})", summary.path.display(), summary.bytes, summary.sha256);
             }
             Ok(())
         }
         Action::SmokeTest { rootfs, deb, scratch, package, services } => {
-            crate::smoke_test::check(rootfs, deb, scratch, package, services)
+            crate::commands::smoke_test::check(rootfs, deb, scratch, package, services)
         }
         Action::RequireElectron { zip, version } => {
             match crate::electron_source::download(version, zip, &crate::electron_source::process_env)? {
@@ -884,8 +884,8 @@ fn run_action(action: &Action, title: &str, opts: &RunOptions) -> Result<()> {
             crate::deb::write_tar_gz(src, out, *epoch)
         }
         Action::RecordRelease(record) => {
-            let m = crate::release_manifest::arch_manifest(record)?;
-            crate::release_manifest::record(&record.dir, &m).map(drop)
+            let m = crate::release_record::arch_manifest(record)?;
+            crate::release_record::record(&record.dir, &m).map(drop)
         }
         Action::EngineChecks { arch, engine, image } => {
             crate::engine_checks::preflight(Path::new("/"), *arch, engine, image)

@@ -19,7 +19,7 @@ use crate::{
     plan::{self, Action, Force, Plan, RunOptions, Step, StepKind},
     prereq::Prereq,
     process::Command,
-    services,
+    steps::services,
 };
 
 #[derive(Args)]
@@ -117,7 +117,7 @@ pub fn run(root: &Path, args: &TestArgs) -> Result<()> {
         steps.push(s);
     }
     if wants(Suite::Node) {
-        steps.push(crate::electron::node_modules_step(&config, crate::host::tool_version("node").as_deref())?);
+        steps.push(crate::steps::electron::node_modules_step(&config, crate::host::tool_version("node").as_deref())?);
         let mut s = Step::new("node-test", "Electron app tests (node --test)", StepKind::Preflight);
         s.always = true;
         s.actions.push(Action::Prerequisites { needs: vec![Prereq::node()] });

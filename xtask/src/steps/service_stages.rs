@@ -209,7 +209,7 @@ mod tests {
         assert!(copied.contains(&"python-service/src/app/main.py".to_string()));
         assert!(copied.contains(&"python-service/src/kt_common".to_string()));
         // Our Dockerfile rules hold for the generated file too.
-        let problems = crate::check::dockerfile::rules("Dockerfile", &text);
+        let problems = crate::commands::check::dockerfile::rules("Dockerfile", &text);
         assert!(problems.is_empty(), "{problems:?}");
     }
 

@@ -24,7 +24,7 @@ use crate::{
     arch::Arch,
     config::Config,
     process::Command,
-    release_manifest::{merge, write_merged},
+    release_record::{merge, write_merged},
 };
 
 #[derive(Args)]

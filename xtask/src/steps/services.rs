@@ -14,7 +14,7 @@ use crate::{
     host::Host,
     plan::{Action, Step, StepKind},
     process::Command,
-    service_stages::{self, Paths},
+    steps::service_stages::{self, Paths},
 };
 
 /// `python3 -m venv` then `pip install -r ...`, only when the requirements or the interpreter

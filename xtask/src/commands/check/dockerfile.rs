@@ -16,7 +16,7 @@ use std::{collections::BTreeMap, path::Path};
 use anyhow::Result;
 
 use super::Problem;
-use crate::tool_venv::Tool;
+use crate::commands::check::tool_venv::Tool;
 
 pub fn is_dockerfile(file: &str) -> bool {
     file.starts_with("Dockerfile") || file.ends_with(".Dockerfile") || file.ends_with(".dockerfile")

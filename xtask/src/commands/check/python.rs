@@ -9,8 +9,8 @@ use anyhow::Result;
 use super::{Problem, rel, tail};
 use crate::process::exec;
 use crate::{
+    commands::check::tool_venv::{Tool, ToolVenv},
     process::Command,
-    tool_venv::{Tool, ToolVenv},
 };
 
 /// Reads each file named on the command line and compiles it; one `path:line:col: error`

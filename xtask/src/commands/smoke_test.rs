@@ -70,7 +70,7 @@ pub fn plan(config: &Config, args: &SmokeTestArgs, tools: &Host) -> Result<Plan>
     let mut preflight = Step::new("preflight", "check the host can run a rootfs of the target", StepKind::Preflight);
     preflight.always = true;
     preflight.check_all = true;
-    crate::base_image::add_preflight(&mut preflight);
+    crate::steps::base_image::add_preflight(&mut preflight);
     if Arch::host() != Some(arch) {
         preflight.actions.push(Action::RegisterBinfmt { arches: vec![arch] });
     }
@@ -79,7 +79,8 @@ pub fn plan(config: &Config, args: &SmokeTestArgs, tools: &Host) -> Result<Plan>
     // `default-dbus-session-bus | dbus-session-bus`, which apt would satisfy with dbus.
     packages.push("dbus-x11".into());
     let name = format!("{}-{debian}-runtime", args.suite.name());
-    let (rootfs, tar) = crate::base_image::rootfs_step(&config.root, arch, args.suite, &tools.cache, &name, &packages)?;
+    let (rootfs, tar) =
+        crate::steps::base_image::rootfs_step(&config.root, arch, args.suite, &tools.cache, &name, &packages)?;
     let mut smoke = Step::new("smoke-test", format!("install and use {} in it", deb.display()), StepKind::Preflight);
     smoke.always = true;
     let scratch = config.root.join("target/xtask/smoke").join(arch.name());

@@ -11,6 +11,7 @@ mod rust;
 mod staged;
 #[cfg(test)]
 mod tests;
+pub mod tool_venv;
 mod versions;
 mod workflows;
 
@@ -96,7 +97,7 @@ impl Check {
     /// check's result: what `--staged` runs.
     pub fn wants(self, path: &str) -> bool {
         let file = path.rsplit('/').next().unwrap_or(path);
-        let tools = path == crate::tool_venv::PINS_FILE;
+        let tools = path == crate::commands::check::tool_venv::PINS_FILE;
         match self {
             Check::Fmt | Check::Clippy => {
                 file.ends_with(".rs")
@@ -367,7 +368,7 @@ fn finish(report: &Report, args: &CheckArgs) -> Result<i32> {
 }
 
 /// A linter that cannot be installed: the check fails (never skipped) with the reason and the fix.
-pub fn tool_problem(tool: crate::tool_venv::Tool, e: &anyhow::Error) -> Problem {
+pub fn tool_problem(tool: crate::commands::check::tool_venv::Tool, e: &anyhow::Error) -> Problem {
     let text = format!("{e:#}");
     let (message, fix) = match text.split_once(" Fix: ") {
         Some((m, f)) => (m.to_string(), f.to_string()),
@@ -384,7 +385,7 @@ pub fn rules_then_linter(
     root: &Path,
     files: &[std::path::PathBuf],
     rules: impl Fn(&str, &str) -> Vec<Problem>,
-    tool: crate::tool_venv::Tool,
+    tool: crate::commands::check::tool_venv::Tool,
     args: &[&str],
     parse: impl Fn(&str) -> Option<Problem>,
 ) -> Result<Vec<Problem>> {
@@ -396,7 +397,7 @@ pub fn rules_then_linter(
     if files.is_empty() {
         return Ok(problems);
     }
-    let exe = match crate::tool_venv::ToolVenv::open(root).and_then(|v| v.ensure(tool)) {
+    let exe = match crate::commands::check::tool_venv::ToolVenv::open(root).and_then(|v| v.ensure(tool)) {
         Ok(exe) => exe,
         Err(e) => {
             problems.push(tool_problem(tool, &e));

@@ -62,7 +62,7 @@ fn host_checks(config: &Config, tools: &Host) -> Vec<HostCheck> {
 /// for the arch), electron-builder's cache, ELECTRON_MIRROR or github.com.
 fn electron_check(config: &Config, arch: Arch, tools: &Host, env: crate::electron_source::Env) -> HostCheck {
     let check = format!("{arch}: electron");
-    match crate::electron::electron_dist(config, arch, tools.electron_dist.as_deref()) {
+    match crate::steps::electron::electron_dist(config, arch, tools.electron_dist.as_deref()) {
         Some(dist) => {
             let exe =
                 dist.join(if arch == Arch::DarwinArm64 { "Electron.app/Contents/MacOS/Electron" } else { "electron" });

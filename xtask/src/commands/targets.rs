@@ -90,7 +90,7 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::{config::EngineChoice, dist, host::Host};
+    use crate::{config::EngineChoice, host::Host, steps::dist};
 
     /// Rust's own names where a user reads dist.yaml's: `Debootstrap(Bookworm)`, `Elf {`,
     /// `Some(..)`, a CamelCase word, a bare variant such as `Xz`, a JSON key such as `"Elf":`.

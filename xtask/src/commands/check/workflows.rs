@@ -11,7 +11,7 @@ use anyhow::Result;
 use serde_yaml::Value;
 
 use super::{Problem, key_line};
-use crate::tool_venv::Tool;
+use crate::commands::check::tool_venv::Tool;
 
 pub const DIR: &str = ".github/workflows";
 

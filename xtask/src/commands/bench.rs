@@ -391,7 +391,7 @@ fn verify(config: &Config, runs: usize) -> Result<Vec<Row>> {
 /// (so both sides start from the same cache), then one stage that runs each service's
 /// PyInstaller build in turn.
 fn sequential_dockerfile(fixed: &str, config: &Config) -> Result<String> {
-    let (ours, _) = crate::service_stages::dockerfile(config, fixed)?;
+    let (ours, _) = crate::steps::service_stages::dockerfile(config, fixed)?;
     let marker = "\nFROM common AS service-";
     let cut = ours.find(marker).context("the generated Dockerfile has no service stage")?;
     let mut s = ours[..=cut].to_string();
@@ -449,8 +449,14 @@ fn cross(config: &Config, arch: Arch, runs: usize) -> Result<Vec<Row>> {
     let peer_all = {
         let scratch = Config::load(&repo)?;
         let tools = crate::host::Host::probe(&scratch);
-        let req = crate::dist::Request { arch, env: "prod".into(), engine: None, services: Vec::new(), package: false };
-        let mut plan = crate::dist::plan(&scratch, &req, Arch::host(), &tools)?;
+        let req = crate::steps::dist::Request {
+            arch,
+            env: "prod".into(),
+            engine: None,
+            services: Vec::new(),
+            package: false,
+        };
+        let mut plan = crate::steps::dist::plan(&scratch, &req, Arch::host(), &tools)?;
         let fixed = std::fs::read_to_string(repo.join(&scratch.dist.docker.dockerfile))?;
         let sequential = sequential_dockerfile(&fixed, &scratch)?;
         let step = plan.steps.iter_mut().find(|s| s.id == "cross-build").context("the plan has no cross-build")?;

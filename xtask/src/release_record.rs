@@ -356,7 +356,7 @@ mod tests {
         let electron = d.path().join("electron-x64");
         std::fs::create_dir_all(&electron).unwrap();
         std::fs::write(electron.join("version"), version).unwrap();
-        let req = crate::dist::Request {
+        let req = crate::steps::dist::Request {
             arch: Arch::X64,
             env: "prod".into(),
             engine: None,
@@ -364,7 +364,7 @@ mod tests {
             package: true,
         };
         let tools = crate::host::Host::fixed(&electron.to_string_lossy());
-        let mut plan = crate::dist::plan(&config, &req, Some(Arch::X64), &tools).unwrap();
+        let mut plan = crate::steps::dist::plan(&config, &req, Some(Arch::X64), &tools).unwrap();
         plan.steps.retain(|s| s.id == "release");
         let release = &mut plan.steps[0];
         release.after.clear();

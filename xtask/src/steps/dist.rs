@@ -4,17 +4,18 @@ use anyhow::{Result, bail};
 
 use crate::{
     arch::Arch,
-    base_image,
     config::{Base, Config, EngineChoice},
-    electron,
     engine::{Engine, NoEngine},
     host::Host,
     layout::Layout,
     lock::TreeLock,
-    package,
     plan::{self, Action, Force, Plan, RunOptions, Step, StepKind},
     prereq::Prereq,
-    release_manifest, services,
+    release_record,
+    steps::base_image,
+    steps::electron,
+    steps::package,
+    steps::services,
 };
 
 /// What to build, already typed: the command line is turned into this at once.
@@ -193,15 +194,9 @@ fn package_steps(
     } else {
         package::archive_step(config, arch, &app, epoch)
     };
-    let record = release_manifest::Record::new(
-        config,
-        tools,
-        arch,
-        &artifact.outputs[0],
-        &layout.dist,
-        electron_dist.as_deref(),
-    )?;
-    let release = release_manifest::step(record, &artifact, &config.root);
+    let record =
+        release_record::Record::new(config, tools, arch, &artifact.outputs[0], &layout.dist, electron_dist.as_deref())?;
+    let release = release_record::step(record, &artifact, &config.root);
     steps.push(artifact);
     steps.push(release);
     Ok(())

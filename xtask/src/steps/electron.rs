@@ -104,7 +104,7 @@ mod tests {
     use std::path::{Path, PathBuf};
 
     use super::*;
-    use crate::{dist, host::Host, plan};
+    use crate::{host::Host, plan, steps::dist};
 
     fn stand_in(dir: &Path, version: Option<&str>) -> PathBuf {
         let dist = dir.join("electron-x64");
