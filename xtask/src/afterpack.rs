@@ -1,10 +1,7 @@
-//! `cargo xtask afterpack`: electron-builder's afterPack step, in Rust. The hook in
-//! `electron-app/electron-builder.config.js` is a thin shim that calls this, so plain
-//! electron-builder runs get it too; `dist` runs it itself after electron-builder.
-//!
-//! It refuses an unpacked app built for another arch (seed 000, caveat 5: "afterPack hook
-//! using wrong source directory"), injects the per-arch service binaries atomically with mode
-//! 0755, and records what it injected in `resources/python-service/manifest.json`.
+//! electron-builder's afterPack step, in Rust: refuse an unpacked app built for another arch
+//! (an afterPack hook reading the wrong source folder injects ARM services into an x64 app),
+//! inject the per-arch service binaries atomically with mode 0755, record what was injected in
+//! `resources/python-service/manifest.json`, then verify the whole app.
 
 use std::path::{Path, PathBuf};
 
@@ -12,23 +9,10 @@ use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
 use crate::layout::AppLayout;
-use crate::{arch::Arch, config::Config, fingerprint::hash_file, fsx};
-
-#[derive(clap::Args)]
-pub struct AfterpackArgs {
-    /// The unpacked app electron-builder wrote (its `context.appOutDir`).
-    #[arg(long, value_name = "DIR")]
-    app_out_dir: PathBuf,
-    /// electron-builder's Arch enum number (x64 1, armv7l 2, arm64 3) or an arch name.
-    #[arg(long)]
-    arch: String,
-    /// electron-builder's platform name: linux or darwin.
-    #[arg(long, default_value = "linux")]
-    platform: String,
-}
+use crate::{arch::Arch, fingerprint::hash_file, fsx};
 
 #[derive(Debug, Serialize)]
-pub struct Manifest {
+pub struct ServicesManifest {
     pub arch: Arch,
     pub version: String,
     pub services: Vec<InjectedService>,
@@ -41,33 +25,6 @@ pub struct InjectedService {
     pub sha256: String,
     pub size: u64,
     pub arch: Arch,
-}
-
-impl AfterpackArgs {
-    fn target(&self) -> Result<Arch> {
-        match self.arch.parse::<u8>() {
-            Ok(n) => Arch::from_electron(&self.platform, n).with_context(|| {
-                format!(
-                    "--arch {n} --platform {}: not a target (electron-builder Arch enum: x64 1, armv7l 2, arm64 3)",
-                    self.platform
-                )
-            }),
-            Err(_) => self.arch.parse::<Arch>().map_err(Into::into),
-        }
-    }
-}
-
-pub fn run(config: &Config, args: &AfterpackArgs) -> Result<()> {
-    let arch = args.target()?;
-    let built = config.python_dir().join("dist").join(arch.name());
-    let spec = Spec::new(config, arch, &args.app_out_dir, &built);
-    let manifest = afterpack(&spec)?;
-    eprintln!(
-        "afterpack: {} service(s) for {arch} injected into {}",
-        manifest.services.len(),
-        spec.layout.services().display()
-    );
-    Ok(())
 }
 
 /// What the afterpack step needs, resolved from dist.yaml while planning: the step itself
@@ -86,22 +43,7 @@ pub struct Spec {
     pub root: PathBuf,
 }
 
-impl Spec {
-    /// The services come from `built` (`python-service/dist/<arch>/`).
-    pub fn new(config: &Config, arch: Arch, app: &Path, built: &Path) -> Spec {
-        Spec {
-            app: app.to_path_buf(),
-            arch,
-            layout: AppLayout::new(config, arch, app),
-            services: config.dist.services.keys().map(|n| (n.clone(), built.join(n))).collect(),
-            version: config.version.clone(),
-            glibc: config.dist.targets.get(&arch).and_then(|t| t.glibc),
-            root: config.root.clone(),
-        }
-    }
-}
-
-pub fn afterpack(spec: &Spec) -> Result<Manifest> {
+pub fn afterpack(spec: &Spec) -> Result<ServicesManifest> {
     let (arch, app, layout) = (spec.arch, &spec.app, &spec.layout);
     if !layout.executable.is_file() {
         bail!(
@@ -139,7 +81,7 @@ pub fn afterpack(spec: &Spec) -> Result<Manifest> {
             arch,
         });
     }
-    let manifest = Manifest { arch, version: spec.version.clone(), services };
+    let manifest = ServicesManifest { arch, version: spec.version.clone(), services };
     fsx::write_atomic(
         &dest.join("manifest.json"),
         format!("{}\n", serde_json::to_string_pretty(&manifest)?).as_bytes(),
@@ -160,6 +102,7 @@ fn set_mode_755(path: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
     use crate::verify::tests::common::Fx;
 
     /// A config whose python-service/dist is in a scratch root, with every service "built".
@@ -188,7 +131,7 @@ mod tests {
         let fx = Fx::new();
         let (d, config) = scratch_config(Arch::Arm64, &fx.arm64_dyn());
         let app = unpacked_app(d.path(), &fx.arm64_dyn());
-        let manifest = afterpack(&Spec::new(
+        let manifest = afterpack(&crate::steps::electron::afterpack_spec(
             &config,
             Arch::Arm64,
             &app,
@@ -227,7 +170,7 @@ mod tests {
         std::fs::copy(fx.x64_node(), app.join("resources/app.asar.unpacked/serial.node")).unwrap();
         let err = format!(
             "{:#}",
-            afterpack(&Spec::new(
+            afterpack(&crate::steps::electron::afterpack_spec(
                 &config,
                 Arch::Arm64,
                 &app,
@@ -247,7 +190,7 @@ mod tests {
         let app = unpacked_app(d.path(), &fx.x64_dyn());
         let err = format!(
             "{:#}",
-            afterpack(&Spec::new(
+            afterpack(&crate::steps::electron::afterpack_spec(
                 &config,
                 Arch::Armv7l,
                 &app,
@@ -263,7 +206,7 @@ mod tests {
         std::fs::remove_file(config.python_dir().join("dist/armv7l/tts_service")).unwrap();
         let err = format!(
             "{:#}",
-            afterpack(&Spec::new(
+            afterpack(&crate::steps::electron::afterpack_spec(
                 &config,
                 Arch::Armv7l,
                 &app,
@@ -275,7 +218,7 @@ mod tests {
 
         let err = format!(
             "{:#}",
-            afterpack(&Spec::new(
+            afterpack(&crate::steps::electron::afterpack_spec(
                 &config,
                 Arch::Armv7l,
                 &d.path().join("nope"),
@@ -284,16 +227,5 @@ mod tests {
             .unwrap_err()
         );
         assert!(err.contains("is not an unpacked armv7l app"), "{err}");
-    }
-
-    #[test]
-    fn arch_flag_takes_the_enum_number_or_a_name() {
-        let a = |arch: &str, platform: &str| {
-            AfterpackArgs { app_out_dir: "x".into(), arch: arch.into(), platform: platform.into() }.target()
-        };
-        assert_eq!(a("2", "linux").unwrap(), Arch::Armv7l);
-        assert_eq!(a("3", "darwin").unwrap(), Arch::DarwinArm64);
-        assert_eq!(a("aarch64", "linux").unwrap(), Arch::Arm64);
-        assert!(a("0", "linux").unwrap_err().to_string().contains("not a target"));
     }
 }

@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
-pub use electron::{CopyrightInfo, ElectronApp, KioskService, electron_app_spec};
+pub use electron::{AppPackage, CopyrightInfo, ElectronApp, KioskService, write_app_package};
 pub use spec::{Compression, DebArch, DebSpec, DpkgVersion};
 
 use compress::Encoder;

@@ -22,6 +22,7 @@ mod prereq;
 mod process;
 mod release_record;
 mod rng;
+mod smoke;
 #[cfg(test)]
 mod snapshot;
 mod steps;
@@ -61,19 +62,19 @@ enum Command {
     BuildServices(BuildServicesArgs),
     /// electron-builder's afterPack step: check an unpacked app is for the target, inject the
     /// per-arch service binaries (0755, atomically) and write their manifest.
-    Afterpack(afterpack::AfterpackArgs),
+    Afterpack(commands::afterpack::AfterpackArgs),
     /// Measure against the peer tool on the same input and record the ratios in BENCHMARKS.md.
     Bench(commands::bench::BenchArgs),
     /// Build a build-base image from Debian packages (debootstrap, `FROM scratch`), for
     /// machines that reach no image registry. The rootfs tarball is cached and reused.
-    BaseImage(steps::base_image::BaseImageArgs),
+    BaseImage(commands::base_image::BaseImageArgs),
     /// Check (and with --fix repair) what builds need: tools, the container engine, QEMU
     /// binfmt handlers, buildx platforms, disk space, the CA bundle. Exit 1 when a check fails.
     Doctor(commands::doctor::DoctorArgs),
     /// Check that binaries, unpacked apps, .debs and PyInstaller one-file executables can run
     /// on the target: ELF class/machine, ARM float ABI, interpreter, glibc floor, including
     /// every library inside PyInstaller archives. Exit 0 clean, 1 a check failed, 2 unreadable.
-    Verify(verify::VerifyArgs),
+    Verify(commands::verify::VerifyArgs),
     /// Install the release's .deb into a cached Debian rootfs of the target (debootstrap with
     /// the package's Depends) and use it there under QEMU: dpkg -i, each service's
     /// --self-test, /usr/bin/<name>, then dpkg -r must leave nothing behind.
@@ -157,8 +158,8 @@ impl TargetArgs {
         Ok(steps::dist::Request { arch, env: self.env.clone(), engine: self.engine, services, package })
     }
 
-    fn mode(&self) -> steps::dist::Mode {
-        steps::dist::Mode {
+    fn mode(&self) -> commands::dist::Mode {
+        commands::dist::Mode {
             dry_run: self.dry_run,
             json: self.json,
             force: Force::from_flag(self.force.clone()),
@@ -223,19 +224,19 @@ fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Dist(a) => {
             let config = config::Config::load(&root)?;
-            done(steps::dist::run(&config, &a.target.request(Vec::new(), true)?, &a.target.mode(), &what))
+            done(commands::dist::run(&config, &a.target.request(Vec::new(), true)?, &a.target.mode(), &what))
         }
         Command::BuildServices(a) => {
             let config = config::Config::load(&root)?;
-            done(steps::dist::run(&config, &a.target.request(a.services.clone(), false)?, &a.target.mode(), &what))
+            done(commands::dist::run(&config, &a.target.request(a.services.clone(), false)?, &a.target.mode(), &what))
         }
-        Command::BaseImage(a) => done(steps::base_image::run(&config::Config::load(&root)?, &a)),
+        Command::BaseImage(a) => done(commands::base_image::run(&config::Config::load(&root)?, &a)),
         Command::Doctor(a) => commands::doctor::run(&config::Config::load(&root)?, &a),
         Command::Test(a) => done(commands::test::run(&root, &a)),
         Command::SmokeTest(a) => done(commands::smoke_test::run(&config::Config::load(&root)?, &a, &what)),
-        Command::Afterpack(a) => done(afterpack::run(&config::Config::load(&root)?, &a)),
+        Command::Afterpack(a) => done(commands::afterpack::run(&config::Config::load(&root)?, &a)),
         Command::Bench(a) => done(commands::bench::run(&config::Config::load(&root)?, &a)),
-        Command::Verify(a) => verify::run(&config::Config::load(&root)?, &a),
+        Command::Verify(a) => commands::verify::run(&config::Config::load(&root)?, &a),
         Command::Targets { json } => done(commands::targets::run(&config::Config::load(&root)?, json)),
         Command::Check(a) => commands::check::run(&root, &a),
         Command::InstallHooks => done(commands::install_hooks::run(&root)),

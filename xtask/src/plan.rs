@@ -97,7 +97,7 @@ pub enum Action {
     /// write their manifest.json, verify the whole app.
     Afterpack(Box<crate::afterpack::Spec>),
     /// Write the .deb of an unpacked app (temp file, then rename), every mtime the epoch.
-    WriteDeb(Box<crate::steps::package::DebPlan>),
+    WriteDeb(Box<crate::deb::AppPackage>),
     /// Without an electronDist electron-builder downloads Electron from GitHub: fail now, not
     /// after the service builds, when it is not cached and GitHub is unreachable.
     RequireElectron {
@@ -858,14 +858,14 @@ fn run_action(action: &Action, title: &str, opts: &RunOptions) -> Result<()> {
         Action::RegisterBinfmt { arches } => crate::engine_checks::register_binfmt(arches),
         Action::Afterpack(spec) => crate::afterpack::afterpack(spec).map(drop),
         Action::WriteDeb(plan) => {
-            let summary = crate::steps::package::write(plan)?;
+            let summary = crate::deb::write_app_package(plan)?;
             if opts.verbose {
                 eprintln!("    {} ({} bytes, sha256 {})", summary.path.display(), summary.bytes, summary.sha256);
             }
             Ok(())
         }
         Action::SmokeTest { rootfs, deb, scratch, package, services } => {
-            crate::commands::smoke_test::check(rootfs, deb, scratch, package, services)
+            crate::smoke::check(rootfs, deb, scratch, package, services)
         }
         Action::RequireElectron { zip, version } => {
             match crate::electron_source::download(version, zip, &crate::electron_source::process_env)? {

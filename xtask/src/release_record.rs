@@ -13,7 +13,7 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
 use crate::layout::arch_manifest_name;
-use crate::{arch::Arch, config::Config, fingerprint::hash_file, fsx};
+use crate::{arch::Arch, fingerprint::hash_file, fsx};
 
 pub const SUMS: &str = "SHA256SUMS";
 pub const MERGED: &str = "dist-manifest.json";
@@ -93,42 +93,6 @@ pub struct Record {
     pub electron_dist: Option<PathBuf>,
     /// `electron-app/node_modules`: electron-builder's (and electron's) installed versions.
     pub node_modules: PathBuf,
-}
-
-impl Record {
-    /// The record of `arch`'s `artifact`; `Err` when the checkout has no commit to record.
-    pub fn new(
-        config: &Config,
-        host: &crate::host::Host,
-        arch: Arch,
-        artifact: &Path,
-        services_dir: &Path,
-        electron_dist: Option<&Path>,
-    ) -> Result<Record> {
-        let (git_commit, git_dirty) = host.git.clone().map_err(anyhow::Error::msg)?;
-        let epoch = host.source_date_epoch.clone().map_err(anyhow::Error::msg)?;
-        let mut tools = BTreeMap::new();
-        tools.insert("xtask".to_string(), env!("CARGO_PKG_VERSION").to_string());
-        if let Some(v) = &host.node {
-            tools.insert("node".into(), v.clone());
-        }
-        if let Some(v) = &host.python {
-            tools.insert(config.dist.python.interpreter.clone(), v.clone());
-        }
-        Ok(Record {
-            dir: crate::layout::release_dir(config),
-            arch,
-            artifact: artifact.to_path_buf(),
-            services: config.dist.services.keys().map(|n| (n.clone(), services_dir.join(n))).collect(),
-            version: config.version.clone(),
-            git_commit,
-            git_dirty,
-            source_date_epoch: epoch,
-            tools,
-            electron_dist: electron_dist.map(Path::to_path_buf),
-            node_modules: crate::layout::app_dir(&config.root).join("node_modules"),
-        })
-    }
 }
 
 /// The arch manifest of a [`Record`], from the artifact and services as they are now.
@@ -307,23 +271,6 @@ pub fn write_merged(dir: &Path, merged: &Merged) -> Result<()> {
     fsx::write_atomic(&dir.join(MERGED), format!("{}\n", serde_json::to_string_pretty(&merged.manifest)?).as_bytes())
 }
 
-/// The release step of `dist`: record the artifact `artifact_step` writes and merge the folder.
-pub fn step(record: Record, artifact_step: &crate::plan::Step, root: &Path) -> crate::plan::Step {
-    let mut s = crate::plan::Step::new(
-        "release",
-        format!("record {} in {}", record.arch, fsx::rel(root, &record.dir).display()),
-        crate::plan::StepKind::Release,
-    );
-    s.after.push(artifact_step.id.clone());
-    s.inputs.push(record.artifact.clone());
-    s.values.insert("SOURCE_DATE_EPOCH".into(), record.source_date_epoch.to_string());
-    s.outputs.push(record.dir.join(arch_manifest_name(record.arch)));
-    s.outputs.push(record.dir.join(SUMS));
-    s.outputs.push(record.dir.join(MERGED));
-    s.actions.push(crate::plan::Action::RecordRelease(Box::new(record)));
-    s
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -351,7 +298,7 @@ mod tests {
     /// run into a scratch release folder: the `tools` it records.
     fn recorded_tools(version: &str) -> serde_json::Value {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-        let config = Config::load(root).unwrap();
+        let config = crate::config::Config::load(root).unwrap();
         let d = tempfile::tempdir().unwrap();
         let electron = d.path().join("electron-x64");
         std::fs::create_dir_all(&electron).unwrap();

@@ -13,10 +13,10 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 
 use super::compress::gzip_bytes;
-use super::spec::{Control, DebArch, DebSpec, Entry, MaintainerScripts};
+use super::spec::{Compression, Control, DebArch, DebSpec, DpkgVersion, Entry, MaintainerScripts};
 
 /// fpm's `--depends` as electron-builder 26 passes them (dist.yaml starts from this list).
 #[cfg(test)]
@@ -106,6 +106,32 @@ fn icon_sizes<S: serde::Serializer>(icons: &[(u32, Vec<u8>)], s: S) -> std::resu
         seq.serialize_element(&format!("{size}x{size} ({} bytes)", png.len()))?;
     }
     seq.end()
+}
+
+/// An Electron app's package as dist writes it: the app, the control fields dist.yaml sets,
+/// the compression and the oldest dpkg that must unpack it. Resolved while planning.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct AppPackage {
+    pub out: PathBuf,
+    pub app: ElectronApp,
+    pub section: String,
+    pub priority: String,
+    pub compression: Compression,
+    /// The oldest dpkg that will unpack it (decides which compressions are allowed).
+    pub target_dpkg: DpkgVersion,
+}
+
+/// Write the .deb an [`AppPackage`] describes (temp file, then rename).
+pub fn write_app_package(plan: &AppPackage) -> Result<super::DebSummary> {
+    let mut spec = electron_app_spec(&plan.app)?;
+    spec.control.section = plan.section.clone();
+    spec.control.priority = plan.priority.clone();
+    spec.compression = plan.compression;
+    spec.target_dpkg = plan.target_dpkg;
+    if let Some(dir) = plan.out.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    super::write_deb(&spec, &plan.out)
 }
 
 /// Build the [`DebSpec`] of an Electron app. Compression, threads and the target dpkg

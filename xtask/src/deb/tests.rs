@@ -1,6 +1,7 @@
 //! End-to-end checks with the real tools (dpkg-deb, ar, md5sum, lintian). A missing tool
 //! fails the test with the apt-get line that installs it; nothing is skipped.
 
+use super::electron::electron_app_spec;
 use std::collections::BTreeSet;
 use std::fs;
 use std::io::{Read, Write};

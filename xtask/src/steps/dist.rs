@@ -8,10 +8,8 @@ use crate::{
     engine::{Engine, NoEngine},
     host::Host,
     layout::Layout,
-    lock::TreeLock,
-    plan::{self, Action, Force, Plan, RunOptions, Step, StepKind},
+    plan::{Action, Plan, Step, StepKind},
     prereq::Prereq,
-    release_record,
     steps::base_image,
     steps::electron,
     steps::package,
@@ -30,15 +28,6 @@ pub struct Request {
     /// `dist`: go on from the services to the app, the .deb and release/<version>/
     /// (`build-services` stops after the services).
     pub package: bool,
-}
-
-/// How to carry the plan out.
-#[derive(Clone, Debug)]
-pub struct Mode {
-    pub dry_run: bool,
-    pub json: bool,
-    pub force: Force,
-    pub verbose: bool,
 }
 
 /// The engine the plan uses. Where `auto` finds none on this machine, the one it picks first on a
@@ -194,9 +183,15 @@ fn package_steps(
     } else {
         package::archive_step(config, arch, &app, epoch)
     };
-    let record =
-        release_record::Record::new(config, tools, arch, &artifact.outputs[0], &layout.dist, electron_dist.as_deref())?;
-    let release = release_record::step(record, &artifact, &config.root);
+    let record = crate::steps::release::record(
+        config,
+        tools,
+        arch,
+        &artifact.outputs[0],
+        &layout.dist,
+        electron_dist.as_deref(),
+    )?;
+    let release = crate::steps::release::step(record, &artifact, &config.root);
     steps.push(artifact);
     steps.push(release);
     Ok(())
@@ -215,33 +210,13 @@ fn selected_services(config: &Config, wanted: &[String]) -> Result<Vec<String>> 
     Ok(all.into_iter().filter(|s| wanted.contains(s)).collect())
 }
 
-pub fn run(config: &Config, req: &Request, mode: &Mode, what: &str) -> Result<()> {
-    let tools = Host::probe(config);
-    let plan = plan(config, req, Arch::host(), &tools)?;
-    plan.resolve_force(&mode.force)?;
-    if mode.dry_run {
-        if mode.json {
-            crate::exit::print_json(plan.to_json_value(Some(&mode.force))?, true)?;
-        } else {
-            print!("{}", plan.render(&mode.force)?);
-        }
-        return Ok(());
-    }
-    let _lock = TreeLock::acquire(&config.root.join("target/xtask/dist.lock"), what)?;
-    let report = plan::run(&plan, &RunOptions { force: mode.force.clone(), verbose: mode.verbose, keep_going: false })?;
-    if mode.json {
-        crate::exit::print_json(serde_json::json!({ "plan": plan, "report": report }), true)?;
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use std::path::{Path, PathBuf};
 
     use super::*;
-    use crate::engine::Route;
     use crate::host::CA_BUNDLE;
+    use crate::{engine::Route, plan::Force};
 
     fn repo_root() -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()

@@ -95,8 +95,21 @@ pub fn afterpack_step(config: &Config, arch: Arch, services_dir: &Path) -> Step 
     }
     s.outputs.push(layout.services().join("manifest.json"));
     s.values.insert("version".into(), config.version.clone());
-    s.actions.push(Action::Afterpack(Box::new(crate::afterpack::Spec::new(config, arch, &app, services_dir))));
+    s.actions.push(Action::Afterpack(Box::new(afterpack_spec(config, arch, &app, services_dir))));
     s
+}
+
+/// The services come from `built` (`python-service/dist/<arch>/`).
+pub fn afterpack_spec(config: &Config, arch: Arch, app: &Path, built: &Path) -> crate::afterpack::Spec {
+    crate::afterpack::Spec {
+        app: app.to_path_buf(),
+        arch,
+        layout: crate::layout::AppLayout::new(config, arch, app),
+        services: config.dist.services.keys().map(|n| (n.clone(), built.join(n))).collect(),
+        version: config.version.clone(),
+        glibc: config.dist.targets.get(&arch).and_then(|t| t.glibc),
+        root: config.root.clone(),
+    }
 }
 
 #[cfg(test)]

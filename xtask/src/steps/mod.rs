@@ -6,5 +6,6 @@ pub mod base_image;
 pub mod dist;
 pub mod electron;
 pub mod package;
+pub mod release;
 pub mod service_stages;
 pub mod services;

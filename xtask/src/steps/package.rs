@@ -2,10 +2,9 @@
 //! [`deb::ElectronApp`] description → `release/<version>/<package>_<version>_<debarch>.deb`,
 //! then verified like every other artifact.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use serde::Serialize;
 
 use crate::layout::deb_name;
 use crate::layout::release_dir;
@@ -29,7 +28,7 @@ pub fn deb_step(config: &Config, arch: Arch, app: &Path, epoch: u64) -> Result<S
     s.values.insert("product".into(), serde_json::to_string(&config.dist.product)?);
     s.values.insert("SOURCE_DATE_EPOCH".into(), epoch.to_string());
     s.outputs.push(out.clone());
-    s.actions.push(Action::WriteDeb(Box::new(DebPlan::new(config, arch, app, &out, epoch)?)));
+    s.actions.push(Action::WriteDeb(Box::new(deb_plan(config, arch, app, &out, epoch)?)));
     let glibc = config.target(arch)?.glibc;
     s.actions.push(Action::Verify { paths: vec![out], arch, glibc });
     Ok(s)
@@ -106,53 +105,26 @@ pub fn electron_app(config: &Config, arch: Arch, app: &Path, epoch: u64) -> Resu
     })
 }
 
-/// Everything the deb step writes, resolved from dist.yaml while planning (the license text
-/// and icons read then too): the step reads no config.
-#[derive(Clone, Debug, Serialize)]
-pub struct DebPlan {
-    pub out: PathBuf,
-    pub app: deb::ElectronApp,
-    pub section: String,
-    pub priority: String,
-    pub compression: deb::Compression,
-    /// The oldest dpkg that will unpack it (decides which compressions are allowed).
-    pub target_dpkg: deb::DpkgVersion,
-}
-
-impl DebPlan {
-    pub fn new(config: &Config, arch: Arch, app: &Path, out: &Path, epoch: u64) -> Result<DebPlan> {
-        let cfg = &config.dist.packaging.deb;
-        let level = cfg.compression.level(cfg.compression_level);
-        Ok(DebPlan {
-            out: out.to_path_buf(),
-            app: electron_app(config, arch, app, epoch)?,
-            section: cfg.section.clone(),
-            priority: cfg.priority.clone(),
-            compression: match cfg.compression {
-                config::Compression::Xz => deb::Compression::Xz { level },
-                config::Compression::Gzip => deb::Compression::Gzip { level },
-                config::Compression::Zstd => deb::Compression::Zstd { level: level as i32 },
-            },
-            // The oldest OS the target's glibc floor admits decides which members dpkg can read.
-            target_dpkg: match config.target(arch)?.glibc {
-                Some(g) if g < Suite::Bookworm.glibc() => deb::DpkgVersion::BULLSEYE,
-                _ => deb::DpkgVersion::BOOKWORM,
-            },
-        })
-    }
-}
-
-/// Write the .deb a [`DebPlan`] describes (temp file, then rename).
-pub fn write(plan: &DebPlan) -> Result<deb::DebSummary> {
-    let mut spec = deb::electron_app_spec(&plan.app)?;
-    spec.control.section = plan.section.clone();
-    spec.control.priority = plan.priority.clone();
-    spec.compression = plan.compression;
-    spec.target_dpkg = plan.target_dpkg;
-    if let Some(dir) = plan.out.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    }
-    deb::write_deb(&spec, &plan.out)
+/// The [`deb::AppPackage`] of `arch`'s unpacked `app`, to be written at `out`.
+pub fn deb_plan(config: &Config, arch: Arch, app: &Path, out: &Path, epoch: u64) -> Result<deb::AppPackage> {
+    let cfg = &config.dist.packaging.deb;
+    let level = cfg.compression.level(cfg.compression_level);
+    Ok(deb::AppPackage {
+        out: out.to_path_buf(),
+        app: electron_app(config, arch, app, epoch)?,
+        section: cfg.section.clone(),
+        priority: cfg.priority.clone(),
+        compression: match cfg.compression {
+            config::Compression::Xz => deb::Compression::Xz { level },
+            config::Compression::Gzip => deb::Compression::Gzip { level },
+            config::Compression::Zstd => deb::Compression::Zstd { level: level as i32 },
+        },
+        // The oldest OS the target's glibc floor admits decides which members dpkg can read.
+        target_dpkg: match config.target(arch)?.glibc {
+            Some(g) if g < Suite::Bookworm.glibc() => deb::DpkgVersion::BULLSEYE,
+            _ => deb::DpkgVersion::BOOKWORM,
+        },
+    })
 }
 
 /// Lines of at most 72 characters: lintian wants extended descriptions under 80.

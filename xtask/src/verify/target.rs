@@ -58,7 +58,6 @@ pub enum FloatAbi {
 impl Target {
     /// What `arch` runs, from the one table of arch facts (`crate::arch::Arch`), with the
     /// target OS's glibc as the floor.
-    #[cfg(not(fuzzing))]
     pub fn for_arch(arch: crate::arch::Arch, glibc: Option<crate::config::GlibcVersion>) -> Target {
         use crate::arch::BinaryFormat;
         let (format, interpreter) = match arch.binary_format() {
