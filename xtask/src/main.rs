@@ -1,39 +1,12 @@
 //! `cargo xtask`: builds, verifies and packages KitchnTabs. This file only parses flags and
-//! dispatches; each command lives in the module of the same name.
-
-mod afterpack;
-mod arch;
-mod checkup;
-mod commands;
-mod config;
-mod deb;
-mod electron_source;
-mod engine;
-mod engine_checks;
-mod exit;
-mod fingerprint;
-mod fsx;
-mod host;
-mod layout;
-mod lock;
-mod package_json;
-mod plan;
-mod prereq;
-mod process;
-mod release_record;
-mod rng;
-mod smoke;
-#[cfg(test)]
-mod snapshot;
-mod steps;
-mod verify;
+//! dispatches; each command lives in the module of the same name (`xtask::commands`).
 
 use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 
-use crate::{arch::Arch, config::EngineChoice, plan::Force};
+use xtask::{arch::Arch, commands, config, config::EngineChoice, exit, plan::Force, steps};
 
 #[derive(Parser)]
 #[command(
@@ -107,7 +80,7 @@ enum Command {
 struct TargetArgs {
     /// Target arch: armv7l (armhf, arm, arm/v7), arm64 (aarch64), x64 (amd64, x86_64),
     /// darwin-arm64 (mac). Default: this host's.
-    #[arg(long, value_parser = parse_arch)]
+    #[arg(long)]
     arch: Option<Arch>,
     /// Which config.<env>.yaml the services bundle (names from dist.yaml `envs`).
     #[arg(long, default_value = "default")]
@@ -142,10 +115,6 @@ struct BuildServicesArgs {
     /// Build only this service (repeatable).
     #[arg(long = "service", value_name = "NAME")]
     services: Vec<String>,
-}
-
-pub fn parse_arch(s: &str) -> Result<Arch, String> {
-    s.parse().map_err(|e: arch::UnknownArch| e.to_string())
 }
 
 impl TargetArgs {
@@ -241,7 +210,7 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Check(a) => commands::check::run(&root, &a),
         Command::InstallHooks => done(commands::install_hooks::run(&root)),
         Command::Release(a) => done(commands::release::run(&config::Config::load(&root)?, &a)),
-        Command::BenchDebWriter { tree, out, level } => done(deb::bench::bench_child(&tree, &out, level)),
+        Command::BenchDebWriter { tree, out, level } => done(xtask::deb::bench::bench_child(&tree, &out, level)),
     }
 }
 

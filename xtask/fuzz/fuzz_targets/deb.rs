@@ -6,6 +6,6 @@ use std::io::Cursor;
 use std::path::Path;
 
 fuzz_target!(|data: &[u8]| {
-    let target = verify_fuzz::verify::Target::from_arch_name("armv7l").unwrap();
-    let _ = verify_fuzz::verify::deb::verify_deb_reader(Cursor::new(data), Path::new("fuzz.deb"), &target);
+    let target = xtask::verify::Target::from_arch_name("armv7l").unwrap();
+    let _ = xtask::verify::deb::verify_deb_reader(Cursor::new(data), Path::new("fuzz.deb"), &target);
 });

@@ -6,10 +6,10 @@ use libfuzzer_sys::fuzz_target;
 use std::path::Path;
 
 fuzz_target!(|data: &[u8]| {
-    let mut target = verify_fuzz::verify::Target::from_arch_name("armv7l").unwrap();
+    let mut target = xtask::verify::Target::from_arch_name("armv7l").unwrap();
     target.glibc_floor = Some((2, 31));
-    let _ = verify_fuzz::verify::verify_bytes(data, Path::new("fuzz"), &target);
-    if let Ok(info) = verify_fuzz::verify::elf::inspect(data) {
-        let _ = verify_fuzz::verify::elf::check(&info, &target);
+    let _ = xtask::verify::verify_bytes(data, Path::new("fuzz"), &target);
+    if let Ok(info) = xtask::verify::elf::inspect(data) {
+        let _ = xtask::verify::elf::check(&info, &target);
     }
 });

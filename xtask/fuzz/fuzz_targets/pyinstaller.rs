@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use verify_fuzz::verify::pyinstaller::{Location, locate};
+use xtask::verify::pyinstaller::{Location, locate};
 
 fuzz_target!(|data: &[u8]| {
     for location in [Location::Scan, Location::PydataSection(0..data.len())] {

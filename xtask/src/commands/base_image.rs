@@ -12,7 +12,7 @@ use crate::{
 #[derive(clap::Args)]
 pub struct BaseImageArgs {
     /// Target arch of the image (armv7l, arm64, x64 and their aliases).
-    #[arg(long, value_parser = crate::parse_arch)]
+    #[arg(long)]
     arch: Arch,
     /// Debian release: bookworm (glibc 2.36) or bullseye (glibc 2.31).
     #[arg(long, value_enum, default_value = "bookworm")]

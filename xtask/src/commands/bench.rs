@@ -23,7 +23,7 @@ pub struct BenchArgs {
     #[arg(long)]
     no_write: bool,
     /// For `cross`: the foreign arch to build (armv7l or arm64).
-    #[arg(long, value_parser = crate::parse_arch, default_value = "arm64")]
+    #[arg(long, default_value = "arm64")]
     arch: Arch,
 }
 

@@ -134,7 +134,7 @@ fn native_disk_check(config: &Config, arch: Arch, min_free_gb: u64) -> HostCheck
 #[derive(clap::Args)]
 pub struct DoctorArgs {
     /// Check these arches (default: every configured target this host can build).
-    #[arg(long = "arch", value_parser = crate::parse_arch)]
+    #[arg(long = "arch")]
     arches: Vec<Arch>,
     /// Repair what can be repaired safely (QEMU registration, the buildx builder).
     #[arg(long)]

@@ -36,7 +36,7 @@ pub struct ReleaseArgs {
     #[arg(long)]
     pub dry_run: bool,
     /// Release only these arches (repeatable). Default: every target in dist.yaml.
-    #[arg(long = "arch", value_parser = crate::parse_arch)]
+    #[arg(long = "arch")]
     pub arches: Vec<Arch>,
     /// Only merge (and sign) the per-arch manifests already in DIR: CI's publish job.
     #[arg(long, value_name = "DIR")]

@@ -17,7 +17,7 @@ use crate::{
 #[derive(clap::Args)]
 pub struct SmokeTestArgs {
     /// Target arch of the package (armv7l, arm64, x64 and their aliases).
-    #[arg(long, value_parser = crate::parse_arch)]
+    #[arg(long)]
     arch: Arch,
     /// The .deb (default: release/<version>/<name>_<version>_<debarch>.deb from `dist`).
     #[arg(long, value_name = "FILE")]

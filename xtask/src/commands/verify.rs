@@ -11,7 +11,7 @@ pub struct VerifyArgs {
     #[arg(required = true, value_name = "PATH")]
     paths: Vec<std::path::PathBuf>,
     /// The target they must run on (armv7l, arm64, x64, darwin-arm64 or an alias).
-    #[arg(long, value_parser = crate::parse_arch)]
+    #[arg(long)]
     arch: crate::arch::Arch,
     /// The highest glibc they may need (default: the target's floor in dist.yaml).
     #[arg(long, value_name = "X.Y")]

@@ -16,10 +16,10 @@ use std::rc::Rc;
 use super::decode::tar_suffix;
 use super::links::Root;
 use super::members::{Tree, unsafe_member_path, unsafe_path_finding};
+use super::object::read_up_to;
 use super::report::{Check, InputError, InputErrorKind, Issue, Report};
 use super::tarball::{self, Counting, Source, Visitor};
 use super::target::Target;
-use super::walk::read_up_to;
 
 const AR_MAGIC: &[u8; 8] = b"!<arch>\n";
 const AR_HEADER_LEN: u64 = 60;

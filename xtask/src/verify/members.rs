@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 
 use super::elf::{ELF_MAGIC, macho};
 use super::links::{self, Node, Resolved, Root};
+use super::object::{self, Expect, Origin, read_up_to};
 use super::report::{Check, Issue, Report};
 use super::target::{BinFormat, Target};
-use super::walk::{self, Expect, Origin, read_up_to};
 
 /// Initial buffer cap for a member's bytes; the Vec grows with data actually read.
 const MAX_PREALLOC: u64 = 64 << 20;
@@ -146,7 +146,7 @@ impl<'t> Tree<'t> {
         let size = entry.size();
         self.report.files_checked += 1;
         let base = display.rsplit('/').next().unwrap_or(display);
-        let expect = walk::expectation(base, mode);
+        let expect = object::expectation(base, mode);
 
         let mut head = [0u8; 8];
         let n = read_up_to(entry, &mut head)?;
@@ -154,7 +154,7 @@ impl<'t> Tree<'t> {
         let is_elf = head.starts_with(&ELF_MAGIC);
         let is_object = is_elf || macho::is_macho_magic(head);
         // A plain file is sniffed even when nothing is expected of it: a link may reach it.
-        let want = if is_object { size } else { size.min(walk::SNIFF_LEN as u64) };
+        let want = if is_object { size } else { size.min(object::SNIFF_LEN as u64) };
         let mut bytes = Vec::with_capacity(want.min(MAX_PREALLOC) as usize);
         bytes.extend_from_slice(head);
         entry.take(want.saturating_sub(n as u64)).read_to_end(&mut bytes)?;
@@ -165,7 +165,7 @@ impl<'t> Tree<'t> {
             ));
         }
         let origin = Origin::new(self.file, Some(display.to_string()));
-        walk::check_bytes(&bytes, &origin, expect, self.target, &mut self.report, 0);
+        object::check_bytes(&bytes, &origin, expect, self.target, &mut self.report, 0);
         // As `Expect::Any` an object of the target's own format is checked in full already;
         // anything else is judged again as a library now, while its bytes are here.
         let own_format = match self.target.format {
@@ -175,7 +175,7 @@ impl<'t> Tree<'t> {
         let as_library = (expect == Expect::Any && !own_format)
             .then(|| {
                 let mut report = Report::default();
-                walk::check_bytes(&bytes, &origin, Expect::Library, self.target, &mut report, 0);
+                object::check_bytes(&bytes, &origin, Expect::Library, self.target, &mut report, 0);
                 report
             })
             .filter(|report| !report.findings.is_empty() || report.elfs_checked > 0);
@@ -235,7 +235,7 @@ impl<'t> Tree<'t> {
                 Ok(Resolved::Dir | Resolved::Other | Resolved::Elsewhere) => {}
                 Err(err) => {
                     let display = Path::new(&link.display);
-                    let issue = walk::link_finding(display, &link.to, &err, self.noun());
+                    let issue = object::link_finding(display, &link.to, &err, self.noun());
                     self.report.findings.push(issue.into_finding(self.file, Some(link.display.clone())));
                 }
             }
@@ -246,7 +246,7 @@ impl<'t> Tree<'t> {
     /// The file at `real` is also named `name`: check it as that name demands, once.
     fn raise(&mut self, real: &Path, name: &str) {
         let Some(Entry::File(file)) = self.entries.get_mut(real) else { return };
-        let raised = file.expect.raised(walk::expectation(name, file.mode));
+        let raised = file.expect.raised(object::expectation(name, file.mode));
         if raised == file.expect {
             return;
         }

@@ -8,6 +8,7 @@ mod decode;
 pub mod elf;
 pub mod links;
 mod members;
+pub mod object;
 pub mod pyinstaller;
 pub mod report;
 pub mod tarball;

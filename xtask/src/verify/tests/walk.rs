@@ -2,7 +2,7 @@
 //! is reported for each kind of bad file in an unpacked app tree.
 
 use super::common::*;
-use crate::verify::walk::{Expect, expectation};
+use crate::verify::object::{Expect, expectation};
 use crate::verify::{Check, Severity};
 
 #[test]
