@@ -198,8 +198,12 @@ mod tests {
                     let req = dist::Request { arch, env: "prod".into(), engine, services: Vec::new(), package: true };
                     let Ok(plan) = dist::plan(&config, &req, Some(host), &tools) else { continue };
                     let what = format!("dist --arch {arch} --engine {name} --dry-run on {host}");
-                    outputs.push((what.clone(), rust_names(&plan.render_with(None).unwrap())));
-                    let json = plan.to_json_value(None).unwrap().to_string();
+                    // The checkout's own path is not the tool's wording (a clone in
+                    // /tmp/rehearse.wWSSAl would look like a CamelCase word).
+                    let root = config.root.to_string_lossy().into_owned();
+                    let text = plan.render_with(None).unwrap().replace(&root, "<root>");
+                    outputs.push((what.clone(), rust_names(&text)));
+                    let json = plan.to_json_value(None).unwrap().to_string().replace(&root, "<root>");
                     outputs.push((format!("{what} --json"), rust_names_json(&json)));
                     // The engine as dist.yaml's `engine:` and `--engine` name it.
                     let tag = serde_json::from_str::<serde_json::Value>(&json).unwrap()["engine"]["engine"].clone();
