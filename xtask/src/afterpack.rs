@@ -186,7 +186,7 @@ mod tests {
     fn refuses_an_app_of_another_arch_and_missing_binaries() {
         let fx = Fx::new();
         let (d, config) = scratch_config(Arch::Armv7l, &fx.armhf_dyn());
-        // An x64 Electron with armv7l services: the seed's caveat 5.
+        // An x64 Electron with armv7l services: an afterPack hook that read the wrong folder.
         let app = unpacked_app(d.path(), &fx.x64_dyn());
         let err = format!(
             "{:#}",

@@ -1,8 +1,7 @@
 //! Every fact about a target architecture, in one enum.
 //!
 //! The rest of the xtask never matches on architecture strings: it asks an `Arch` for its Docker
-//! platform, Debian name, electron-builder flag, ELF facts... The table is the one in
-//! `shared/REFERENCE.md`.
+//! platform, Debian name, electron-builder flag, ELF facts, cross compiler, QEMU handler.
 
 use std::{fmt, str::FromStr};
 

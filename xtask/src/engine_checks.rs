@@ -58,7 +58,7 @@ impl Binfmt {
     /// Is QEMU registered for `arch`, usable from inside containers and chroots? The `F`
     /// flag makes the kernel open the interpreter at registration, so it need not exist in
     /// the container's file system: without it, an ARM container fails with
-    /// "exec format error" or "no such file" (seed 000, caveats 1 and 4).
+    /// "exec format error" or "no such file".
     pub fn check(&self, arch: Arch, fix: bool) -> HostCheck {
         let name = "binfmt".to_string();
         let Some(qemu) = arch.qemu_binfmt() else {

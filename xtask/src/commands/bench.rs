@@ -30,14 +30,14 @@ pub struct BenchArgs {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Case {
     /// Native service builds: `cargo xtask dist` (cold, no change, one service edited) against
-    /// seed 000's build: PyInstaller for each service in turn, every time.
+    /// the hand-written pipeline it replaces: PyInstaller for each service in turn, every time.
     Native,
     /// `cargo xtask verify` over a ~250 MB tree of a few hundred files against
     /// `find -type f -exec file {} +` plus `readelf -V` over the same tree.
     Verify,
     /// Container builds for a foreign arch on a warm cache: `dist` with nothing changed and
     /// with one service edited, and all three services rebuilt by our parallel stages against
-    /// seed 000's Dockerfile shape (one stage, three PyInstaller runs in turn).
+    /// the hand-written pipeline's Dockerfile shape (one stage, three PyInstaller runs in turn).
     Cross,
     /// The native .deb writer against `dpkg-deb --build` (xz -6, both cores) and against
     /// fpm's path as electron-builder runs it (tar | xz -3, one thread), on one ~200 MB

@@ -51,11 +51,11 @@ pub struct CopyrightInfo {
 /// A systemd unit that starts the app as a kiosk at boot.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct KioskService {
-    /// `User=`; the seed uses "pi" (Raspberry Pi OS bookworm no longer creates it).
+    /// `User=`, e.g. "pi" (Raspberry Pi OS bookworm no longer creates it: dist.yaml names it).
     pub user: String,
-    /// Extra arguments after the executable; the seed passes `--no-sandbox`.
+    /// Extra arguments after the executable, e.g. `--no-sandbox`.
     pub args: Vec<String>,
-    /// `Environment=DISPLAY=...`; the seed uses ":0".
+    /// `Environment=DISPLAY=...`, e.g. ":0".
     pub display: String,
 }
 

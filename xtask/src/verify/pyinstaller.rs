@@ -2,8 +2,8 @@
 //!
 //! The bootloader is a normal executable; the bundled interpreter and
 //! extensions live in the archive, so the outer ELF alone says little about the
-//! real requirements (REFERENCE.md: bootloader needs glibc 2.14, the embedded
-//! libpython 2.35). Every entry that is an ELF or Mach-O object is checked with
+//! real requirements (PyInstaller 6's bootloader needs glibc 2.14, the embedded
+//! libpython of Debian 12 needs 2.35). Every entry that is an ELF or Mach-O object is checked with
 //! the same rules as a file on disk.
 //!
 //! Every length and offset read from the cookie or the TOC is checked against

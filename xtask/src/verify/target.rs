@@ -1,7 +1,7 @@
 //! What a release is checked against.
 //!
 //! `Target` is plain data: the CLI fills it from its own `Arch` enum (or uses
-//! [`Target::from_arch_name`], which knows the arches in REFERENCE.md).
+//! [`Target::from_arch_name`], which knows the arches by their names).
 
 use serde::Serialize;
 
@@ -74,7 +74,7 @@ impl Target {
         Target { name: arch.name().into(), format, interpreter, glibc_floor: glibc.map(|g| (g.major, g.minor)) }
     }
 
-    /// The arches of REFERENCE.md, by CLI name or alias (armhf, aarch64, amd64, mac...), plus
+    /// The arches, by CLI name or alias (armhf, aarch64, amd64, mac...), plus
     /// armel. Tests only: production targets come from [`Target::for_arch`]; a test checks
     /// the two tables agree.
     #[cfg(any(test, fuzzing))]

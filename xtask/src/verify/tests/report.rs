@@ -65,7 +65,7 @@ fn input_error_message_names_file_member_offset() {
 
 #[test]
 fn targets_from_the_arch_enum_match_the_reference_table() {
-    // Two independent transcriptions of shared/REFERENCE.md must agree.
+    // Two independent tables of the same arch facts must agree.
     for arch in crate::arch::Arch::ALL {
         let from_enum = crate::verify::Target::for_arch(arch, None);
         let from_table = crate::verify::Target::from_arch_name(arch.name()).unwrap();
