@@ -85,6 +85,36 @@ impl Arch {
         }
     }
 
+    /// Only built on a host of its own (macOS): no container platform can build it.
+    pub fn native_only(self) -> bool {
+        self.docker_platform().is_none()
+    }
+
+    /// Every Docker platform a target has, for a buildx builder that serves them all.
+    pub fn all_docker_platforms() -> Vec<&'static str> {
+        Arch::ALL.into_iter().filter_map(Arch::docker_platform).collect()
+    }
+
+    /// Electron's names for the platform and arch of its release zips (`linux`, `armv7l`).
+    pub fn electron_release(self) -> (&'static str, &'static str) {
+        match self {
+            Arch::Armv7l => ("linux", "armv7l"),
+            Arch::Arm64 => ("linux", "arm64"),
+            Arch::X64 => ("linux", "x64"),
+            Arch::DarwinArm64 => ("darwin", "arm64"),
+        }
+    }
+
+    /// The GNU triplet of Debian's cross (or native) compiler for it: `arm-linux-gnueabihf`.
+    pub fn gnu_triplet(self) -> Option<&'static str> {
+        match self {
+            Arch::Armv7l => Some("arm-linux-gnueabihf"),
+            Arch::Arm64 => Some("aarch64-linux-gnu"),
+            Arch::X64 => Some("x86_64-linux-gnu"),
+            Arch::DarwinArm64 => None,
+        }
+    }
+
     /// The `Architecture:` of a .deb (never "armv7l": lintian calls that unknown).
     pub fn debian_arch(self) -> Option<&'static str> {
         match self {

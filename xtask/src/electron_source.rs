@@ -53,12 +53,7 @@ pub fn electron_zip(version: &str, arch: Arch, env: Env) -> Result<String> {
     if let Some(name) = env_var(env, &["ELECTRON_CUSTOM_FILENAME", "npm_config_electron_custom_filename"]) {
         return Ok(name);
     }
-    let (platform, arch) = match arch {
-        Arch::Armv7l => ("linux", "armv7l"),
-        Arch::Arm64 => ("linux", "arm64"),
-        Arch::X64 => ("linux", "x64"),
-        Arch::DarwinArm64 => ("darwin", "arm64"),
-    };
+    let (platform, arch) = arch.electron_release();
     Ok(format!("electron-v{version}-{platform}-{arch}.zip"))
 }
 

@@ -126,7 +126,7 @@ impl Engine {
         let native_possible = host == Some(arch);
         Ok(match choice {
             EngineChoice::Native => Engine::Native,
-            EngineChoice::Auto if native_possible || arch.docker_platform().is_none() => Engine::Native,
+            EngineChoice::Auto if native_possible || arch.native_only() => Engine::Native,
             EngineChoice::Auto => {
                 let found = Detected::probe(docker, path);
                 match (found.buildx, found.builtin, found.podman) {
@@ -151,7 +151,7 @@ impl Engine {
                     }
                 }
             }
-            _ if arch.docker_platform().is_none() => {
+            _ if arch.native_only() => {
                 bail!(
                     "{arch} has no container platform: it builds natively on its own host (use --engine native there)"
                 )

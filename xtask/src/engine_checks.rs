@@ -205,7 +205,10 @@ pub fn engine_checks(
                 Ok(text) => {
                     let platforms = buildx_platforms(&text);
                     let want = arch.docker_platform().unwrap_or_default();
-                    let create = "docker buildx create --name kt-builder --driver docker-container --platform linux/amd64,linux/arm64,linux/arm/v7 --bootstrap --use";
+                    let create = format!(
+                        "docker buildx create --name kt-builder --driver docker-container --platform {} --bootstrap --use",
+                        Arch::all_docker_platforms().join(",")
+                    );
                     if platforms.iter().any(|p| p == want) {
                         out.push(HostCheck::ok(
                             format!("{prefix}buildx platforms"),

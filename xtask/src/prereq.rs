@@ -76,6 +76,12 @@ impl Prereq {
         }
     }
 
+    /// The cross compiler of a target arch, from arch.rs's triplet and Debian arch.
+    pub fn cross_for(arch: crate::arch::Arch, static_link: bool) -> Prereq {
+        let (triplet, debian) = (arch.gnu_triplet(), arch.debian_arch());
+        Prereq::cross_cc(triplet.expect("a Linux arch"), debian.expect("a Linux arch"), static_link)
+    }
+
     /// espeak-ng speaks a word into a WAV file (what the speech service and its tests do).
     pub fn espeak_ng() -> Prereq {
         Prereq {

@@ -407,7 +407,7 @@ fn sequential_dockerfile(fixed: &str, config: &Config) -> Result<String> {
 }
 
 fn cross(config: &Config, arch: Arch, runs: usize) -> Result<Vec<Row>> {
-    if arch.docker_platform().is_none() || Some(arch) == Arch::host() {
+    if arch.native_only() || Some(arch) == Arch::host() {
         bail!("bench cross needs a foreign Linux arch (armv7l or arm64), not {arch}");
     }
     let repo = scratch_repo(config, &format!("cross-{arch}"))?;

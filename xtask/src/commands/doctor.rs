@@ -150,13 +150,7 @@ pub struct DoctorArgs {
 pub fn run(config: &Config, args: &DoctorArgs) -> Result<i32> {
     let tools = Host::probe(config);
     let arches: Vec<Arch> = if args.arches.is_empty() {
-        config
-            .dist
-            .targets
-            .keys()
-            .copied()
-            .filter(|a| a.docker_platform().is_some() || Arch::host() == Some(*a))
-            .collect()
+        config.dist.targets.keys().copied().filter(|a| !a.native_only() || Arch::host() == Some(*a)).collect()
     } else {
         args.arches.clone()
     };

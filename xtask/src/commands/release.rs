@@ -214,7 +214,7 @@ pub fn plan(
     let dir = config.root.join("release").join(&config.version);
     let mut steps = Vec::new();
     for arch in chosen {
-        let native_only = arch.docker_platform().is_none();
+        let native_only = arch.native_only();
         if native_only && host != Some(arch) {
             if arches.contains(&arch) {
                 bail!(

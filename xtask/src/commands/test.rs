@@ -60,9 +60,9 @@ fn python_needs() -> Vec<Prereq> {
 fn rust_needs() -> Vec<Prereq> {
     vec![
         Prereq::host_cc(),
-        Prereq::cross_cc("arm-linux-gnueabihf", "armhf", true),
+        Prereq::cross_for(Arch::Armv7l, true),
         Prereq::cross_cc("arm-linux-gnueabi", "armel", false),
-        Prereq::cross_cc("aarch64-linux-gnu", "arm64", true),
+        Prereq::cross_for(Arch::Arm64, true),
         Prereq::runs("objcopy", &["--version"], &["binutils"]),
         Prereq::runs("dpkg-deb", &["--version"], &["dpkg"]),
         Prereq::runs("xz", &["--version"], &["xz-utils"]),
@@ -83,8 +83,8 @@ fn e2e_needs() -> Vec<Prereq> {
         Prereq::runs("qemu-arm-static", &["--version"], &["qemu-user-static"]),
         Prereq::runs("qemu-aarch64-static", &["--version"], &["qemu-user-static"]),
         Prereq::runs("debootstrap", &["--version"], &["debootstrap"]),
-        Prereq::cross_cc("arm-linux-gnueabihf", "armhf", false),
-        Prereq::cross_cc("aarch64-linux-gnu", "arm64", false),
+        Prereq::cross_for(Arch::Armv7l, false),
+        Prereq::cross_for(Arch::Arm64, false),
         Prereq::runs("dpkg-deb", &["--version"], &["dpkg"]),
         Prereq::runs("tar", &["--version"], &["tar"]),
         Prereq::node(),

@@ -67,6 +67,10 @@ pub enum DebArch {
 }
 
 impl DebArch {
+    pub fn from_debian_name(name: &str) -> Option<DebArch> {
+        [DebArch::Amd64, DebArch::Arm64, DebArch::Armhf].into_iter().find(|a| a.debian_name() == name)
+    }
+
     pub fn debian_name(self) -> &'static str {
         match self {
             DebArch::Amd64 => "amd64",

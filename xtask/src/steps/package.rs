@@ -55,12 +55,10 @@ pub fn archive_step(config: &Config, arch: Arch, app: &Path, epoch: u64) -> Step
 pub fn electron_app(config: &Config, arch: Arch, app: &Path, epoch: u64) -> Result<deb::ElectronApp> {
     let product = &config.dist.product;
     let cfg = &config.dist.packaging.deb;
-    let deb_arch = match arch {
-        Arch::Armv7l => deb::DebArch::Armhf,
-        Arch::Arm64 => deb::DebArch::Arm64,
-        Arch::X64 => deb::DebArch::Amd64,
-        Arch::DarwinArm64 => bail!("darwin-arm64 has no .deb: macOS apps ship as the .app bundle"),
-    };
+    let deb_arch = arch
+        .debian_arch()
+        .and_then(deb::DebArch::from_debian_name)
+        .with_context(|| format!("{arch} has no .deb: macOS apps ship as the .app bundle"))?;
     let license_path = config.root.join(&cfg.license_file);
     let license_text = std::fs::read_to_string(&license_path)
         .with_context(|| format!("cannot read {} (dist.yaml packaging.deb.license_file)", license_path.display()))?;
