@@ -78,9 +78,6 @@ impl Checkup {
     }
 }
 
-/// Where the kernel's binfmt_misc entries and qemu-user-static's handler definitions live
-/// (fixed in tests).
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,6 +13,8 @@ use crate::{
     process::Command,
 };
 
+/// Where the kernel's binfmt_misc entries and qemu-user-static's handler definitions live
+/// (fixed in tests).
 #[derive(Clone, Debug)]
 pub struct Binfmt {
     pub proc_dir: PathBuf,
@@ -308,9 +310,8 @@ fn container_runs(root: &Path, arch: Arch, engine: &Engine, image: &str, prefix:
     }
 }
 
-/// Host tools and the CA bundle: the checks that do not depend on an arch. Each tool is
-/// probed by running it, as dist's preflight does.
-
+/// What `dist`'s preflight runs for a container target: the engine checks, failing with
+/// every fix at once before any long step starts.
 pub fn preflight(root: &Path, arch: Arch, engine: &Engine, image: &str) -> Result<()> {
     let findings = engine_checks(root, arch, engine, image, &Binfmt::default(), false, DIST_MIN_FREE_GB);
     let report = Checkup::new(findings);

@@ -13,6 +13,8 @@ use crate::{
     host::Host,
 };
 
+/// Host tools and the CA bundle: the checks that do not depend on an arch. Each tool is
+/// probed by running it, as dist's preflight does.
 fn host_checks(config: &Config, tools: &Host) -> Vec<HostCheck> {
     let mut out = Vec::new();
     let cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());
@@ -130,7 +132,6 @@ fn native_disk_check(config: &Config, arch: Arch, min_free_gb: u64) -> HostCheck
     }
 }
 
-/// The image a target's container builds start from.
 #[derive(clap::Args)]
 pub struct DoctorArgs {
     /// Check these arches (default: every configured target this host can build).
