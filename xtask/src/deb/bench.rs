@@ -375,7 +375,7 @@ pub fn build_bench_tree(dir: &Path, target_bytes: u64) -> Result<()> {
     let mut left = random_bytes;
     while left > 0 {
         for chunk in buf.chunks_mut(8) {
-            chunk.copy_from_slice(&rng.next().to_le_bytes()[..chunk.len()]);
+            chunk.copy_from_slice(&rng.next_u64().to_le_bytes()[..chunk.len()]);
         }
         let n = left.min(buf.len() as u64) as usize;
         f.write_all(&buf[..n])?;
@@ -426,9 +426,9 @@ pub fn build_bench_tree(dir: &Path, target_bytes: u64) -> Result<()> {
         let mut w = std::io::BufWriter::new(fs::File::create(path)?);
         let mut written = 0;
         while written < text_total / files {
-            let word = WORDS[(rng.next() % WORDS.len() as u64) as usize];
+            let word = WORDS[(rng.next_u64() % WORDS.len() as u64) as usize];
             w.write_all(word.as_bytes())?;
-            w.write_all(if rng.next().is_multiple_of(7) { b"\n" } else { b" " })?;
+            w.write_all(if rng.next_u64().is_multiple_of(7) { b"\n" } else { b" " })?;
             written += word.len() as u64 + 1;
         }
         w.flush()?;

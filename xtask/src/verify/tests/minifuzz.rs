@@ -31,7 +31,7 @@ fn mutate(rng: &mut XorShift, seed: &[u8], hot: &[std::ops::Range<usize>]) -> Ve
         };
         match rng.below(7) {
             0 => data[at] ^= 1 << rng.below(8),
-            1 => data[at] = rng.next() as u8,
+            1 => data[at] = rng.next_u64() as u8,
             2 => {
                 let interesting: [u32; 8] = [0, 1, 0x7f, 0xff, 0xffff, 0x7fff_ffff, 0xffff_ffff, data.len() as u32];
                 let v = interesting[rng.below(interesting.len())];
@@ -48,7 +48,7 @@ fn mutate(rng: &mut XorShift, seed: &[u8], hot: &[std::ops::Range<usize>]) -> Ve
                 data.drain(at..at + len);
             }
             5 => {
-                let chunk: Vec<u8> = (0..rng.below(32)).map(|_| rng.next() as u8).collect();
+                let chunk: Vec<u8> = (0..rng.below(32)).map(|_| rng.next_u64() as u8).collect();
                 data.splice(at..at, chunk);
             }
             _ => {
