@@ -27,7 +27,7 @@ pub struct DistConfig {
     pub python: Python,
     /// Each arch once, under its name or one alias.
     #[serde(deserialize_with = "keys::arches")]
-    pub targets: BTreeMap<Arch, Target>,
+    pub targets: BTreeMap<Arch, TargetConfig>,
     #[serde(deserialize_with = "keys::unique")]
     pub services: BTreeMap<String, Service>,
     #[serde(default)]
@@ -76,7 +76,7 @@ pub struct Python {
 
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-pub struct Target {
+pub struct TargetConfig {
     #[serde(default)]
     pub glibc: Option<GlibcVersion>,
     #[serde(default)]
@@ -263,7 +263,7 @@ pub struct DebPackaging {
     #[serde(default)]
     pub recommends: Vec<String>,
     #[serde(default)]
-    pub compression: Compression,
+    pub compression: Codec,
     /// The codec's level; default xz 6 and gzip 9 (dpkg-deb's), zstd 19.
     #[serde(default)]
     pub compression_level: Option<u32>,
@@ -284,33 +284,33 @@ fn default_kiosk_user() -> String {
     "pi".into()
 }
 
-impl Compression {
+impl Codec {
     pub fn level(self, configured: Option<u32>) -> u32 {
         configured.unwrap_or(match self {
-            Compression::Xz => 6,
-            Compression::Gzip => 9,
-            Compression::Zstd => 19,
+            Codec::Xz => 6,
+            Codec::Gzip => 9,
+            Codec::Zstd => 19,
         })
     }
 
     pub fn max_level(self) -> u32 {
         match self {
-            Compression::Xz | Compression::Gzip => 9,
-            Compression::Zstd => 19,
+            Codec::Xz | Codec::Gzip => 9,
+            Codec::Zstd => 19,
         }
     }
 
     /// The name `packaging.deb.compression` takes.
     pub fn name(self) -> &'static str {
         match self {
-            Compression::Xz => "xz",
-            Compression::Zstd => "zstd",
-            Compression::Gzip => "gzip",
+            Codec::Xz => "xz",
+            Codec::Zstd => "zstd",
+            Codec::Gzip => "gzip",
         }
     }
 }
 
-impl fmt::Display for Compression {
+impl fmt::Display for Codec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
     }
@@ -318,7 +318,7 @@ impl fmt::Display for Compression {
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Compression {
+pub enum Codec {
     #[default]
     Xz,
     Zstd,
@@ -472,7 +472,7 @@ impl Config {
         self.root.join(&self.dist.python.dir)
     }
 
-    pub fn target(&self, arch: Arch) -> Result<&Target> {
+    pub fn target(&self, arch: Arch) -> Result<&TargetConfig> {
         self.dist.targets.get(&arch).with_context(|| {
             let have: Vec<_> = self.dist.targets.keys().map(|a| a.name()).collect();
             format!(
@@ -561,18 +561,18 @@ impl Config {
         }
         let deb = &self.dist.packaging.deb;
         if let Some(level) = deb.compression_level
-            && (level > deb.compression.max_level() || (deb.compression == Compression::Zstd && level == 0))
+            && (level > deb.compression.max_level() || (deb.compression == Codec::Zstd && level == 0))
         {
             missing.push(format!(
                 "{}: packaging.deb.compression_level: {level} is out of range for {}; use {}..={}",
                 key_at(text, &["packaging", "deb", "compression_level"]),
                 deb.compression,
-                u32::from(deb.compression == Compression::Zstd),
+                u32::from(deb.compression == Codec::Zstd),
                 deb.compression.max_level()
             ));
         }
         // dpkg reads zstd members from 1.21.18 (bookworm, glibc 2.36); bullseye's cannot.
-        if deb.compression == Compression::Zstd {
+        if deb.compression == Codec::Zstd {
             for (arch, t) in &self.dist.targets {
                 if let Some(floor) = t.glibc
                     && floor < Suite::Bookworm.glibc()
@@ -696,9 +696,9 @@ mod tests {
     fn enums_are_shown_with_the_names_dist_yaml_uses() {
         assert_eq!(Base::Debootstrap(Suite::Bookworm).to_string(), "debootstrap: bookworm");
         assert_eq!(Base::Image("python:3.11-slim-bookworm".into()).to_string(), "image: python:3.11-slim-bookworm");
-        for (c, name) in [(Compression::Xz, "xz"), (Compression::Zstd, "zstd"), (Compression::Gzip, "gzip")] {
+        for (c, name) in [(Codec::Xz, "xz"), (Codec::Zstd, "zstd"), (Codec::Gzip, "gzip")] {
             assert_eq!(c.to_string(), name);
-            assert_eq!(serde_yaml::from_str::<Compression>(name).unwrap(), c);
+            assert_eq!(serde_yaml::from_str::<Codec>(name).unwrap(), c);
         }
         for e in
             [EngineChoice::Auto, EngineChoice::Native, EngineChoice::Buildx, EngineChoice::Docker, EngineChoice::Podman]

@@ -88,7 +88,7 @@ pub enum Action {
     RegisterBinfmt {
         arches: Vec<Arch>,
     },
-    /// Probe each prerequisite by using it; install the Debian packages of the failed ones
+    /// OutputProbe each prerequisite by using it; install the Debian packages of the failed ones
     /// (as root with apt-get) and probe again, or fail with every failure and the command.
     Prerequisites {
         needs: Vec<crate::prereq::Prereq>,
@@ -310,11 +310,11 @@ pub struct Step {
     /// For outputs that are not files (an image in the engine's store): up to date when this
     /// command prints `expect`. Replaces the stamp.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub probe: Option<Probe>,
+    pub probe: Option<OutputProbe>,
 }
 
 #[derive(Clone, Debug, Serialize)]
-pub struct Probe {
+pub struct OutputProbe {
     pub command: Command,
     pub expect: String,
     /// What is missing when the probe fails, for the status line.

@@ -59,7 +59,7 @@ pub struct ArchManifest {
 /// `dist-manifest.json`: every arch of one version.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Manifest {
+pub struct ReleaseManifest {
     pub version: String,
     pub git_commit: String,
     pub git_dirty: bool,
@@ -148,7 +148,7 @@ fn tool_versions(r: &Record) -> Result<BTreeMap<String, String>> {
 }
 
 /// Write `dist-manifest.<arch>.json`, then merge the folder.
-pub fn record(dir: &Path, manifest: &ArchManifest) -> Result<Manifest> {
+pub fn record(dir: &Path, manifest: &ArchManifest) -> Result<ReleaseManifest> {
     let path = dir.join(arch_manifest_name(manifest.arch));
     fsx::write_atomic(&path, format!("{}\n", serde_json::to_string_pretty(manifest)?).as_bytes())?;
     let merged = merge(dir)?;
@@ -160,7 +160,7 @@ pub fn record(dir: &Path, manifest: &ArchManifest) -> Result<Manifest> {
 pub struct Merged {
     /// `sha256sum -c` input: `<sha256>  <file>` per artifact, sorted by file.
     pub sums: String,
-    pub manifest: Manifest,
+    pub manifest: ReleaseManifest,
 }
 
 /// Read every `dist-manifest.<arch>.json` in `dir`, check each artifact on disk against it,
@@ -252,7 +252,7 @@ pub fn merge(dir: &Path) -> Result<Merged> {
         // Two spaces: text mode, what `sha256sum` writes and `sha256sum -c` reads.
         sums.push_str(&format!("{}  {}\n", a.sha256.to_ascii_lowercase(), a.file));
     }
-    let manifest = Manifest {
+    let manifest = ReleaseManifest {
         version: first.version.clone(),
         git_commit: first.git_commit.clone(),
         git_dirty: manifests.iter().any(|(_, m)| m.git_dirty),

@@ -133,7 +133,7 @@ pub enum ReleaseStep {
     Dist { arch: Arch, command: Command },
     /// An arch this host cannot build, with the reason and where it is built instead.
     Skip { arch: Arch, why: String },
-    /// Check every artifact against its manifest; write SHA256SUMS and dist-manifest.json.
+    /// RepoCheck every artifact against its manifest; write SHA256SUMS and dist-manifest.json.
     Merge { dir: PathBuf },
     /// `gpg --detach-sign --armor` SHA256SUMS into SHA256SUMS.asc (through a temporary file).
     Sign { command: Command, from: PathBuf, to: PathBuf },

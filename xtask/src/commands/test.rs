@@ -26,7 +26,7 @@ use crate::{
 pub struct TestArgs {
     /// Run only these suites (repeatable). Default: all.
     #[arg(long = "only", value_enum)]
-    only: Vec<Suite>,
+    only: Vec<TestSuite>,
     /// Only set up what the chosen suites need (probe and install the prerequisites, the venv,
     /// node_modules, dockerd, QEMU), run no test: CI's install step.
     #[arg(long)]
@@ -34,7 +34,7 @@ pub struct TestArgs {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Suite {
+pub enum TestSuite {
     /// pytest for the three services.
     Python,
     /// `cargo test --workspace`: unit tests, plan snapshots and the real native builds.
@@ -94,20 +94,20 @@ fn e2e_needs() -> Vec<Prereq> {
 pub fn run(root: &Path, args: &TestArgs) -> Result<()> {
     let config = Config::load(root)?;
     let host = Arch::host().ok_or_else(|| anyhow::anyhow!("tests run on a Linux or macOS host of a known arch"))?;
-    let wants = |s: Suite| args.only.is_empty() || args.only.contains(&s);
+    let wants = |s: TestSuite| args.only.is_empty() || args.only.contains(&s);
     let tools = Host::probe(&config);
     let layout = Layout::new(&config, host, "default", &tools);
 
     // The venv serves pytest and the native-build test in the Rust suite.
     let mut steps = Vec::new();
-    if wants(Suite::Python) || wants(Suite::Rust) {
+    if wants(TestSuite::Python) || wants(TestSuite::Rust) {
         let mut venv = services::venv_step(&config, &layout, &tools);
         // The interpreter must create venvs with pip (Debian keeps ensurepip in python3-venv).
         venv.actions
             .insert(0, Action::Prerequisites { needs: vec![Prereq::python_venv(&config.dist.python.interpreter)] });
         steps.push(venv);
     }
-    if wants(Suite::Python) {
+    if wants(TestSuite::Python) {
         let mut s = Step::new("pytest", "Python service tests (pytest)", StepKind::Preflight);
         s.always = true;
         s.actions.push(Action::Prerequisites { needs: python_needs() });
@@ -116,7 +116,7 @@ pub fn run(root: &Path, args: &TestArgs) -> Result<()> {
         ));
         steps.push(s);
     }
-    if wants(Suite::Node) {
+    if wants(TestSuite::Node) {
         steps.push(crate::steps::electron::node_modules_step(&config, crate::host::tool_version("node").as_deref())?);
         let mut s = Step::new("node-test", "Electron app tests (node --test)", StepKind::Preflight);
         s.always = true;
@@ -124,7 +124,7 @@ pub fn run(root: &Path, args: &TestArgs) -> Result<()> {
         s.actions.push(Action::Run(Command::new("node", &root.join("electron-app")).args(["--test", "test/"])));
         steps.push(s);
     }
-    if wants(Suite::Rust) {
+    if wants(TestSuite::Rust) {
         let mut s = Step::new("cargo-test", "Rust tests (cargo test --workspace)", StepKind::Preflight);
         s.always = true;
         s.actions.push(Action::Prerequisites { needs: rust_needs() });
@@ -138,7 +138,7 @@ pub fn run(root: &Path, args: &TestArgs) -> Result<()> {
         ));
         steps.push(s);
     }
-    if wants(Suite::E2e) {
+    if wants(TestSuite::E2e) {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut s = Step::new("e2e", "end-to-end set-up: Docker, QEMU, the test binaries", StepKind::Preflight);
         s.always = true;

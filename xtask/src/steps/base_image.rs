@@ -16,7 +16,7 @@ use crate::{
     arch::Arch,
     config::Suite,
     engine::Engine,
-    plan::{Action, Probe, Step, StepKind},
+    plan::{Action, OutputProbe, Step, StepKind},
     prereq::Prereq,
     process::Command,
 };
@@ -54,7 +54,7 @@ pub fn steps(
     let context = cache.join("base-image").join(&name);
     let mut image =
         Step::new("base-image", format!("build image {image_tag}"), StepKind::BaseImage { tag: image_tag.clone() });
-    image.probe = Some(Probe {
+    image.probe = Some(OutputProbe {
         command: engine.image_label(&image_tag, LABEL, root).expect("a container engine"),
         expect: digest.clone(),
         missing: format!("{image_tag} is missing or was built from another rootfs"),

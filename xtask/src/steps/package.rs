@@ -113,9 +113,9 @@ pub fn deb_plan(config: &Config, arch: Arch, app: &Path, out: &Path, epoch: u64)
         section: cfg.section.clone(),
         priority: cfg.priority.clone(),
         compression: match cfg.compression {
-            config::Compression::Xz => deb::Compression::Xz { level },
-            config::Compression::Gzip => deb::Compression::Gzip { level },
-            config::Compression::Zstd => deb::Compression::Zstd { level: level as i32 },
+            config::Codec::Xz => deb::Compression::Xz { level },
+            config::Codec::Gzip => deb::Compression::Gzip { level },
+            config::Codec::Zstd => deb::Compression::Zstd { level: level as i32 },
         },
         // The oldest OS the target's glibc floor admits decides which members dpkg can read.
         target_dpkg: match config.target(arch)?.glibc {

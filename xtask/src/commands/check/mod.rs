@@ -39,7 +39,7 @@ pub struct CheckArgs {
     pub json: bool,
     /// Run only these checks (repeatable). Default: all.
     #[arg(long = "only", value_enum, value_name = "CHECK")]
-    pub only: Vec<Check>,
+    pub only: Vec<RepoCheck>,
 }
 
 /// Every check, cheapest first: without `--keep-going` a broken config stops the run before
@@ -47,7 +47,7 @@ pub struct CheckArgs {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 #[value(rename_all = "kebab-case")]
-pub enum Check {
+pub enum RepoCheck {
     /// dist.yaml loads and every path it names exists.
     DistYaml,
     /// The env configs (dist.yaml `envs`) have the same keys and types, no empty required value.
@@ -68,28 +68,28 @@ pub enum Check {
     Clippy,
 }
 
-impl Check {
-    pub const ALL: [Check; 8] = [
-        Check::DistYaml,
-        Check::EnvConfig,
-        Check::Versions,
-        Check::Fmt,
-        Check::Python,
-        Check::Dockerfiles,
-        Check::Workflows,
-        Check::Clippy,
+impl RepoCheck {
+    pub const ALL: [RepoCheck; 8] = [
+        RepoCheck::DistYaml,
+        RepoCheck::EnvConfig,
+        RepoCheck::Versions,
+        RepoCheck::Fmt,
+        RepoCheck::Python,
+        RepoCheck::Dockerfiles,
+        RepoCheck::Workflows,
+        RepoCheck::Clippy,
     ];
 
     pub fn name(self) -> &'static str {
         match self {
-            Check::DistYaml => "dist-yaml",
-            Check::EnvConfig => "env-config",
-            Check::Versions => "versions",
-            Check::Fmt => "fmt",
-            Check::Python => "python",
-            Check::Dockerfiles => "dockerfiles",
-            Check::Workflows => "workflows",
-            Check::Clippy => "clippy",
+            RepoCheck::DistYaml => "dist-yaml",
+            RepoCheck::EnvConfig => "env-config",
+            RepoCheck::Versions => "versions",
+            RepoCheck::Fmt => "fmt",
+            RepoCheck::Python => "python",
+            RepoCheck::Dockerfiles => "dockerfiles",
+            RepoCheck::Workflows => "workflows",
+            RepoCheck::Clippy => "clippy",
         }
     }
 
@@ -99,41 +99,41 @@ impl Check {
         let file = path.rsplit('/').next().unwrap_or(path);
         let tools = path == crate::commands::check::tool_venv::PINS_FILE;
         match self {
-            Check::Fmt | Check::Clippy => {
+            RepoCheck::Fmt | RepoCheck::Clippy => {
                 file.ends_with(".rs")
                     || ["Cargo.toml", "Cargo.lock", "rustfmt.toml", "clippy.toml"].contains(&file)
                     || path.starts_with(".cargo/")
             }
-            Check::DistYaml => {
+            RepoCheck::DistYaml => {
                 path == "dist.yaml"
                     || path == "electron-app/package.json"
                     || (path.starts_with("python-service/") && !path[15..].contains('/'))
             }
-            Check::EnvConfig => {
+            RepoCheck::EnvConfig => {
                 path == "dist.yaml"
                     || (path.starts_with("python-service/") && file.starts_with("config") && file.ends_with(".yaml"))
             }
-            Check::Versions => {
+            RepoCheck::Versions => {
                 ["dist.yaml", "electron-app/package.json", "electron-app/pnpm-lock.yaml"].contains(&path)
                     || path == "electron-app/electron-builder.config.js"
                     || (path.starts_with("python-service/")
                         && (file.ends_with(".py") || ["pyproject.toml", "setup.cfg", "setup.py"].contains(&file)))
             }
-            Check::Python => {
+            RepoCheck::Python => {
                 tools
                     || (path.starts_with("python-service/")
                         && (file.ends_with(".py") || ["ruff.toml", ".ruff.toml", "pyproject.toml"].contains(&file)))
             }
-            Check::Dockerfiles => {
+            RepoCheck::Dockerfiles => {
                 tools || path.starts_with("docker/") || dockerfile::is_dockerfile(file) || file == ".hadolint.yaml"
             }
-            Check::Workflows => tools || path.starts_with(".github/workflows/"),
+            RepoCheck::Workflows => tools || path.starts_with(".github/workflows/"),
         }
     }
 
     fn run(self, cx: &Context) -> Result<Vec<Problem>> {
         match self {
-            Check::DistYaml => Ok(match crate::config::Config::load(&cx.root) {
+            RepoCheck::DistYaml => Ok(match crate::config::Config::load(&cx.root) {
                 Ok(_) => Vec::new(),
                 Err(e) => vec![Problem::new(
                     crate::config::CONFIG_FILE,
@@ -141,18 +141,18 @@ impl Check {
                     "fix the value or key the message names (dist.yaml's comments say what each key takes)",
                 )],
             }),
-            Check::EnvConfig => env_config::check(&cx.root),
-            Check::Versions => versions::check(&cx.root),
-            Check::Fmt => rust::fmt(&cx.root),
-            Check::Python => python::check(&cx.root),
-            Check::Dockerfiles => dockerfile::check(&cx.root),
-            Check::Workflows => workflows::check(&cx.root),
-            Check::Clippy => rust::clippy(&cx.checkout),
+            RepoCheck::EnvConfig => env_config::check(&cx.root),
+            RepoCheck::Versions => versions::check(&cx.root),
+            RepoCheck::Fmt => rust::fmt(&cx.root),
+            RepoCheck::Python => python::check(&cx.root),
+            RepoCheck::Dockerfiles => dockerfile::check(&cx.root),
+            RepoCheck::Workflows => workflows::check(&cx.root),
+            RepoCheck::Clippy => rust::clippy(&cx.checkout),
         }
     }
 }
 
-impl std::fmt::Display for Check {
+impl std::fmt::Display for RepoCheck {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())
     }
@@ -173,7 +173,7 @@ impl Problem {
 
     /// A check that could not run (a tool that cannot be installed): its error, which says how
     /// to fix it, is the problem.
-    fn from_error(check: Check, e: &anyhow::Error) -> Problem {
+    fn from_error(check: RepoCheck, e: &anyhow::Error) -> Problem {
         let text = format!("{e:#}");
         let (message, fix) = match text.split_once(" Fix: ") {
             Some((m, f)) => (m.to_string(), f.to_string()),
@@ -185,7 +185,7 @@ impl Problem {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Outcome {
+pub enum CheckOutcome {
     Passed,
     Failed,
     /// Not run: an earlier check failed and `--keep-going` was not given.
@@ -194,14 +194,14 @@ pub enum Outcome {
 
 #[derive(Debug, Serialize)]
 pub struct CheckReport {
-    pub check: Check,
-    pub outcome: Outcome,
+    pub check: RepoCheck,
+    pub outcome: CheckOutcome,
     pub seconds: f64,
     pub problems: Vec<Problem>,
 }
 
 #[derive(Debug, Serialize)]
-pub struct Report {
+pub struct RepoReport {
     /// `working tree` or `staged` (with the staged paths).
     pub mode: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -211,18 +211,18 @@ pub struct Report {
     pub seconds: f64,
 }
 
-impl Report {
-    pub fn failed(&self) -> Vec<Check> {
-        self.checks.iter().filter(|c| c.outcome == Outcome::Failed).map(|c| c.check).collect()
+impl RepoReport {
+    pub fn failed(&self) -> Vec<RepoCheck> {
+        self.checks.iter().filter(|c| c.outcome == CheckOutcome::Failed).map(|c| c.check).collect()
     }
 
     pub fn table(&self) -> String {
         let mut out = format!("{:<12}  {:<8}  {:>8}  {}\n", "check", "result", "seconds", "problems");
         for c in &self.checks {
             let result = match c.outcome {
-                Outcome::Passed => "ok",
-                Outcome::Failed => "FAILED",
-                Outcome::NotRun => "not run",
+                CheckOutcome::Passed => "ok",
+                CheckOutcome::Failed => "FAILED",
+                CheckOutcome::NotRun => "not run",
             };
             let first = c.problems.first().map(|p| format!("{}: {}", p.at, first_line(&p.message)));
             let more = c.problems.len().saturating_sub(1);
@@ -254,19 +254,19 @@ pub struct Context {
 }
 
 /// Run `checks` in order, printing each result as it comes.
-pub fn run_checks(cx: &Context, checks: &[Check], keep_going: bool, quiet: bool) -> Vec<CheckReport> {
+pub fn run_checks(cx: &Context, checks: &[RepoCheck], keep_going: bool, quiet: bool) -> Vec<CheckReport> {
     let mut reports = Vec::new();
     let mut failed = false;
     for &check in checks {
         if failed && !keep_going {
-            reports.push(CheckReport { check, outcome: Outcome::NotRun, seconds: 0.0, problems: Vec::new() });
+            reports.push(CheckReport { check, outcome: CheckOutcome::NotRun, seconds: 0.0, problems: Vec::new() });
             continue;
         }
         let t = Instant::now();
         let problems = check.run(cx).unwrap_or_else(|e| vec![Problem::from_error(check, &e)]);
         let seconds = t.elapsed().as_secs_f64();
-        let outcome = if problems.is_empty() { Outcome::Passed } else { Outcome::Failed };
-        failed |= outcome == Outcome::Failed;
+        let outcome = if problems.is_empty() { CheckOutcome::Passed } else { CheckOutcome::Failed };
+        failed |= outcome == CheckOutcome::Failed;
         if !quiet {
             eprint!("{}", render(check, outcome, seconds, &problems));
         }
@@ -275,9 +275,9 @@ pub fn run_checks(cx: &Context, checks: &[Check], keep_going: bool, quiet: bool)
     reports
 }
 
-fn render(check: Check, outcome: Outcome, seconds: f64, problems: &[Problem]) -> String {
+fn render(check: RepoCheck, outcome: CheckOutcome, seconds: f64, problems: &[Problem]) -> String {
     let mut out = String::new();
-    let label = if outcome == Outcome::Passed { "ok" } else { "FAILED" };
+    let label = if outcome == CheckOutcome::Passed { "ok" } else { "FAILED" };
     let _ = writeln!(out, "==> {check}: {label} ({seconds:.2} s)");
     for p in problems {
         let mut lines = p.message.lines();
@@ -294,15 +294,16 @@ fn render(check: Check, outcome: Outcome, seconds: f64, problems: &[Problem]) ->
 /// an error.
 pub fn run(checkout: &Path, args: &CheckArgs) -> Result<i32> {
     let started = Instant::now();
-    let wanted: Vec<Check> = Check::ALL.into_iter().filter(|c| args.only.is_empty() || args.only.contains(c)).collect();
+    let wanted: Vec<RepoCheck> =
+        RepoCheck::ALL.into_iter().filter(|c| args.only.is_empty() || args.only.contains(c)).collect();
     let (report, _export) = if args.staged {
         let paths = staged::staged_paths(checkout)?;
-        let checks: Vec<Check> = wanted.into_iter().filter(|c| paths.iter().any(|p| c.wants(p))).collect();
+        let checks: Vec<RepoCheck> = wanted.into_iter().filter(|c| paths.iter().any(|p| c.wants(p))).collect();
         if checks.is_empty() {
             if !args.json {
                 eprintln!("check --staged: nothing staged that a check reads ({} paths staged)", paths.len());
             }
-            let report = Report {
+            let report = RepoReport {
                 mode: "staged".into(),
                 staged_paths: paths,
                 checks: Vec::new(),
@@ -318,13 +319,13 @@ pub fn run(checkout: &Path, args: &CheckArgs) -> Result<i32> {
                 "check --staged: {} on the staged content of {} paths{}",
                 names.join(", "),
                 paths.len(),
-                if checks.contains(&Check::Clippy) { " (clippy on the working tree)" } else { "" }
+                if checks.contains(&RepoCheck::Clippy) { " (clippy on the working tree)" } else { "" }
             );
         }
         let cx = Context { root: export.dir.clone(), checkout: checkout.to_path_buf() };
         let checks = run_checks(&cx, &checks, args.keep_going, args.json);
-        let passed = checks.iter().all(|c| c.outcome == Outcome::Passed);
-        let report = Report {
+        let passed = checks.iter().all(|c| c.outcome == CheckOutcome::Passed);
+        let report = RepoReport {
             mode: "staged".into(),
             staged_paths: paths,
             checks,
@@ -335,8 +336,8 @@ pub fn run(checkout: &Path, args: &CheckArgs) -> Result<i32> {
     } else {
         let cx = Context { root: checkout.to_path_buf(), checkout: checkout.to_path_buf() };
         let checks = run_checks(&cx, &wanted, args.keep_going, args.json);
-        let passed = checks.iter().all(|c| c.outcome == Outcome::Passed);
-        let report = Report {
+        let passed = checks.iter().all(|c| c.outcome == CheckOutcome::Passed);
+        let report = RepoReport {
             mode: "working tree".into(),
             staged_paths: Vec::new(),
             checks,
@@ -348,7 +349,7 @@ pub fn run(checkout: &Path, args: &CheckArgs) -> Result<i32> {
     finish(&report, args)
 }
 
-fn finish(report: &Report, args: &CheckArgs) -> Result<i32> {
+fn finish(report: &RepoReport, args: &CheckArgs) -> Result<i32> {
     if args.json {
         crate::exit::print_json(report, report.passed)?;
         return Ok(if report.passed { crate::exit::OK } else { crate::exit::FAILED });

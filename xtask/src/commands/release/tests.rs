@@ -55,7 +55,7 @@ fn merge_writes_one_sha256sums_and_one_manifest_for_every_arch() {
         std::process::Command::new("sha256sum").arg("-c").arg("SHA256SUMS").current_dir(d.path()).output().unwrap();
     assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stdout));
 
-    let m: crate::release_record::Manifest =
+    let m: crate::release_record::ReleaseManifest =
         serde_json::from_str(&std::fs::read_to_string(d.path().join("dist-manifest.json")).unwrap()).unwrap();
     assert_eq!(m.version, "1.0.0");
     assert_eq!(m.git_commit, "0123456789abcdef0123456789abcdef01234567");
