@@ -362,14 +362,42 @@ impl Step {
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Plan {
-    pub product: String,
-    pub version: String,
-    pub arch: Arch,
-    pub host: Option<Arch>,
-    pub env: String,
-    pub engine: Engine,
+    #[serde(flatten)]
+    pub header: Header,
     pub root: PathBuf,
     pub steps: Vec<Step>,
+}
+
+/// What a plan is for: each command fills what applies to it and leaves the rest out.
+#[derive(Clone, Debug, Serialize)]
+pub struct Header {
+    /// The command, as typed after `cargo xtask`: `dist`, `base-image`, `smoke-test`, `test`.
+    pub command: String,
+    pub product: String,
+    pub version: String,
+    /// The target it builds or tests for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub arch: Option<Arch>,
+    pub host: Option<Arch>,
+    /// Which config.<env>.yaml the services bundle.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub env: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub engine: Option<Engine>,
+}
+
+impl Header {
+    pub fn new(command: &str, config: &crate::config::Config) -> Header {
+        Header {
+            command: command.into(),
+            product: config.dist.product.product_name.clone(),
+            version: config.version.clone(),
+            arch: None,
+            host: Arch::host(),
+            env: None,
+            engine: None,
+        }
+    }
 }
 
 /// Whether a step would run now, and why.
@@ -385,7 +413,10 @@ impl Plan {
     pub fn stamp_path(&self, step: &Step) -> PathBuf {
         match &step.stamp {
             Some(path) => path.clone(),
-            None => self.root.join("target/xtask/stamps").join(self.arch.name()).join(format!("{}.json", step.id)),
+            None => {
+                let arch = self.header.arch.map_or("host", Arch::name);
+                self.root.join("target/xtask/stamps").join(arch).join(format!("{}.json", step.id))
+            }
         }
     }
 
@@ -457,16 +488,19 @@ impl Plan {
     /// depend on what was built before).
     pub fn render_with(&self, force: Option<&Force>) -> Result<String> {
         let mut out = String::new();
-        writeln!(
-            out,
-            "plan: {} {} for {} (env {}), host {}, engine {}",
-            self.product,
-            self.version,
-            self.arch,
-            self.env,
-            self.host.map_or("unsupported".to_string(), |h| h.to_string()),
-            self.engine
-        )?;
+        let h = &self.header;
+        let mut line = format!("plan: {} {} {}", h.command, h.product, h.version);
+        if let Some(arch) = h.arch {
+            let _ = write!(line, " for {arch}");
+        }
+        if let Some(env) = &h.env {
+            let _ = write!(line, " (env {env})");
+        }
+        let _ = write!(line, ", host {}", h.host.map_or("unsupported".to_string(), |h| h.to_string()));
+        if let Some(engine) = &h.engine {
+            let _ = write!(line, ", engine {engine}");
+        }
+        writeln!(out, "{line}")?;
         writeln!(out, "root: {}", self.root.display())?;
         let n = self.steps.len();
         let freshness = match force {
@@ -932,16 +966,16 @@ mod tests {
         failing.actions.push(Action::Run(Command::new("sh", root).args(["-c", "echo some-diagnostic >&2; exit 3"])));
         let mut after = Step::new("after", "never reached", StepKind::Preflight);
         after.always = true;
-        Plan {
+        let header = Header {
+            command: "test".into(),
             product: "p".into(),
             version: "1.0.0".into(),
-            arch: Arch::X64,
+            arch: Some(Arch::X64),
             host: Some(Arch::X64),
-            env: "default".into(),
-            engine: Engine::Native,
-            root: root.to_path_buf(),
-            steps: vec![step, failing, after],
-        }
+            env: None,
+            engine: None,
+        };
+        Plan { header, root: root.to_path_buf(), steps: vec![step, failing, after] }
     }
 
     #[test]

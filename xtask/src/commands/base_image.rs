@@ -3,6 +3,7 @@
 
 use anyhow::Result;
 
+use crate::plan::Header;
 use crate::{
     arch::Arch,
     config::Suite,
@@ -49,16 +50,8 @@ pub fn run(config: &crate::config::Config, args: &BaseImageArgs) -> Result<()> {
     preflight.check_all = true;
     crate::steps::base_image::add_preflight(&mut preflight);
     let (steps, _) = crate::steps::base_image::steps(&config.root, args.arch, args.suite, &engine, &tools.cache)?;
-    let plan = Plan {
-        product: config.dist.product.product_name.clone(),
-        version: config.version.clone(),
-        arch: args.arch,
-        host: Arch::host(),
-        env: "-".into(),
-        engine,
-        root: config.root.clone(),
-        steps: std::iter::once(preflight).chain(steps).collect(),
-    };
+    let header = Header { arch: Some(args.arch), engine: Some(engine), ..Header::new("base-image", config) };
+    let plan = Plan { header, root: config.root.clone(), steps: std::iter::once(preflight).chain(steps).collect() };
     let force = Force::from_flag(args.force.clone());
     super::show_or_run(&plan, &RunOptions { force, verbose: args.verbose, keep_going: false }, args.dry_run, args.json)
 }

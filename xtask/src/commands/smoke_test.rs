@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 
+use crate::plan::Header;
 use crate::{
     arch::Arch,
     config::{Config, Suite},
@@ -89,16 +90,8 @@ pub fn plan(config: &Config, args: &SmokeTestArgs, tools: &Host) -> Result<Plan>
         services: config.dist.services.keys().cloned().collect(),
     });
     smoke.actions.push(Action::Clean { path: scratch });
-    Ok(Plan {
-        product: config.dist.product.product_name.clone(),
-        version: config.version.clone(),
-        arch,
-        host: Arch::host(),
-        env: "-".into(),
-        engine: crate::engine::Engine::Native,
-        root: config.root.clone(),
-        steps: vec![preflight, rootfs, smoke],
-    })
+    let header = Header { arch: Some(arch), ..Header::new("smoke-test", config) };
+    Ok(Plan { header, root: config.root.clone(), steps: vec![preflight, rootfs, smoke] })
 }
 
 #[cfg(test)]

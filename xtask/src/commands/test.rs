@@ -10,10 +10,10 @@ use std::path::Path;
 use anyhow::Result;
 use clap::Args;
 
+use crate::plan::Header;
 use crate::{
     arch::Arch,
     config::Config,
-    engine::Engine,
     host::Host,
     layout::Layout,
     plan::{self, Action, Force, Plan, RunOptions, Step, StepKind},
@@ -184,16 +184,9 @@ pub fn run(root: &Path, args: &TestArgs) -> Result<()> {
     }
     let names: Vec<_> = steps.iter().filter(|s| s.always).map(|s| s.title.as_str()).collect();
     eprintln!("cargo xtask test: {}", names.join("; "));
-    let plan = Plan {
-        product: config.dist.product.product_name.clone(),
-        version: config.version.clone(),
-        arch: host,
-        host: Some(host),
-        env: "default".into(),
-        engine: Engine::Native,
-        root: root.to_path_buf(),
-        steps,
-    };
+    // The host arch: the venv step shares its stamp with native `dist` runs.
+    let header = Header { arch: Some(host), ..Header::new("test", &config) };
+    let plan = Plan { header, root: root.to_path_buf(), steps };
     // Stream the suites' own output: their summary lines are the result.
     plan::run(&plan, &RunOptions { force: Force::None, verbose: true, keep_going: true })?;
     Ok(())

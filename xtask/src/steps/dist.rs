@@ -2,6 +2,7 @@
 
 use anyhow::{Result, bail};
 
+use crate::plan::Header;
 use crate::{
     arch::Arch,
     config::{Base, Config, EngineChoice},
@@ -129,16 +130,15 @@ pub fn plan(config: &Config, req: &Request, host: Option<Arch>, tools: &Host) ->
             .collect();
         package_steps(config, req.arch, &layout, tools, &mut steps, service_steps)?;
     }
-    Ok(Plan {
-        product: config.dist.product.product_name.clone(),
-        version: config.version.clone(),
-        arch: req.arch,
+    let command = if req.package { "dist" } else { "build-services" };
+    let header = Header {
+        arch: Some(req.arch),
         host,
-        env: req.env.clone(),
-        engine,
-        root: config.root.clone(),
-        steps,
-    })
+        env: Some(req.env.clone()),
+        engine: Some(engine),
+        ..Header::new(command, config)
+    };
+    Ok(Plan { header, root: config.root.clone(), steps })
 }
 
 /// From the built services to release/<version>/: node_modules, electron-builder, afterpack,
@@ -371,7 +371,10 @@ mod tests {
         tools.path = crate::engine::tests::fake_path(&["new-docker"]);
         let p = plan(&config, &request(Arch::Armv7l, None), Some(Arch::X64), &tools).unwrap();
         // The engine `auto` picks first on a machine that has one.
-        assert_eq!(p.engine, Engine::Buildx { docker: "docker".into(), builder: None, route: Route::default() });
+        assert_eq!(
+            p.header.engine,
+            Some(Engine::Buildx { docker: "docker".into(), builder: None, route: Route::default() })
+        );
         let ids: Vec<_> = p.steps.iter().map(|s| s.id.as_str()).collect();
         assert_eq!(
             ids,
