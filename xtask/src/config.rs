@@ -398,6 +398,13 @@ impl<'de> Deserialize<'de> for DataSpec {
     }
 }
 
+static LOADS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// How many times this process has read a dist.yaml (a test checks a run reads it once).
+pub fn loads() -> usize {
+    LOADS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// The loaded configuration: dist.yaml plus what it points at, checked.
 #[derive(Debug)]
 pub struct Config {
@@ -429,7 +436,10 @@ pub fn find_root(cwd: &Path, manifest_dir: Option<&Path>) -> Result<PathBuf> {
 }
 
 impl Config {
+    /// Read and check `root`'s dist.yaml: once per command, in `main` (the plan carries what
+    /// every step needs).
     pub fn load(root: &Path) -> Result<Config> {
+        LOADS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let path = root.join(CONFIG_FILE);
         let text = std::fs::read_to_string(&path).with_context(|| {
             format!("cannot read {}: --root must name a checkout that holds {CONFIG_FILE}", path.display())

@@ -201,7 +201,7 @@ fn run(cli: Cli) -> Result<i32> {
         }
         Command::BaseImage(a) => done(commands::base_image::run(&config::Config::load(&root)?, &a)),
         Command::Doctor(a) => commands::doctor::run(&config::Config::load(&root)?, &a),
-        Command::Test(a) => done(commands::test::run(&root, &a)),
+        Command::Test(a) => done(commands::test::run(&config::Config::load(&root)?, &a)),
         Command::SmokeTest(a) => done(commands::smoke_test::run(&config::Config::load(&root)?, &a, &what)),
         Command::Afterpack(a) => done(commands::afterpack::run(&config::Config::load(&root)?, &a)),
         Command::Bench(a) => done(commands::bench::run(&config::Config::load(&root)?, &a)),

@@ -442,3 +442,19 @@ fn the_checker_finds_a_cycle_through_use_trees_super_and_inline_paths() {
     assert_eq!(g["c::inner"], BTreeSet::from(["c".to_string()]));
     assert_eq!(cycles(&g), vec![vec!["a".to_string(), "b".to_string()]]);
 }
+
+/// dist.yaml is read where a command starts (`main.rs`), once: everything below takes the
+/// loaded config or the plan's resolved specs.
+#[test]
+fn only_main_reads_dist_yaml() {
+    let krate = load();
+    // bench builds scratch checkouts of its own; check's dist-yaml check reads the file it checks.
+    let other_checkouts = ["commands::bench", "commands::check"];
+    let readers: Vec<&String> = krate
+        .modules
+        .iter()
+        .filter(|(m, code)| *m != "crate" && !other_checkouts.contains(&m.as_str()) && code.contains("Config::load("))
+        .map(|(m, _)| m)
+        .collect();
+    assert!(readers.is_empty(), "these modules read dist.yaml themselves: {readers:?}");
+}

@@ -5,8 +5,6 @@
 //! program, espeak-ng speaks, lintian runs) and installs the Debian packages of whatever fails
 //! (as root), so no suite depends on what an earlier one or an earlier run happened to install.
 
-use std::path::Path;
-
 use anyhow::Result;
 use clap::Args;
 
@@ -91,8 +89,8 @@ fn e2e_needs() -> Vec<Prereq> {
     ]
 }
 
-pub fn run(root: &Path, args: &TestArgs) -> Result<()> {
-    let config = Config::load(root)?;
+pub fn run(config: &Config, args: &TestArgs) -> Result<()> {
+    let root = config.root.as_path();
     let host = Arch::host().ok_or_else(|| anyhow::anyhow!("tests run on a Linux or macOS host of a known arch"))?;
     let wants = |s: TestSuite| args.only.is_empty() || args.only.contains(&s);
     let tools = Host::probe(&config);
