@@ -93,13 +93,13 @@ pub fn run(config: &Config, args: &TestArgs) -> Result<()> {
     let root = config.root.as_path();
     let host = Arch::host().ok_or_else(|| anyhow::anyhow!("tests run on a Linux or macOS host of a known arch"))?;
     let wants = |s: TestSuite| args.only.is_empty() || args.only.contains(&s);
-    let tools = Host::probe(&config);
-    let layout = Layout::new(&config, host, "default", &tools);
+    let tools = Host::probe(config);
+    let layout = Layout::new(config, host, "default", &tools);
 
     // The venv serves pytest and the native-build test in the Rust suite.
     let mut steps = Vec::new();
     if wants(TestSuite::Python) || wants(TestSuite::Rust) {
-        let mut venv = services::venv_step(&config, &layout, &tools);
+        let mut venv = services::venv_step(config, &layout, &tools);
         // The interpreter must create venvs with pip (Debian keeps ensurepip in python3-venv).
         venv.actions
             .insert(0, Action::Prerequisites { needs: vec![Prereq::python_venv(&config.dist.python.interpreter)] });
@@ -115,7 +115,7 @@ pub fn run(config: &Config, args: &TestArgs) -> Result<()> {
         steps.push(s);
     }
     if wants(TestSuite::Node) {
-        steps.push(crate::steps::electron::node_modules_step(&config, crate::host::tool_version("node").as_deref())?);
+        steps.push(crate::steps::electron::node_modules_step(config, crate::host::tool_version("node").as_deref())?);
         let mut s = Step::new("node-test", "Electron app tests (node --test)", StepKind::Preflight);
         s.always = true;
         s.actions.push(Action::Prerequisites { needs: vec![Prereq::node()] });
@@ -183,7 +183,7 @@ pub fn run(config: &Config, args: &TestArgs) -> Result<()> {
     let names: Vec<_> = steps.iter().filter(|s| s.always).map(|s| s.title.as_str()).collect();
     eprintln!("cargo xtask test: {}", names.join("; "));
     // The host arch: the venv step shares its stamp with native `dist` runs.
-    let header = Header { arch: Some(host), ..Header::new("test", &config) };
+    let header = Header { arch: Some(host), ..Header::new("test", config) };
     let plan = Plan { header, root: root.to_path_buf(), steps };
     // Stream the suites' own output: their summary lines are the result.
     plan::run(&plan, &RunOptions { force: Force::None, verbose: true, keep_going: true })?;
