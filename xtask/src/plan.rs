@@ -600,6 +600,9 @@ impl Force {
 pub enum Outcome {
     Built,
     Passed,
+    /// An `always` step that only probed and installed prerequisites (`test --setup`): nothing
+    /// was tested, so it must not read as "ok".
+    Ready,
     UpToDate,
     Failed,
     Skipped,
@@ -610,6 +613,7 @@ impl Outcome {
         match self {
             Outcome::Built => "built",
             Outcome::Passed => "ok",
+            Outcome::Ready => "ready",
             Outcome::UpToDate => "up to date",
             Outcome::Failed => "FAILED",
             Outcome::Skipped => "skipped",
@@ -719,6 +723,13 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<RunReport> {
             let step = &plan.steps[j];
             let outcome = match result {
                 Ok(false) => Outcome::UpToDate,
+                Ok(true)
+                    if step.always
+                        && !step.actions.is_empty()
+                        && step.actions.iter().all(|a| matches!(a, Action::Prerequisites { .. })) =>
+                {
+                    Outcome::Ready
+                }
                 Ok(true) if step.always => Outcome::Passed,
                 Ok(true) => Outcome::Built,
                 Err(e) => {
@@ -1058,6 +1069,27 @@ mod tests {
         plan.steps.push(after);
         let _ = run(&plan, &RunOptions { force: Force::None, verbose: false, keep_going: false });
         assert!(!d.path().join("after.done").exists());
+    }
+
+    #[test]
+    fn a_step_that_only_set_up_prerequisites_is_ready_not_ok() {
+        let d = tempfile::tempdir().unwrap();
+        let mut plan = plan_in(d.path());
+        plan.steps.clear();
+        let mut setup = Step::new("suite", "suite", StepKind::Preflight);
+        setup.always = true;
+        setup
+            .actions
+            .push(Action::Prerequisites { needs: vec![crate::prereq::Prereq::runs("sh", &["-c", "true"], &[])] });
+        let mut tested = Step::new("tested", "tested", StepKind::Preflight);
+        tested.always = true;
+        tested.actions = setup.actions.clone();
+        tested.actions.push(Action::Run(Command::new("sh", d.path()).args(["-c", "true"])));
+        plan.steps = vec![setup, tested];
+        let r = run(&plan, &RunOptions { force: Force::None, verbose: false, keep_going: false }).unwrap();
+        assert_eq!(r.outcome("suite"), Some(Outcome::Ready));
+        assert_eq!(r.outcome("tested"), Some(Outcome::Passed));
+        assert!(r.table().lines().any(|l| l.split_whitespace().take(2).eq(["suite", "ready"])), "{}", r.table());
     }
 
     #[test]

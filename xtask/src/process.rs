@@ -120,16 +120,32 @@ pub fn run(cmd: &Command, title: &str, verbose: bool) -> Result<()> {
     if verbose {
         return c.run().with_context(|| format!("command failed: {}", cmd.shell_line()));
     }
-    // One MultiProgress for the run: parallel steps each get a line instead of fighting over one.
-    static BARS: std::sync::OnceLock<indicatif::MultiProgress> = std::sync::OnceLock::new();
-    let spinner = BARS.get_or_init(indicatif::MultiProgress::new).add(indicatif::ProgressBar::new_spinner());
-    spinner.set_style(
-        indicatif::ProgressStyle::with_template("    {spinner} {msg} [{elapsed}]").expect("static template"),
-    );
-    spinner.set_message(format!("{title}: {}", cmd.program.rsplit('/').next().unwrap_or(&cmd.program)));
-    spinner.enable_steady_tick(Duration::from_millis(120));
+    // A line a minute while it runs: a quiet build of ten minutes must not look hung, and a
+    // CI log keeps every line (a terminal spinner would be noise there).
+    let done = std::sync::Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
+    let ticker = {
+        let done = done.clone();
+        let what = format!("{title}: {}", cmd.program.rsplit('/').next().unwrap_or(&cmd.program));
+        std::thread::spawn(move || {
+            let started = std::time::Instant::now();
+            let (lock, wake) = &*done;
+            let mut finished = lock.lock().expect("ticker lock");
+            loop {
+                let (guard, timeout) = wake.wait_timeout(finished, Duration::from_secs(60)).expect("ticker lock");
+                finished = guard;
+                if *finished {
+                    return;
+                }
+                if timeout.timed_out() {
+                    eprintln!("    ... {what} still running ({} min)", started.elapsed().as_secs() / 60);
+                }
+            }
+        })
+    };
     let output = c.ignore_status().output();
-    spinner.finish_and_clear();
+    *done.0.lock().expect("ticker lock") = true;
+    done.1.notify_all();
+    let _ = ticker.join();
     let output = output.with_context(|| format!("cannot start `{}`: is it installed?", cmd.program))?;
     if output.status.success() {
         return Ok(());

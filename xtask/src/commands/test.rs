@@ -64,6 +64,8 @@ fn rust_needs() -> Vec<Prereq> {
         Prereq::runs("objcopy", &["--version"], &["binutils"]),
         Prereq::runs("dpkg-deb", &["--version"], &["dpkg"]),
         Prereq::runs("xz", &["--version"], &["xz-utils"]),
+        // The .deb writer's zstd members come from Debian's zstd tool.
+        Prereq::runs("zstd", &["--version"], &["zstd"]),
         Prereq::runs("lintian", &["--version"], &["lintian"]),
         Prereq::runs("git", &["--version"], &["git"]),
         Prereq::runs("tar", &["--version"], &["tar"]),

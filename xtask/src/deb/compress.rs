@@ -5,9 +5,10 @@
 //! count; the single-threaded encoder would produce different bytes (no block split), so
 //! mixing the two would make the output depend on the machine.
 //!
-//! zstd: always in worker mode (nbWorkers >= 1) for the same reason: zstd's job split
-//! depends on the parameters, not on the worker count, while nbWorkers = 0 is a different
-//! encoder path.
+//! zstd: Debian's `zstd` tool (the library's own CLI: building libzstd into the xtask cost a
+//! third of its clean build), always in worker mode (`-T1` and up) for the same reason: zstd's
+//! job split depends on the parameters, not on the worker count, while single-thread mode is
+//! a different encoder path.
 //!
 //! gzip: header mtime 0, no file name, so the bytes depend on the content only.
 
@@ -44,10 +45,74 @@ pub(super) fn xz_block_size(level: u32) -> u64 {
 pub(super) enum Encoder<W: Write> {
     Xz(liblzma::write::XzEncoder<W>),
     Gzip(flate2::write::GzEncoder<W>),
-    Zstd(zstd::stream::write::Encoder<'static, W>),
+    Zstd(ZstdProcess<W>),
 }
 
-impl<W: Write> Encoder<W> {
+/// `zstd -LEVEL -T<threads> -c`: the stream goes to its stdin, a thread copies its stdout to
+/// the writer.
+pub(super) struct ZstdProcess<W: Write> {
+    child: std::process::Child,
+    stdin: Option<std::process::ChildStdin>,
+    copier: Option<std::thread::JoinHandle<io::Result<W>>>,
+}
+
+impl<W: Write + Send + 'static> ZstdProcess<W> {
+    fn start(level: i32, threads: u32, mut out: W) -> Result<Self> {
+        let mut child = std::process::Command::new("zstd")
+            .arg(format!("-{level}"))
+            .arg(format!("-T{threads}"))
+            .args(["--check", "-q", "-c", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .context("cannot start `zstd` for a zstd member: install it (Debian: apt-get install zstd), or use `compression: xz`")?;
+        let stdin = child.stdin.take();
+        let mut stdout = child.stdout.take().expect("stdout is piped");
+        let copier = std::thread::spawn(move || {
+            io::copy(&mut stdout, &mut out)?;
+            Ok(out)
+        });
+        Ok(ZstdProcess { child, stdin, copier: Some(copier) })
+    }
+
+    fn finish(mut self) -> io::Result<W> {
+        drop(self.stdin.take());
+        let out = self
+            .copier
+            .take()
+            .expect("finished once")
+            .join()
+            .map_err(|_| io::Error::other("the zstd copier panicked"))??;
+        let status = self.child.wait()?;
+        if !status.success() {
+            return Err(io::Error::other(format!("zstd exited with {status}")));
+        }
+        Ok(out)
+    }
+}
+
+impl<W: Write> Write for ZstdProcess<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.stdin.as_mut().expect("open until finish").write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.stdin.as_mut().expect("open until finish").flush()
+    }
+}
+
+impl<W: Write> Drop for ZstdProcess<W> {
+    fn drop(&mut self) {
+        // An abandoned stream: stop the process rather than leave it waiting on stdin.
+        if self.copier.is_some() {
+            drop(self.stdin.take());
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+impl<W: Write + Send + 'static> Encoder<W> {
     pub fn new(compression: Compression, threads: u32, out: W) -> Result<Self> {
         let threads = threads.max(1);
         Ok(match compression {
@@ -70,13 +135,7 @@ impl<W: Write> Encoder<W> {
                     .operating_system(3)
                     .write(out, flate2::Compression::new(level)),
             ),
-            Compression::Zstd { level } => {
-                let mut enc = zstd::stream::write::Encoder::new(out, level)
-                    .with_context(|| format!("cannot start the zstd encoder (level {level})"))?;
-                enc.include_checksum(true).context("cannot enable the zstd checksum")?;
-                enc.multithread(threads).with_context(|| format!("cannot give zstd {threads} worker threads"))?;
-                Encoder::Zstd(enc)
-            }
+            Compression::Zstd { level } => Encoder::Zstd(ZstdProcess::start(level, threads, out)?),
         })
     }
 

@@ -153,6 +153,10 @@ fn package_steps(
 ) -> Result<()> {
     let electron_dist = electron::electron_dist(config, arch, tools.electron_dist.as_deref());
     let preflight = &mut steps[0];
+    if config.dist.packaging.deb.compression == crate::config::Codec::Zstd && arch.debian_arch().is_some() {
+        // zstd members are written by Debian's zstd tool.
+        preflight.actions.push(Action::Prerequisites { needs: vec![Prereq::runs("zstd", &["--version"], &["zstd"])] });
+    }
     preflight.actions.push(Action::Prerequisites { needs: vec![Prereq::node()] });
     match &electron_dist {
         // A wrong-arch, wrong-version or missing electronDist fails here, not after the service builds.
