@@ -4,11 +4,20 @@
 //! holds the same fingerprint. The fingerprint hashes file *contents* (never mtimes: `touch`
 //! must not rebuild), the config the step uses and the versions of the tools it calls. Stamps
 //! keep one hash per input so a rebuild can say which input changed.
+//!
+//! Hashing a 250 MB unpacked app on every run costs a second, so a stamp also keeps each
+//! file's stat (size, mtime, ctime, inode, device), as git's index and cargo do: a file whose
+//! stat is unchanged keeps the hash the stamp recorded, and any change to one of them hashes it
+//! again. A file whose mtime falls within the second before the stamp's hashes were taken is
+//! always hashed again (git's racy-clean rule): a write in the same timestamp tick as that
+//! hash would leave its stat unchanged.
 
 use std::{
     collections::BTreeMap,
     io::Read,
-    path::{Path, PathBuf},
+    os::unix::fs::MetadataExt,
+    path::Path,
+    time::{SystemTime, UNIX_EPOCH},
 };
 
 use anyhow::{Context, Result};
@@ -28,23 +37,33 @@ fn ignored(name: &str) -> bool {
 
 impl Fingerprint {
     /// Hash a file, or every file under a folder (sorted, so the order of the walk does not
-    /// matter). `rel` is relative to `root` and is the name recorded in the stamp.
-    pub fn add_path(&mut self, root: &Path, rel: &Path) -> Result<()> {
+    /// matter). `rel` is relative to `root` and is the name recorded in the stamp. A symbolic
+    /// link is an input by its target (never followed): retargeting one changes the digest.
+    /// Hashes come from `stats` where a file's stat allows it.
+    pub fn add_path(&mut self, root: &Path, rel: &Path, stats: &mut Stats) -> Result<()> {
         let path = root.join(rel);
-        let mut files: Vec<PathBuf> = Vec::new();
         for entry in walkdir::WalkDir::new(&path)
             .sort_by_file_name()
             .into_iter()
             .filter_entry(|e| !ignored(&e.file_name().to_string_lossy()))
         {
             let entry = entry.with_context(|| format!("cannot read input {}", path.display()))?;
-            if entry.file_type().is_file() {
-                files.push(entry.into_path());
-            }
-        }
-        for file in files {
-            let name = file.strip_prefix(root).unwrap_or(&file).to_string_lossy().into_owned();
-            self.inputs.insert(name, hash_file(&file)?);
+            let file = entry.path();
+            let name = file.strip_prefix(root).unwrap_or(file).to_string_lossy().into_owned();
+            let hash = if entry.file_type().is_file() {
+                let meta = entry.metadata().with_context(|| format!("cannot read {}", file.display()))?;
+                stats.hash(&name, file, &meta)?
+            } else if entry.file_type().is_symlink() {
+                let target =
+                    std::fs::read_link(file).with_context(|| format!("cannot read link {}", file.display()))?;
+                let mut h = Sha256::new();
+                h.update(b"symlink\0");
+                h.update(target.as_os_str().as_encoded_bytes());
+                hex(&h.finalize())
+            } else {
+                continue;
+            };
+            self.inputs.insert(name, hash);
         }
         Ok(())
     }
@@ -93,11 +112,93 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// What a file's recorded hash was computed from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileStat {
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub ctime_ns: i64,
+    pub ino: u64,
+    pub dev: u64,
+}
+
+impl FileStat {
+    fn of(meta: &std::fs::Metadata) -> FileStat {
+        FileStat {
+            size: meta.len(),
+            mtime_ns: meta.mtime().saturating_mul(1_000_000_000).saturating_add(meta.mtime_nsec()),
+            ctime_ns: meta.ctime().saturating_mul(1_000_000_000).saturating_add(meta.ctime_nsec()),
+            ino: meta.ino(),
+            dev: meta.dev(),
+        }
+    }
+}
+
+/// The stat and hash of every file of a fingerprint, and when its hashing started.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct StatCache {
+    pub taken_ns: i64,
+    pub files: BTreeMap<String, (FileStat, String)>,
+}
+
+/// A file modified this close before its hash was taken may have been written again in the
+/// same timestamp tick; one second covers filesystems with coarse timestamps too.
+const RACY_NS: i64 = 1_000_000_000;
+
+/// The hashes of one fingerprint: reused from the last stamp's `StatCache` where a file's stat
+/// is unchanged and not racy, computed otherwise, and recorded for the next stamp.
+pub struct Stats {
+    prior: StatCache,
+    now: StatCache,
+    pub reused: usize,
+    pub hashed: usize,
+}
+
+impl Stats {
+    pub fn new(prior: Option<&StatCache>) -> Stats {
+        let taken_ns = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0);
+        Stats {
+            prior: prior.cloned().unwrap_or_default(),
+            now: StatCache { taken_ns, files: BTreeMap::new() },
+            reused: 0,
+            hashed: 0,
+        }
+    }
+
+    fn hash(&mut self, name: &str, path: &Path, meta: &std::fs::Metadata) -> Result<String> {
+        let stat = FileStat::of(meta);
+        let reusable = self.prior.files.get(name).filter(|(old, _)| {
+            *old == stat
+                && stat.mtime_ns < self.prior.taken_ns - RACY_NS
+                && stat.ctime_ns < self.prior.taken_ns - RACY_NS
+        });
+        let hash = match reusable {
+            Some((_, hash)) => {
+                self.reused += 1;
+                hash.clone()
+            }
+            None => {
+                self.hashed += 1;
+                hash_file(path)?
+            }
+        };
+        self.now.files.insert(name.to_string(), (stat, hash.clone()));
+        Ok(hash)
+    }
+
+    pub fn into_cache(self) -> StatCache {
+        self.now
+    }
+}
+
 /// What a step leaves behind after it succeeds.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Stamp {
     pub digest: String,
     pub fingerprint: Fingerprint,
+    /// Absent in stamps written before stats were kept: every file is then hashed.
+    #[serde(default)]
+    pub stats: StatCache,
 }
 
 impl Stamp {
@@ -108,9 +209,9 @@ impl Stamp {
 
     /// Written last, after the outputs are in place, through a temporary file: a stamp never
     /// claims outputs that a crash left half-written.
-    pub fn write(path: &Path, fingerprint: &Fingerprint) -> Result<()> {
-        let stamp = Stamp { digest: fingerprint.digest(), fingerprint: fingerprint.clone() };
-        crate::fsx::write_atomic(path, &serde_json::to_vec_pretty(&stamp)?)
+    pub fn write(path: &Path, fingerprint: &Fingerprint, stats: &StatCache) -> Result<()> {
+        let stamp = Stamp { digest: fingerprint.digest(), fingerprint: fingerprint.clone(), stats: stats.clone() };
+        crate::fsx::write_atomic(path, &serde_json::to_vec(&stamp)?)
     }
 }
 
@@ -120,7 +221,7 @@ mod tests {
 
     fn fp(root: &Path) -> Fingerprint {
         let mut f = Fingerprint::default();
-        f.add_path(root, Path::new("src")).unwrap();
+        f.add_path(root, Path::new("src"), &mut Stats::new(None)).unwrap();
         f.add_value("config", "env=prod");
         f
     }
@@ -172,13 +273,103 @@ mod tests {
         assert_ne!(fp(dir.path()).digest(), before);
     }
 
+    /// The fingerprint of `src` with `prior`, its stats, and how many files were read.
+    fn fp_with(root: &Path, prior: Option<&StatCache>) -> (Fingerprint, StatCache, usize, usize) {
+        let mut f = Fingerprint::default();
+        let mut stats = Stats::new(prior);
+        f.add_path(root, Path::new("src"), &mut stats).unwrap();
+        let (reused, hashed) = (stats.reused, stats.hashed);
+        (f, stats.into_cache(), reused, hashed)
+    }
+
+    /// As if the hashes had been taken two seconds later: the files are no longer racy.
+    fn settled(mut cache: StatCache) -> StatCache {
+        cache.taken_ns += 2 * RACY_NS;
+        cache
+    }
+
+    #[test]
+    fn a_file_whose_stat_is_unchanged_keeps_its_recorded_hash() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        std::fs::create_dir_all(&src).unwrap();
+        std::fs::write(src.join("a.py"), "A = 1\n").unwrap();
+        std::fs::write(src.join("b.py"), "B = 1\n").unwrap();
+        let (base, cache, _, hashed) = fp_with(dir.path(), None);
+        assert_eq!(hashed, 2);
+
+        // A recorded hash the file does not have is what comes back: the file was not read.
+        let mut planted = settled(cache.clone());
+        planted.files.get_mut("src/a.py").unwrap().1 = "planted".into();
+        let (f, _, reused, hashed) = fp_with(dir.path(), Some(&planted));
+        assert_eq!((reused, hashed), (2, 0));
+        assert_eq!(f.inputs["src/a.py"], "planted");
+
+        // Unchanged and settled: the same digest without reading anything.
+        let (f, _, reused, _) = fp_with(dir.path(), Some(&settled(cache.clone())));
+        assert_eq!((f.digest(), reused), (base.digest(), 2));
+
+        // Just hashed (racy): read again even though nothing changed.
+        let (_, _, reused, hashed) = fp_with(dir.path(), Some(&cache));
+        assert_eq!((reused, hashed), (0, 2));
+    }
+
+    #[test]
+    fn any_stat_change_hashes_the_file_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        std::fs::create_dir_all(&src).unwrap();
+        let a = src.join("a.py");
+        std::fs::write(&a, "A = 1\n").unwrap();
+        let mtime = std::fs::metadata(&a).unwrap().modified().unwrap();
+        let (_, cache, _, _) = fp_with(dir.path(), None);
+        let cache = settled(cache);
+        // Later than the coarsest kernel timestamp tick, so ctime moves.
+        std::thread::sleep(std::time::Duration::from_millis(50));
+
+        // Same size, mtime put back (as `tar -x` and `rsync -t` do): ctime still moved.
+        std::fs::write(&a, "A = 2\n").unwrap();
+        std::fs::File::options().write(true).open(&a).unwrap().set_modified(mtime).unwrap();
+        let (f, _, reused, hashed) = fp_with(dir.path(), Some(&cache));
+        assert_eq!((reused, hashed), (0, 1));
+        assert_eq!(f.inputs["src/a.py"], hash_file(&a).unwrap());
+
+        // Replaced by another file (a new inode) of the same size and mtime.
+        let (_, cache, _, _) = fp_with(dir.path(), None);
+        let cache = settled(cache);
+        std::fs::write(src.join("new"), "A = 3\n").unwrap();
+        std::fs::rename(src.join("new"), &a).unwrap();
+        std::fs::File::options().write(true).open(&a).unwrap().set_modified(mtime).unwrap();
+        let (f, _, _, hashed) = fp_with(dir.path(), Some(&cache));
+        assert_eq!(hashed, 1);
+        assert_eq!(f.inputs["src/a.py"], hash_file(&a).unwrap());
+    }
+
+    #[test]
+    fn a_symlink_is_an_input_by_its_target() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        std::fs::create_dir_all(&src).unwrap();
+        std::fs::write(src.join("one"), "x").unwrap();
+        std::fs::write(src.join("two"), "x").unwrap();
+        std::os::unix::fs::symlink("one", src.join("current")).unwrap();
+        let before = fp(dir.path());
+        assert!(before.inputs.contains_key("src/current"), "{:?}", before.inputs);
+        std::fs::remove_file(src.join("current")).unwrap();
+        std::os::unix::fs::symlink("two", src.join("current")).unwrap();
+        assert_eq!(fp(dir.path()).changed_since(&before), vec!["src/current".to_string()]);
+        // A dangling link is still an input, not an error.
+        std::os::unix::fs::symlink("gone", src.join("dangling")).unwrap();
+        assert!(fp(dir.path()).inputs.contains_key("src/dangling"));
+    }
+
     #[test]
     fn stamps_round_trip() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("stamps/x.json");
         let mut f = Fingerprint::default();
         f.add_value("tool", "python 3.11.7");
-        Stamp::write(&path, &f).unwrap();
+        Stamp::write(&path, &f, &StatCache::default()).unwrap();
         let read = Stamp::read(&path).unwrap();
         assert_eq!(read.digest, f.digest());
         assert_eq!(read.fingerprint, f);

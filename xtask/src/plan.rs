@@ -17,7 +17,7 @@ use serde::Serialize;
 use crate::{
     arch::Arch,
     engine::Engine,
-    fingerprint::{Fingerprint, Stamp},
+    fingerprint::{Fingerprint, Stamp, StatCache, Stats},
     fsx,
     process::Command,
 };
@@ -342,10 +342,13 @@ impl Step {
         }
     }
 
-    pub fn fingerprint(&self, root: &Path) -> Result<Fingerprint> {
+    /// The step's fingerprint, with the stats of its files for the next stamp. `prior` is the
+    /// last stamp's: files whose stat is unchanged keep their hash instead of being read again.
+    pub fn fingerprint(&self, root: &Path, prior: Option<&StatCache>) -> Result<(Fingerprint, StatCache)> {
         let mut fp = Fingerprint::default();
+        let mut stats = Stats::new(prior);
         for input in &self.inputs {
-            fp.add_path(root, fsx::rel(root, input)).with_context(|| format!("step `{}`", self.id))?;
+            fp.add_path(root, fsx::rel(root, input), &mut stats).with_context(|| format!("step `{}`", self.id))?;
         }
         for (k, v) in &self.values {
             fp.add_value(k, v);
@@ -356,7 +359,7 @@ impl Step {
         for a in &self.actions {
             fp.add_value("actions", &a.describe().replace(root_str.as_ref(), "<root>"));
         }
-        Ok(fp)
+        Ok((fp, stats.into_cache()))
     }
 }
 
@@ -436,7 +439,7 @@ impl Plan {
         if let Some(missing) = step.outputs.iter().find(|o| !o.exists()) {
             return Ok(Freshness::Stale(format!("{} is missing", fsx::rel(&self.root, missing).display())));
         }
-        let fp = step.fingerprint(&self.root)?;
+        let (fp, _) = step.fingerprint(&self.root, Some(&stamp.stats))?;
         if fp.digest() == stamp.digest {
             return Ok(Freshness::UpToDate);
         }
@@ -796,15 +799,16 @@ fn run_step(plan: &Plan, step: &Step, opts: &RunOptions) -> Result<bool> {
     // stamp either. The old stamp goes first: a run killed while the step changes its outputs
     // in place (the venv sync) must leave no stamp that calls them up to date.
     let before = if stamped {
-        let fp = step.fingerprint(&plan.root)?;
+        let prior = Stamp::read(&plan.stamp_path(step)).map(|s| s.stats);
+        let fp = step.fingerprint(&plan.root, prior.as_ref())?;
         fsx::remove_all(&plan.stamp_path(step))?;
         Some(fp)
     } else {
         None
     };
     run_actions(step, opts)?;
-    if let Some(before) = before {
-        let after = step.fingerprint(&plan.root)?;
+    if let Some((before, stats)) = before {
+        let (after, _) = step.fingerprint(&plan.root, Some(&stats))?;
         if after.digest() != before.digest() {
             let changed = after.changed_since(&before);
             eprintln!(
@@ -813,7 +817,7 @@ fn run_step(plan: &Plan, step: &Step, opts: &RunOptions) -> Result<bool> {
                 step.id
             );
         }
-        Stamp::write(&plan.stamp_path(step), &before)?;
+        Stamp::write(&plan.stamp_path(step), &before, &stats)?;
     }
     Ok(true)
 }
@@ -1197,7 +1201,8 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(300));
         assert!(!waiting.is_finished(), "the step did not wait for the lock");
         std::fs::write(d.path().join("out.txt"), "v1").unwrap();
-        Stamp::write(&plan.stamp_path(&plan.steps[0]), &plan.steps[0].fingerprint(d.path()).unwrap()).unwrap();
+        let (fp, stats) = plan.steps[0].fingerprint(d.path(), None).unwrap();
+        Stamp::write(&plan.stamp_path(&plan.steps[0]), &fp, &stats).unwrap();
         drop(other);
         assert_eq!(waiting.join().unwrap(), Some(Outcome::UpToDate));
         assert!(!d.path().join("runs.log").exists(), "the step ran although the other run had built it");

@@ -48,7 +48,7 @@ pub fn steps(
     let name = format!("{}-{debian}", suite.name());
     let packages: Vec<String> = PACKAGES.iter().map(|p| p.to_string()).collect();
     let (rootfs, tar) = rootfs_step(root, arch, suite, cache, &name, &packages)?;
-    let digest = rootfs.fingerprint(root)?.digest();
+    let digest = rootfs.fingerprint(root, None)?.0.digest();
 
     let image_tag = suite.build_image(arch);
     let context = cache.join("base-image").join(&name);
