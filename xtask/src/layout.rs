@@ -23,6 +23,9 @@ pub struct Layout {
     pub tmp: PathBuf,
     /// PyInstaller's work and spec folders, kept between runs for its own caching.
     pub work: PathBuf,
+    /// PyInstaller's own cache (`PYINSTALLER_CONFIG_DIR`: processed binaries), one folder per
+    /// service below it, kept between runs.
+    pub pyinstaller_cache: PathBuf,
 }
 
 impl Layout {
@@ -35,6 +38,7 @@ impl Layout {
             dist: py.join("dist").join(arch.name()),
             tmp: root.join("target/xtask/tmp").join(arch.name()),
             work: root.join("target/xtask/pyinstaller").join(arch.name()),
+            pyinstaller_cache: root.join("target/xtask/pyinstaller-cache").join(arch.name()),
             arch,
             root,
         }

@@ -200,6 +200,64 @@ fn a_source_saved_during_the_build_is_built_by_the_next_run() {
     assert_eq!(outcome(&report, "print_service"), "up_to_date", "{report:?}");
 }
 
+/// PyInstaller's work folder and its own cache are kept under target/ between builds. A
+/// rebuild that reuses them gives the same bytes as a build from empty folders of the same
+/// sources (with the hash seed fixed: PyInstaller orders base_library.zip by a Python set).
+#[test]
+fn a_warm_service_build_is_byte_identical_to_a_cold_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("repo");
+    copy_repo(&root);
+    let venv = match std::env::var("KT_VENV") {
+        Ok(v) if !v.is_empty() => std::path::PathBuf::from(v),
+        _ => repo_root().join("python-service/.venv"),
+    };
+    assert!(venv.join("bin/python").exists(), "no venv at {}: run `cargo xtask test`", venv.display());
+    let build = |extra: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .arg("--root")
+            .arg(&root)
+            .args(["build-services", "--service", "print_service", "--json"])
+            .args(extra)
+            .env("KT_VENV", &venv)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "build-services failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        let report = outcomes(&serde_json::from_slice(&out.stdout).unwrap());
+        assert_eq!(outcome(&report, "print_service"), "built", "{report:?}");
+    };
+    let bin = root.join("python-service/dist").join(host_arch()).join("print_service");
+    let work = root.join("target/xtask/pyinstaller").join(host_arch()).join("print_service");
+    let cache = root.join("target/xtask/pyinstaller-cache").join(host_arch()).join("print_service");
+    build(&[]);
+    let first = std::fs::read(&bin).unwrap();
+    assert!(work.join("print_service/PKG-00.toc").exists(), "no work folder kept at {}", work.display());
+
+    // An edit that reaches the bytecode, built on the warm folders.
+    let src = root.join("python-service/src/print_service.py");
+    let nonce = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let marker = format!("kt-warm-{nonce}");
+    let text = std::fs::read_to_string(&src).unwrap();
+    std::fs::write(&src, format!("{text}\nEDIT_MARKER = \"{marker}\"\n")).unwrap();
+    build(&[]);
+    let warm = std::fs::read(&bin).unwrap();
+    assert_ne!(warm, first);
+    assert!(contains(&entry_script(&venv, &bin, "print_service"), &marker), "the warm build lacks the edit");
+
+    // The same sources from empty folders.
+    std::fs::remove_dir_all(&work).unwrap();
+    // PyInstaller fills its own cache only for binaries it processes (strip, codesign).
+    let _ = std::fs::remove_dir_all(&cache);
+    build(&["--force"]);
+    let cold = std::fs::read(&bin).unwrap();
+    assert!(
+        warm == cold,
+        "a warm rebuild and a cold build of the same sources differ ({} vs {} bytes)",
+        warm.len(),
+        cold.len()
+    );
+}
+
 /// dist.yaml decides what is built: a fourth service and a moved entry build natively, and
 /// every binary runs its self-test.
 #[test]

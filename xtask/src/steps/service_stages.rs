@@ -17,6 +17,12 @@ pub const CONTAINER_PYTHON: &str = "/build";
 pub const CONTAINER_STAGE: &str = "/build/stage";
 /// The stage of the fixed part that the generated stages start from.
 const BASE_STAGE: &str = "deps";
+/// PyInstaller writes base_library.zip in the order of a Python set, which follows the hash
+/// seed: without a fixed seed two builds of the same sources differ in bytes.
+pub const PYTHONHASHSEED: &str = "0";
+/// Inside a service stage: a BuildKit cache mount (one per platform and service) holding
+/// PyInstaller's work folder and its own cache, so a rebuild reuses both.
+const CONTAINER_PYINSTALLER: &str = "/pyinstaller";
 
 /// Paths a service build reads, as its builder sees them.
 pub struct Paths<'a> {
@@ -95,7 +101,9 @@ pub fn generated_stages(config: &Config) -> Result<(String, Vec<String>)> {
          # config, then one stage per service (independent: BuildKit builds them at once), then the\n\
          # export stages. `cargo xtask dist --dry-run` shows this file.\n\n",
     );
-    out.push_str(&format!("FROM {BASE_STAGE} AS common\nARG STAGE\nWORKDIR {CONTAINER_PYTHON}\n"));
+    out.push_str(&format!(
+        "FROM {BASE_STAGE} AS common\nARG STAGE\nWORKDIR {CONTAINER_PYTHON}\nENV PYTHONHASHSEED={PYTHONHASHSEED} PYINSTALLER_CONFIG_DIR={CONTAINER_PYINSTALLER}/cache\n"
+    ));
     for shared in &config.dist.shared_sources {
         inside("shared_sources", shared)?;
         out.push_str(&format!("COPY {}\n", json_list(&[context(shared), inside_build(shared)])));
@@ -114,7 +122,7 @@ pub fn generated_stages(config: &Config) -> Result<(String, Vec<String>)> {
             );
         }
         inside(&format!("services.{name}.entry"), &svc.entry)?;
-        out.push_str(&format!("\nFROM common AS {stage}\n"));
+        out.push_str(&format!("\nFROM common AS {stage}\nARG TARGETPLATFORM\n"));
         let mut files = vec![&svc.entry];
         for d in &svc.add_data {
             inside(&format!("services.{name}.add_data"), &d.src)?;
@@ -129,8 +137,13 @@ pub fn generated_stages(config: &Config) -> Result<(String, Vec<String>)> {
         run.extend(pyinstaller_args(config, name, &paths));
         // `--distpath` before the entry script, which must come last.
         let entry = run.pop().expect("the entry script is the last argument");
+        let work = format!("{CONTAINER_PYINSTALLER}/work");
+        run.extend(["--workpath".into(), work.clone(), "--specpath".into(), work]);
         run.extend(["--distpath".into(), "/out".into(), entry]);
-        out.push_str(&format!("RUN {}\n", json_list(&run)));
+        out.push_str(&format!(
+            "RUN --mount=type=cache,id=kt-pyinstaller-${{TARGETPLATFORM}}-{name},target={CONTAINER_PYINSTALLER},sharing=locked {}\n",
+            json_list(&run)
+        ));
         stages.push((stage, name));
     }
     out.push_str("\n# Only the binaries leave the build: `--output type=local,dest=DIR` writes them to DIR.\nFROM scratch AS export\n");
@@ -198,8 +211,10 @@ mod tests {
         config.dist.services.insert("menu_service".into(), extra);
         let fixed = std::fs::read_to_string(config.root.join(&config.dist.docker.dockerfile)).unwrap();
         let (text, copied) = dockerfile(&config, &fixed).unwrap();
-        assert!(text.contains("FROM common AS service-menu_service\nCOPY [\"python-service/src/app/main.py\",\"/build/src/app/main.py\"]\nCOPY [\"python-service/src/app/menu.json\",\"/build/src/app/menu.json\"]\n"), "{text}");
-        assert!(text.contains("\"--add-data\",\"/build/src/app/menu.json:menu\",\"--hidden-import\",\"json\",\"--distpath\",\"/out\",\"/build/src/app/main.py\"]"), "{text}");
+        assert!(text.contains("FROM common AS service-menu_service\nARG TARGETPLATFORM\nCOPY [\"python-service/src/app/main.py\",\"/build/src/app/main.py\"]\nCOPY [\"python-service/src/app/menu.json\",\"/build/src/app/menu.json\"]\n"), "{text}");
+        assert!(text.contains("\"--add-data\",\"/build/src/app/menu.json:menu\",\"--hidden-import\",\"json\",\"--workpath\",\"/pyinstaller/work\",\"--specpath\",\"/pyinstaller/work\",\"--distpath\",\"/out\",\"/build/src/app/main.py\"]"), "{text}");
+        assert!(text.contains("RUN --mount=type=cache,id=kt-pyinstaller-${TARGETPLATFORM}-menu_service,target=/pyinstaller,sharing=locked [\"pyinstaller\""), "{text}");
+        assert!(text.contains("ENV PYTHONHASHSEED=0 PYINSTALLER_CONFIG_DIR=/pyinstaller/cache"), "{text}");
         assert!(text.contains("\"--collect-data\",\"escpos\""), "print_service's collect_data: {text}");
         assert!(text.contains("\"--paths\",\"/build/src\""), "{text}");
         for s in ["kt_service", "print_service", "tts_service", "menu_service"] {

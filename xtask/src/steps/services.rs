@@ -109,6 +109,8 @@ pub fn native_service_step(
     let mut args = service_stages::pyinstaller_args(config, service, &Paths { python: &dir, stage: &layout.stage });
     let entry = args.pop().expect("the entry script is the last argument");
     let cmd = Command::new(layout.venv_python().to_string_lossy(), &layout.root)
+        .env("PYTHONHASHSEED", service_stages::PYTHONHASHSEED)
+        .env("PYINSTALLER_CONFIG_DIR", layout.pyinstaller_cache.join(service).to_string_lossy())
         .args(["-m", "PyInstaller"])
         .args(args)
         .arg("--distpath")

@@ -174,13 +174,14 @@ pub fn seconds(json: &Value, id: &str) -> f64 {
     json["report"]["steps"].as_array().unwrap().iter().find(|s| s["id"] == id).unwrap()["seconds"].as_f64().unwrap()
 }
 
-/// Append a comment: a real content edit (BuildKit and our fingerprints hash contents, so a
-/// `touch` would prove nothing). Unique per run: the same text twice would be replayed from
-/// the engine's cache instead of rebuilt.
+/// Append a module-level assignment to a Python source: a real content edit (BuildKit and our
+/// fingerprints hash contents, so a `touch` would prove nothing) that reaches the bytecode, so
+/// the binary changes too (builds are reproducible: a comment alone gives the same bytes).
+/// Unique per run: the same text twice would be replayed from the engine's cache.
 pub fn edit(file: &Path) {
     let mut text = std::fs::read_to_string(file).unwrap();
     let nonce = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-    text.push_str(&format!("\n# edited by an integration test ({nonce})\n"));
+    text.push_str(&format!("\n_EDITED_BY_AN_INTEGRATION_TEST = {nonce}\n"));
     std::fs::write(file, text).unwrap();
 }
 
