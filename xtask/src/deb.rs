@@ -9,7 +9,10 @@
 //!
 //! Reproducible: every mtime is `source_date_epoch`, owners are 0:0 root/root, modes are
 //! normalised, entries are sorted, compressors run with fixed parameters whose output does
-//! not depend on the thread count (see `compress`).
+//! not depend on the thread count (see `compress`). data.tar.xz is cut into content-defined
+//! blocks compressed independently (see `xzblocks`): an optional block cache lets a repack
+//! after a small edit compress only the blocks that changed, with the same bytes as a full
+//! pack.
 
 mod ar;
 pub mod bench;
