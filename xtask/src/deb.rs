@@ -9,10 +9,14 @@
 //!
 //! Reproducible: every mtime is `source_date_epoch`, owners are 0:0 root/root, modes are
 //! normalised, entries are sorted, compressors run with fixed parameters whose output does
-//! not depend on the thread count (see `compress`).
+//! not depend on the thread count (see `compress`). data.tar.xz is cut into content-defined
+//! blocks compressed independently (see `xzblocks`): an optional block cache lets a repack
+//! after a small edit compress only the blocks that changed, with the same bytes as a full
+//! pack.
 
 mod ar;
 pub mod bench;
+mod blockcache;
 mod compress;
 mod control;
 pub mod electron;
@@ -22,20 +26,25 @@ mod spec;
 mod tarball;
 #[cfg(test)]
 mod tests;
+mod xzblocks;
 
 use std::fs::{self, File};
 use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 
 pub use electron::{AppPackage, CopyrightInfo, ElectronApp, KioskService, write_app_package};
-pub use spec::{Compression, DebArch, DebSpec, DpkgVersion};
+pub use spec::{BlockCacheConfig, Compression, DebArch, DebSpec, DpkgVersion};
+pub use xzblocks::BlockStats;
 
+use blockcache::BlockCache;
 use compress::Encoder;
 use layout::{FileSource, Item, ItemKind};
 use output::{HashingWriter, TempFile};
-use tarball::TarWriter;
+use tarball::{EntrySink, TarWriter};
+use xzblocks::{BlockRule, XzBlockWriter};
 
 /// lintian's `package-contains-ancient-file` fires for mtimes up to 1975; refuse anything
 /// before 1980-01-01 so an unset epoch (0) fails here, not in review.
@@ -55,13 +64,23 @@ pub struct DebSummary {
     pub files: u64,
     /// All data.tar entries (files, directories, symlinks), "./" included.
     pub entries: u64,
+    /// How data.tar.xz's blocks were obtained; `None` for gzip and zstd.
+    pub xz_blocks: Option<BlockStats>,
 }
 
 /// Write `spec` as a .deb at `out`.
 ///
 /// A stale `out` is deleted first: after a failed run there must be no package at `out`
 /// that a later release step could mistake for this build's.
+///
+/// With `spec.xz_block_cache` set, data.tar.xz's blocks are looked up in and added to that
+/// cache; the package bytes are the same with or without it.
 pub fn write_deb(spec: &DebSpec, out: &Path) -> Result<DebSummary> {
+    write_deb_with(spec, out, BlockRule::DEFAULT)
+}
+
+/// [`write_deb`] with another block rule (tests use small blocks on small trees).
+fn write_deb_with(spec: &DebSpec, out: &Path, rule: BlockRule) -> Result<DebSummary> {
     check_spec(spec)?;
     let items = layout::plan(&spec.entries)?;
     match fs::remove_file(out) {
@@ -75,7 +94,7 @@ pub fn write_deb(spec: &DebSpec, out: &Path) -> Result<DebSummary> {
 
     // 1. data.tar.<ext> into a temp file, hashing every file on the way.
     let (data_tmp, data_file) = TempFile::create(out, "data.tmp")?;
-    let data = write_data_tar(spec, &items, data_file)
+    let data = write_data_tar(spec, &items, data_file, rule)
         .with_context(|| format!("cannot write data.tar.{ext} for {}", out.display()))?;
 
     // 2. control.tar.<ext>: small (a few KiB per thousand files), built in memory.
@@ -98,6 +117,7 @@ pub fn write_deb(spec: &DebSpec, out: &Path) -> Result<DebSummary> {
         installed_size_kib: data.installed_size_kib,
         files: data.files,
         entries: items.len() as u64,
+        xz_blocks: data.xz_blocks,
     })
 }
 
@@ -158,12 +178,74 @@ struct DataTar {
     md5sums: String,
     installed_size_kib: u64,
     files: u64,
+    xz_blocks: Option<BlockStats>,
 }
 
-fn write_data_tar(spec: &DebSpec, items: &[Item<'_>], file: File) -> Result<DataTar> {
+/// data.tar's compressor: xz as content-defined blocks, gzip and zstd as one stream.
+enum DataSink<W: Write + Send + 'static> {
+    Stream(Encoder<W>),
+    Blocks(XzBlockWriter<W>),
+}
+
+impl<W: Write + Send + 'static> DataSink<W> {
+    fn new(spec: &DebSpec, rule: BlockRule, out: W) -> Result<Self> {
+        Ok(match spec.compression {
+            Compression::Xz { level } => {
+                let cache = match &spec.xz_block_cache {
+                    Some(c) => Some(Arc::new(BlockCache::open(&c.dir)?)),
+                    None => None,
+                };
+                DataSink::Blocks(XzBlockWriter::new(level, spec.threads, rule, cache, out)?)
+            }
+            other => DataSink::Stream(Encoder::new(other, spec.threads, out)?),
+        })
+    }
+
+    fn finish(self) -> Result<(W, Option<BlockStats>)> {
+        match self {
+            DataSink::Stream(e) => Ok((e.finish().context("cannot finish the compressed stream")?, None)),
+            DataSink::Blocks(b) => {
+                let (w, stats, _) = b.finish()?;
+                Ok((w, Some(stats)))
+            }
+        }
+    }
+}
+
+impl<W: Write + Send + 'static> Write for DataSink<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            DataSink::Stream(e) => e.write(buf),
+            DataSink::Blocks(b) => b.write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            DataSink::Stream(e) => e.flush(),
+            DataSink::Blocks(b) => b.flush(),
+        }
+    }
+}
+
+impl<W: Write + Send + 'static> EntrySink for DataSink<W> {
+    fn begin_entry(&mut self, content_size: u64) -> std::io::Result<()> {
+        match self {
+            DataSink::Stream(_) => Ok(()),
+            DataSink::Blocks(b) => b.begin_entry(content_size),
+        }
+    }
+    fn end_entry(&mut self, path: &str, identity: &[u8]) -> std::io::Result<()> {
+        match self {
+            DataSink::Stream(_) => Ok(()),
+            DataSink::Blocks(b) => b.end_entry(path, identity),
+        }
+    }
+}
+
+fn write_data_tar(spec: &DebSpec, items: &[Item<'_>], file: File, rule: BlockRule) -> Result<DataTar> {
     // The compressors hand out 32-128 KiB at a time; 256 KiB writes keep syscalls rare.
     let sink = BufWriter::with_capacity(256 << 10, file);
-    let encoder = Encoder::new(spec.compression, spec.threads, sink)?;
+    let encoder = DataSink::new(spec, rule, sink)?;
     let mut tar = TarWriter::new(encoder, spec.source_date_epoch);
     let mut md5sums = String::new();
     let mut installed_size_kib = 0;
@@ -182,11 +264,18 @@ fn write_data_tar(spec: &DebSpec, items: &[Item<'_>], file: File) -> Result<Data
         }
     }
     let encoder = tar.finish()?;
-    let sink = encoder.finish().context("cannot finish the compressed stream")?;
+    let (sink, xz_blocks) = encoder.finish()?;
     let mut file =
         sink.into_inner().map_err(|e| e.into_error()).context("cannot flush the data temp file (disk full?)")?;
     let compressed_size = file.stream_position()?;
-    Ok(DataTar { file, compressed_size, md5sums, installed_size_kib, files })
+    if let (Some(cache), Compression::Xz { .. }) = (&spec.xz_block_cache, spec.compression) {
+        let limit = cache.max_bytes.unwrap_or(2 * compressed_size);
+        // Housekeeping: a failure here costs disk space, not this package.
+        if let Err(e) = BlockCache::open(&cache.dir).and_then(|c| c.evict(limit)) {
+            eprintln!("warning: cannot trim the .deb block cache {}: {e:#}", cache.dir.display());
+        }
+    }
+    Ok(DataTar { file, compressed_size, md5sums, installed_size_kib, files, xz_blocks })
 }
 
 fn write_control_tar(spec: &DebSpec, members: &[(&'static str, Vec<u8>, u32)]) -> Result<Vec<u8>> {

@@ -68,6 +68,13 @@ pub fn release_dir(config: &Config) -> PathBuf {
     config.root.join("release").join(&config.version)
 }
 
+/// `target/xtask/deb-blocks/<debarch>/`: compressed data.tar.xz blocks kept between builds,
+/// so that a `dist` after a small edit recompresses only what changed. Per arch: the trees
+/// share little. `None` for darwin (no .deb).
+pub fn deb_block_cache(config: &Config, arch: Arch) -> Option<PathBuf> {
+    Some(config.root.join("target/xtask/deb-blocks").join(arch.debian_arch()?))
+}
+
 /// `kitchntabs_1.0.0_armhf.deb`, Debian's file name convention.
 pub fn deb_name(config: &Config, arch: Arch) -> Option<String> {
     Some(format!("{}_{}_{}.deb", config.dist.product.name, config.version, arch.debian_arch()?))

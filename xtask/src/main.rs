@@ -73,7 +73,14 @@ enum Command {
     Release(commands::release::ReleaseArgs),
     /// The writer `bench deb` measures, in its own process (peak memory).
     #[command(name = "bench-deb-writer", hide = true)]
-    BenchDebWriter { tree: PathBuf, out: PathBuf, level: u32 },
+    BenchDebWriter {
+        tree: PathBuf,
+        out: PathBuf,
+        level: u32,
+        /// Reuse and fill this data.tar.xz block cache.
+        #[arg(long)]
+        block_cache: Option<PathBuf>,
+    },
 }
 
 #[derive(Args)]
@@ -210,7 +217,9 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Check(a) => commands::check::run(&root, &a),
         Command::InstallHooks => done(commands::install_hooks::run(&root)),
         Command::Release(a) => done(commands::release::run(&config::Config::load(&root)?, &a)),
-        Command::BenchDebWriter { tree, out, level } => done(xtask::deb::bench::bench_child(&tree, &out, level)),
+        Command::BenchDebWriter { tree, out, level, block_cache } => {
+            done(xtask::deb::bench::bench_child(&tree, &out, level, block_cache.as_deref()))
+        }
     }
 }
 

@@ -910,6 +910,12 @@ fn run_action(action: &Action, title: &str, opts: &RunOptions) -> Result<()> {
             let summary = crate::deb::write_app_package(plan)?;
             if opts.verbose {
                 eprintln!("    {} ({} bytes, sha256 {})", summary.path.display(), summary.bytes, summary.sha256);
+                if let Some(b) = summary.xz_blocks {
+                    eprintln!(
+                        "    data.tar.xz: {} blocks, {} compressed, {} from the block cache ({} corrupt, rebuilt)",
+                        b.blocks, b.compressed, b.reused, b.corrupt
+                    );
+                }
             }
             Ok(())
         }

@@ -114,7 +114,14 @@ fn deb(config: &Config, runs: usize) -> Result<Vec<Row>> {
     eprint!("{r}");
     let mb = |kib: u64| kib as f64 / 1024.0;
     let (o, o3, d, f) = (&r.ours, &r.ours_xz3, &r.dpkg_deb, &r.fpm);
+    let repack = &r.ours_repack;
     Ok(vec![
+        Row {
+            case: format!("xz -6: repack after editing {} (warm block cache) vs full pack", r.edited),
+            ours: repack.median_wall(),
+            peer: Some(o.median_wall()),
+            note: format!("{:.1}% of the full pack's wall time", repack.median_wall() / o.median_wall() * 100.0),
+        },
         Row {
             case: format!("{:.0} MB tree, xz -6: ours vs dpkg-deb --build", r.tree_bytes as f64 / 1e6),
             ours: o.median_wall(),

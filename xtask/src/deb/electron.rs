@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 
 use super::compress::gzip_bytes;
-use super::spec::{Compression, Control, DebArch, DebSpec, DpkgVersion, Entry, MaintainerScripts};
+use super::spec::{BlockCacheConfig, Compression, Control, DebArch, DebSpec, DpkgVersion, Entry, MaintainerScripts};
 
 /// fpm's `--depends` as electron-builder 26 passes them (dist.yaml starts from this list).
 #[cfg(test)]
@@ -119,6 +119,9 @@ pub struct AppPackage {
     pub compression: Compression,
     /// The oldest dpkg that will unpack it (decides which compressions are allowed).
     pub target_dpkg: DpkgVersion,
+    /// xz: the block cache to reuse compressed data.tar blocks from (trimmed to twice the
+    /// package's data.tar.xz). The package bytes do not depend on it.
+    pub block_cache: Option<PathBuf>,
 }
 
 /// Write the .deb an [`AppPackage`] describes (temp file, then rename).
@@ -128,6 +131,7 @@ pub fn write_app_package(plan: &AppPackage) -> Result<super::DebSummary> {
     spec.control.priority = plan.priority.clone();
     spec.compression = plan.compression;
     spec.target_dpkg = plan.target_dpkg;
+    spec.xz_block_cache = plan.block_cache.as_ref().map(|dir| BlockCacheConfig { dir: dir.clone(), max_bytes: None });
     if let Some(dir) = plan.out.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }

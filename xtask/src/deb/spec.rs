@@ -212,6 +212,8 @@ pub struct DebSpec {
     pub source_date_epoch: u64,
     /// Oldest dpkg that must install the package; zstd is refused below 1.21.18.
     pub target_dpkg: DpkgVersion,
+    /// xz only: reuse compressed data.tar blocks from this cache. The bytes do not depend on it.
+    pub xz_block_cache: Option<BlockCacheConfig>,
 }
 
 impl DebSpec {
@@ -227,6 +229,7 @@ impl DebSpec {
             threads,
             source_date_epoch,
             target_dpkg: DpkgVersion::BULLSEYE,
+            xz_block_cache: None,
         }
     }
 
@@ -285,4 +288,13 @@ pub fn tree_entries(src_dir: &Path, dest_prefix: &str) -> Result<Vec<Entry>> {
         }
     }
     Ok(entries)
+}
+
+/// Where the cache of compressed data.tar.xz blocks lives and how large it may grow.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct BlockCacheConfig {
+    pub dir: PathBuf,
+    /// Evict least recently used blocks beyond this many bytes; `None`: twice this
+    /// package's data.tar.xz, so the previous build's blocks survive one build.
+    pub max_bytes: Option<u64>,
 }

@@ -30,13 +30,30 @@ pub(super) struct Written {
     pub md5: Option<String>,
 }
 
+/// A tar byte sink that wants to know where entries begin and end (the xz block writer cuts
+/// blocks there); the defaults ignore both.
+pub(super) trait EntrySink: Write {
+    /// Called before an entry's first header; `content_size` is 0 for directories and
+    /// symlinks.
+    fn begin_entry(&mut self, _content_size: u64) -> io::Result<()> {
+        Ok(())
+    }
+    /// Called after an entry's last padding byte. `identity` is the content's MD5 for files,
+    /// the link target for symlinks, empty for directories.
+    fn end_entry(&mut self, _path: &str, _identity: &[u8]) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl EntrySink for Vec<u8> {}
+
 pub(super) struct TarWriter<W: Write> {
     out: W,
     mtime: u64,
     buf: Vec<u8>,
 }
 
-impl<W: Write> TarWriter<W> {
+impl<W: EntrySink> TarWriter<W> {
     pub fn new(out: W, mtime: u64) -> Self {
         TarWriter { out, mtime, buf: Vec::new() }
     }
@@ -45,13 +62,17 @@ impl<W: Write> TarWriter<W> {
     pub fn append_item(&mut self, item: &Item<'_>) -> Result<Written> {
         match item.kind {
             ItemKind::Dir => {
+                self.begin(&item.tar_path, 0)?;
                 self.header(&item.tar_path, tar::EntryType::Directory, item.mode, 0, None)?;
+                self.end(&item.tar_path, &[])?;
                 Ok(Written { file_size: None, md5: None })
             }
             ItemKind::Symlink(target) => {
                 let target =
                     target.to_str().with_context(|| format!("symlink {} has a non-UTF-8 target", item.tar_path))?;
+                self.begin(&item.tar_path, 0)?;
                 self.header(&item.tar_path, tar::EntryType::Symlink, item.mode, 0, Some(target))?;
+                self.end(&item.tar_path, target.as_bytes())?;
                 Ok(Written { file_size: None, md5: None })
             }
             ItemKind::File(FileSource::Bytes(bytes)) => {
@@ -83,7 +104,16 @@ impl<W: Write> TarWriter<W> {
         Ok(self.out)
     }
 
+    fn begin(&mut self, path: &str, content_size: u64) -> Result<()> {
+        self.out.begin_entry(content_size).with_context(|| format!("cannot start the tar entry {path}"))
+    }
+
+    fn end(&mut self, path: &str, identity: &[u8]) -> Result<()> {
+        self.out.end_entry(path, identity).with_context(|| format!("cannot end the tar entry {path}"))
+    }
+
     fn file(&mut self, item: &Item<'_>, size: u64, content: &mut dyn Read, path: Option<&Path>) -> Result<String> {
+        self.begin(&item.tar_path, size)?;
         self.header(&item.tar_path, tar::EntryType::Regular, item.mode, size, None)?;
         if self.buf.is_empty() {
             self.buf = vec![0u8; COPY_BUF];
@@ -117,7 +147,9 @@ impl<W: Write> TarWriter<W> {
             bail!("{} grew while it was being packaged; do not modify the tree during the build", what());
         }
         self.pad(size)?;
-        Ok(hex(&md5.finalize()))
+        let md5 = md5.finalize();
+        self.end(&item.tar_path, &md5)?;
+        Ok(hex(&md5))
     }
 
     fn header(&mut self, path: &str, kind: tar::EntryType, mode: u32, size: u64, link: Option<&str>) -> Result<()> {

@@ -13,6 +13,8 @@ use super::electron::{FPM_DEPENDS, FPM_RECOMMENDS};
 use super::spec::Entry;
 use super::*;
 
+mod blocks;
+
 const EPOCH: u64 = 1_700_000_000;
 const LONG_REL: &str =
     "resources/app.asar.unpacked/node_modules/@serialport/bindings-cpp/prebuilds/linux-x64/node.napi.glibc.node";
@@ -665,7 +667,8 @@ fn multi_block_output_is_independent_of_threads() {
         );
         run("dpkg-deb", "dpkg", &[&"--contents", &two]);
     }
-    // 40 MiB at -1 (3 MiB blocks) must really be split.
+    // The 40 MiB file is split into pieces of at most 16 MiB, each its own block, between
+    // the blocks before and after it.
     let mut spec = fx.spec(DebArch::Amd64, false);
     spec.compression = Compression::Xz { level: 1 };
     let (deb, _) = fx.build(&spec, "blocks.deb");
@@ -678,7 +681,7 @@ fn multi_block_output_is_independent_of_threads() {
         .and_then(|l| l.split('\t').nth(2))
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("cannot read xz --list output:\n{robot}"));
-    assert!(blocks >= 10, "expected >= 10 xz blocks, got {blocks}");
+    assert!(blocks >= 4, "expected >= 4 xz blocks, got {blocks}");
 }
 
 #[test]

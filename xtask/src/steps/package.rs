@@ -6,8 +6,8 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 
-use crate::layout::deb_name;
 use crate::layout::release_dir;
+use crate::layout::{deb_block_cache, deb_name};
 use crate::{
     arch::Arch,
     config::{self, Config, Suite},
@@ -117,6 +117,7 @@ pub fn deb_plan(config: &Config, arch: Arch, app: &Path, out: &Path, epoch: u64)
             config::Codec::Gzip => deb::Compression::Gzip { level },
             config::Codec::Zstd => deb::Compression::Zstd { level: level as i32 },
         },
+        block_cache: deb_block_cache(config, arch),
         // The oldest OS the target's glibc floor admits decides which members dpkg can read.
         target_dpkg: match config.target(arch)?.glibc {
             Some(g) if g < Suite::Bookworm.glibc() => deb::DpkgVersion::BULLSEYE,
@@ -193,6 +194,18 @@ mod tests {
         assert!(!app.description_long.contains(&app.description_short), "the synopsis must not repeat");
         assert_eq!(app.icons.first().map(|(s, _)| *s), Some(32));
         assert!(electron_app(&config, Arch::DarwinArm64, d.path(), 1).is_err());
+    }
+
+    #[test]
+    fn the_deb_plan_carries_the_per_arch_block_cache() {
+        let config = config();
+        let d = tempfile::tempdir().unwrap();
+        let plan = deb_plan(&config, Arch::Armv7l, d.path(), &d.path().join("k.deb"), 1_700_000_000).unwrap();
+        let dir = config.root.join("target/xtask/deb-blocks/armhf");
+        assert_eq!(plan.block_cache.as_deref(), Some(dir.as_path()));
+        // Shown in `dist --dry-run --json`.
+        let json = serde_json::to_value(&plan).unwrap();
+        assert_eq!(json["block_cache"], serde_json::json!(dir));
     }
 
     #[test]

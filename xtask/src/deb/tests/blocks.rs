@@ -1,0 +1,231 @@
+//! data.tar.xz's content-defined blocks and their cache, on a code-like tree of hundreds of
+//! files: full pack == warm-cache repack, edits recompress only their own blocks, a damaged
+//! cache entry is rebuilt, the cache stays within its limit. Small blocks (48-256 KiB) keep
+//! the trees small; the rule's logic is the same as with the default sizes.
+
+use super::*;
+
+/// The default rule's proportions at 1/64 of its sizes.
+const RULE: BlockRule = BlockRule { min: 48 << 10, target: 48 << 10, max: 256 << 10 };
+const FILES: usize = 400;
+const BIG: &str = "resources/app/vendor.bundle.js";
+
+/// Minified-JS-like text of `len` bytes: compressible, and different for every seed.
+fn code(len: usize, seed: u64) -> Vec<u8> {
+    const WORDS: &[&str] = &["function", "return", "const", "order", "ticket", "=>", "{", "}", "(", ")", ";", "await"];
+    let noise = pseudo_random(len, seed);
+    let mut out = Vec::with_capacity(len + 16);
+    let mut i = 0;
+    while out.len() < len {
+        let w = WORDS[noise[i % noise.len()] as usize % WORDS.len()];
+        out.extend_from_slice(w.as_bytes());
+        // One identifier per few words makes each file's text its own.
+        if noise[(i + 1) % noise.len()].is_multiple_of(4) {
+            out.extend_from_slice(format!(" v{}", noise[(i + 2) % noise.len()]).as_bytes());
+        }
+        out.push(if noise[(i + 3) % noise.len()].is_multiple_of(9) { b'\n' } else { b' ' });
+        i += 4;
+    }
+    out.truncate(len);
+    out
+}
+
+fn small_rel(i: usize) -> String {
+    format!("resources/app/src/m{:02}/file{i:03}.js", i / 20)
+}
+
+/// FILES small files (1-16 KiB) in 20 folders and one 1 MiB bundle (a large entry: more
+/// than max / 2) under the fixture's app.
+fn code_tree(fx: &Fixture) {
+    let root = fx.unpacked();
+    for i in 0..FILES {
+        let len = 1024 + (pseudo_random(2, i as u64 + 100)[1] as usize) * 60;
+        put(&root, &small_rel(i), &code(len, i as u64 + 1), 0o644);
+    }
+    put(&root, BIG, &code(1 << 20, 999), 0o644);
+}
+
+fn spec(fx: &Fixture, cache: Option<&Path>, threads: u32) -> DebSpec {
+    let mut spec = fx.spec(DebArch::Amd64, false);
+    spec.compression = Compression::Xz { level: 1 };
+    spec.threads = threads;
+    spec.xz_block_cache = cache.map(|dir| BlockCacheConfig { dir: dir.to_path_buf(), max_bytes: None });
+    spec
+}
+
+fn pack(fx: &Fixture, spec: &DebSpec, name: &str) -> (Vec<u8>, BlockStats) {
+    let out = fx.out(name);
+    let summary = write_deb_with(spec, &out, RULE).unwrap();
+    (fs::read(&out).unwrap(), summary.xz_blocks.expect("xz packages report their blocks"))
+}
+
+fn cache_entries(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    v.sort();
+    v
+}
+
+/// Overwrite 16 bytes in the middle of `rel` (same size).
+fn edit_in_place(root: &Path, rel: &str) {
+    let p = root.join(rel);
+    let mut content = fs::read(&p).unwrap();
+    let mid = content.len() / 2;
+    content[mid..mid + 16].copy_from_slice(b"/*edited here*/\n");
+    fs::write(&p, content).unwrap();
+}
+
+#[test]
+fn full_pack_equals_warm_repack_and_repack_compresses_only_changed_blocks() {
+    let fx = Fixture::new();
+    code_tree(&fx);
+    let cache = fx.dir.path().join("deb-blocks");
+
+    let (full, s) = pack(&fx, &spec(&fx, None, 2), "full.deb");
+    assert!(s.blocks >= 20, "expected >= 20 blocks on a ~4 MiB tree, got {s:?}");
+    assert_eq!((s.compressed, s.reused, s.corrupt), (s.blocks, 0, 0), "{s:?}");
+
+    // Cold cache: same bytes, everything compressed and stored.
+    let (cold, s) = pack(&fx, &spec(&fx, Some(&cache), 2), "cold.deb");
+    assert!(cold == full, "a pack that fills the cache differs from a pack without it");
+    assert_eq!(s.compressed, s.blocks);
+    assert_eq!(cache_entries(&cache).len() as u64, s.blocks);
+    // Warm cache, other thread counts: same bytes, nothing compressed.
+    for threads in [1, 5] {
+        let (warm, s) = pack(&fx, &spec(&fx, Some(&cache), threads), "warm.deb");
+        assert!(warm == full, "warm repack with {threads} threads differs from the full pack");
+        assert_eq!((s.compressed, s.reused), (0, s.blocks), "{s:?}");
+    }
+
+    // One file edited: the repack compresses its block (and at most one neighbour) and
+    // equals a full pack of the edited tree.
+    let rel = small_rel(205);
+    edit_in_place(&fx.unpacked(), &rel);
+    let (repack, s) = pack(&fx, &spec(&fx, Some(&cache), 2), "repack.deb");
+    let (full2, _) = pack(&fx, &spec(&fx, None, 1), "full2.deb");
+    assert!(repack == full2, "repack with a warm cache differs from a full pack of the same tree");
+    assert!(repack != full, "the edit did not change the package");
+    assert!((1..=2).contains(&s.compressed), "one edit recompressed {} of {} blocks", s.compressed, s.blocks);
+    assert_eq!(s.reused, s.blocks - s.compressed);
+
+    // The real tools accept the result.
+    let deb = fx.out("repack.deb");
+    let data = fx.dir.path().join("data.tar.xz");
+    fs::write(&data, run_raw("ar", "binutils", &[&"p", &deb, &"data.tar.xz"]).stdout).unwrap();
+    run("xz", "xz-utils", &[&"-t", &data]);
+    let robot = run("xz", "xz-utils", &[&"--robot", &"-l", &data]);
+    let listed: u64 = robot
+        .lines()
+        .find(|l| l.starts_with("totals"))
+        .and_then(|l| l.split('\t').nth(2))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("cannot read xz --list output:\n{robot}"));
+    assert_eq!(listed, s.blocks);
+    run("dpkg-deb", "dpkg", &[&"--info", &deb]);
+    assert!(run("dpkg-deb", "dpkg", &[&"--contents", &deb]).contains(&format!("./opt/KitchnTabs/{rel}")));
+    let tar = run_raw("dpkg-deb", "dpkg", &[&"--fsys-tarfile", &deb]);
+    assert!(tar.status.success());
+    let x = fx.dir.path().join("x");
+    run("dpkg-deb", "dpkg", &[&"-x", &deb, &x]);
+    assert_eq!(fs::read(x.join("opt/KitchnTabs").join(&rel)).unwrap(), fs::read(fx.unpacked().join(&rel)).unwrap());
+    assert_eq!(fs::read(x.join("opt/KitchnTabs").join(BIG)).unwrap(), fs::read(fx.unpacked().join(BIG)).unwrap());
+}
+
+#[test]
+fn an_edit_changes_only_its_block_and_at_most_one_neighbour() {
+    let fx = Fixture::new();
+    code_tree(&fx);
+    let cache = fx.dir.path().join("deb-blocks");
+    let (_, base) = pack(&fx, &spec(&fx, Some(&cache), 2), "base.deb");
+    let root = fx.unpacked();
+    let mut worst = 0;
+    for i in (3..FILES).step_by(23) {
+        let rel = small_rel(i);
+        let p = root.join(&rel);
+        let original = fs::read(&p).unwrap();
+        let grown = [&original[..], &code(5000, 7_000 + i as u64)[..]].concat();
+        let shrunk = original[..original.len() / 3].to_vec();
+        let mut changed = original.clone();
+        changed[10..26].copy_from_slice(b"/*edited here*/\n");
+        for (kind, content) in [("in place", changed), ("grown", grown), ("shrunk", shrunk)] {
+            fs::write(&p, &content).unwrap();
+            let (_, s) = pack(&fx, &spec(&fx, Some(&cache), 2), "edit.deb");
+            assert!(
+                (1..=2).contains(&s.compressed),
+                "{rel} {kind}: {} of {} blocks recompressed, expected its own plus at most one neighbour",
+                s.compressed,
+                s.blocks
+            );
+            worst = worst.max(s.compressed);
+        }
+        fs::write(&p, &original).unwrap();
+        let (_, s) = pack(&fx, &spec(&fx, Some(&cache), 2), "restored.deb");
+        assert_eq!(s.compressed, 0, "restoring {rel} should reuse every block");
+        assert_eq!(s.blocks, base.blocks);
+    }
+    // A large file is split at offsets from its own start: an in-place edit in its middle
+    // touches the one piece that holds it.
+    edit_in_place(&root, BIG);
+    let (_, s) = pack(&fx, &spec(&fx, Some(&cache), 2), "big.deb");
+    assert_eq!(s.compressed, 1, "editing the middle of {BIG}: {s:?}");
+    eprintln!("worst small-file edit recompressed {worst} of {} blocks", base.blocks);
+}
+
+#[test]
+fn corrupt_cache_entries_are_detected_and_rebuilt() {
+    let fx = Fixture::new();
+    code_tree(&fx);
+    let cache = fx.dir.path().join("deb-blocks");
+    let (full, _) = pack(&fx, &spec(&fx, None, 2), "full.deb");
+    pack(&fx, &spec(&fx, Some(&cache), 2), "warm.deb");
+    let entries = cache_entries(&cache);
+    assert!(entries.len() >= 20);
+    // A flipped byte in the compressed data, a truncated entry, an empty one, a flipped
+    // byte in the stored sizes.
+    let mut raw = fs::read(&entries[0]).unwrap();
+    let mid = raw.len() / 2;
+    raw[mid] ^= 0x40;
+    fs::write(&entries[0], raw).unwrap();
+    let raw = fs::read(&entries[1]).unwrap();
+    fs::write(&entries[1], &raw[..raw.len() - 7]).unwrap();
+    fs::write(&entries[2], b"").unwrap();
+    let mut raw = fs::read(&entries[3]).unwrap();
+    raw[9] ^= 1;
+    fs::write(&entries[3], raw).unwrap();
+
+    let (repack, s) = pack(&fx, &spec(&fx, Some(&cache), 2), "repack.deb");
+    assert!(repack == full, "a package built from a damaged cache differs from the full pack");
+    assert_eq!((s.corrupt, s.compressed), (4, 4), "{s:?}");
+    // Rebuilt: the next pack reuses everything.
+    let (again, s) = pack(&fx, &spec(&fx, Some(&cache), 2), "again.deb");
+    assert!(again == full);
+    assert_eq!((s.corrupt, s.compressed, s.reused), (0, 0, s.blocks), "{s:?}");
+}
+
+#[test]
+fn cache_is_trimmed_to_its_limit_and_leaves_no_temp_files() {
+    let fx = Fixture::new();
+    code_tree(&fx);
+    let cache = fx.dir.path().join("deb-blocks");
+    let size = |dir: &Path| cache_entries(dir).iter().map(|p| fs::metadata(p).unwrap().len()).sum::<u64>();
+
+    // Default limit: twice this package's data.tar.xz, after several different versions.
+    let mut data_size = 0;
+    for v in 0..4 {
+        edit_in_place(&fx.unpacked(), &small_rel(50 * v + 1));
+        put(&fx.unpacked(), "resources/app/src/m00/file000.js", &code(200_000, 50 + v as u64), 0o644);
+        let out = fx.out("v.deb");
+        write_deb_with(&spec(&fx, Some(&cache), 2), &out, RULE).unwrap();
+        data_size = run_raw("ar", "binutils", &[&"p", &out, &"data.tar.xz"]).stdout.len() as u64;
+        assert!(size(&cache) <= 2 * data_size, "cache {} > 2 x {data_size}", size(&cache));
+    }
+    assert!(data_size > 0);
+    assert!(cache_entries(&cache).iter().all(|p| p.extension().is_some_and(|e| e == "xzblk")));
+
+    // An explicit limit below one package: the cache shrinks to it, the package is whole.
+    let mut limited = spec(&fx, Some(&cache), 2);
+    limited.xz_block_cache.as_mut().unwrap().max_bytes = Some(100_000);
+    let (bytes, _) = pack(&fx, &limited, "limited.deb");
+    assert!(size(&cache) <= 100_000, "cache {} > 100000", size(&cache));
+    let (full, _) = pack(&fx, &spec(&fx, None, 2), "full.deb");
+    assert!(bytes == full);
+}
