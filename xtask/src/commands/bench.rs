@@ -405,13 +405,7 @@ fn sequential_dockerfile(fixed: &str, config: &Config) -> Result<String> {
     s.push_str("FROM common AS sequential\n");
     for block in ours[cut..].split(marker).skip(1) {
         for line in block.lines().skip(1).take_while(|l| !l.is_empty()) {
-            // The hand-written pipeline keeps no PyInstaller cache between builds.
-            let line = match line.strip_prefix("RUN --mount=type=cache,id=kt-pyinstaller-") {
-                Some(rest) => format!("RUN {}", &rest[rest.find(" [").map_or(0, |i| i + 1)..]),
-                None if line == "ARG TARGETPLATFORM" => continue,
-                None => line.to_string(),
-            };
-            s.push_str(&line);
+            s.push_str(line);
             s.push('\n');
         }
     }
@@ -573,7 +567,6 @@ mod tests {
         assert!(seq.contains("FROM system AS deps"), "{seq}");
         assert!(seq.contains("FROM deps AS common"), "{seq}");
         assert_eq!(seq.matches("RUN [\"pyinstaller\"").count(), 3, "{seq}");
-        assert!(!seq.contains("kt-pyinstaller"), "the peer keeps no PyInstaller cache: {seq}");
         assert!(seq.contains("\"--collect-data\",\"escpos\""), "print_service's options: {seq}");
         assert_eq!(seq.matches("FROM ").count(), 5, "system, deps, common, sequential, export: {seq}");
         assert!(seq.ends_with("FROM scratch AS export\nCOPY --from=sequential /out/ /\n"), "{seq}");

@@ -128,24 +128,18 @@ pub fn cross_build(arch: &str, platform: &str, class: u8, machine: u16) {
     let work = |l: &str| l.starts_with("build ") || l.starts_with("buildx build") || l.starts_with("run ");
     assert!(!calls.lines().any(work), "the engine was asked to work:\n{calls}");
 
-    // The edit was built on PyInstaller's warm cache mounts; from empty ones the same sources
-    // give the same bytes.
-    let warm = std::fs::read(dist_dir.join("print_service")).unwrap();
+    // Builds are reproducible: PyInstaller run again on the same sources gives the same bytes.
+    let built = std::fs::read(dist_dir.join("print_service")).unwrap();
     let t = std::time::Instant::now();
-    let cold = cold_container_build(&root, arch, &real, tmp.path(), "print_service");
-    eprintln!("{arch}: print_service from empty PyInstaller caches {:.1} s", t.elapsed().as_secs_f64());
-    assert!(
-        warm == cold,
-        "{arch}: a warm and a cold build of the same sources differ ({} vs {} bytes)",
-        warm.len(),
-        cold.len()
-    );
+    let again = rebuilt_in_container(&root, arch, &real, tmp.path(), "print_service");
+    eprintln!("{arch}: print_service built again from the same sources {:.1} s", t.elapsed().as_secs_f64());
+    assert!(built == again, "{arch}: two builds of the same sources differ ({} vs {} bytes)", built.len(), again.len());
 }
 
-/// `service` built for `arch` from empty PyInstaller caches: the exact build command of the
-/// plan, on a copy of the generated Dockerfile whose cache mounts have ids never used before
-/// (a new id is an empty mount, and a different RUN for BuildKit's layer cache).
-fn cold_container_build(root: &Path, arch: &str, docker: &str, scratch: &Path, service: &str) -> Vec<u8> {
+/// `service` built for `arch` again from the same sources: the exact build command of the
+/// plan, on a copy of the generated Dockerfile whose service stage starts with an `ENV` line of
+/// its own, so BuildKit runs PyInstaller again instead of replaying its cache.
+fn rebuilt_in_container(root: &Path, arch: &str, docker: &str, scratch: &Path, service: &str) -> Vec<u8> {
     let plan =
         xtask_json(root, &["build-services", "--arch", arch, "--service", service, "--dry-run"], &[("DOCKER", docker)]);
     let step = plan["steps"].as_array().unwrap().iter().find(|s| s["id"] == "cross-build").expect("a cross-build step");
@@ -158,20 +152,21 @@ fn cold_container_build(root: &Path, arch: &str, docker: &str, scratch: &Path, s
     let generated = root.join("target/xtask/docker/Dockerfile.services");
     let text = std::fs::read_to_string(&generated).unwrap();
     let nonce = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-    assert!(text.contains("id=kt-pyinstaller-"), "the generated Dockerfile has no PyInstaller cache mount");
-    let cold_file = generated.with_file_name("Dockerfile.cold");
-    std::fs::write(&cold_file, text.replace("id=kt-pyinstaller-", &format!("id=kt-cold-{nonce}-"))).unwrap();
+    let stage = format!("\nFROM common AS service-{service}\n");
+    assert!(text.contains(&stage), "no stage for {service} in the generated Dockerfile");
+    let again = generated.with_file_name("Dockerfile.again");
+    std::fs::write(&again, text.replace(&stage, &format!("{stage}ENV KT_REBUILD={nonce}\n"))).unwrap();
     std::fs::copy(
         generated.with_file_name("Dockerfile.services.dockerignore"),
-        generated.with_file_name("Dockerfile.cold.dockerignore"),
+        generated.with_file_name("Dockerfile.again.dockerignore"),
     )
     .unwrap();
-    let out_dir = scratch.join(format!("cold-{service}"));
+    let out_dir = scratch.join(format!("again-{service}"));
     let mut args: Vec<String> =
         run["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap().to_string()).collect();
     for i in 0..args.len() - 1 {
         if args[i] == "--file" {
-            args[i + 1] = cold_file.to_string_lossy().into_owned();
+            args[i + 1] = again.to_string_lossy().into_owned();
         }
         if args[i] == "--output" {
             args[i + 1] = format!("type=local,dest={}", out_dir.display());
@@ -183,7 +178,7 @@ fn cold_container_build(root: &Path, arch: &str, docker: &str, scratch: &Path, s
         cmd.env(kv[0].as_str().unwrap(), kv[1].as_str().unwrap());
     }
     let out = cmd.output().unwrap();
-    assert!(out.status.success(), "cold build failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "the second build failed: {}", String::from_utf8_lossy(&out.stderr));
     std::fs::read(out_dir.join(service)).unwrap()
 }
 
