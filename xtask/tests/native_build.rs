@@ -128,6 +128,16 @@ fn entry_script(venv: &Path, bin: &Path, name: &str) -> Vec<u8> {
     out.stdout
 }
 
+/// The venv the builds use: `KT_VENV`, else the checkout's (synced by `cargo xtask test`).
+fn test_venv() -> std::path::PathBuf {
+    let venv = match std::env::var("KT_VENV") {
+        Ok(v) if !v.is_empty() => std::path::PathBuf::from(v),
+        _ => repo_root().join("python-service/.venv"),
+    };
+    assert!(venv.join("bin/python").exists(), "no venv at {}: run `cargo xtask test`", venv.display());
+    venv
+}
+
 fn contains(haystack: &[u8], needle: &str) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle.as_bytes())
 }
@@ -139,11 +149,7 @@ fn a_source_saved_during_the_build_is_built_by_the_next_run() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("repo");
     copy_repo(&root);
-    let venv = match std::env::var("KT_VENV") {
-        Ok(v) if !v.is_empty() => std::path::PathBuf::from(v),
-        _ => repo_root().join("python-service/.venv"),
-    };
-    assert!(venv.join("bin/python").exists(), "no venv at {}: run `cargo xtask test`", venv.display());
+    let venv = test_venv();
     let src = root.join("python-service/src/print_service.py");
     let nonce = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
     let (first, second) = (format!("kt-first-{nonce}"), format!("kt-second-{nonce}"));
@@ -208,11 +214,7 @@ fn a_warm_service_build_is_byte_identical_to_a_cold_one() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("repo");
     copy_repo(&root);
-    let venv = match std::env::var("KT_VENV") {
-        Ok(v) if !v.is_empty() => std::path::PathBuf::from(v),
-        _ => repo_root().join("python-service/.venv"),
-    };
-    assert!(venv.join("bin/python").exists(), "no venv at {}: run `cargo xtask test`", venv.display());
+    let venv = test_venv();
     let build = |extra: &[&str]| {
         let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
             .arg("--root")
