@@ -138,6 +138,22 @@ fn test_venv() -> std::path::PathBuf {
     venv
 }
 
+/// `build-services --service print_service --json` in `root` with `extra` flags, which must
+/// succeed: the run report and what it printed on stderr.
+fn build_print_service(root: &Path, venv: &Path, extra: &[&str]) -> (Vec<(String, String)>, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .arg("--root")
+        .arg(root)
+        .args(["build-services", "--service", "print_service", "--json"])
+        .args(extra)
+        .env("KT_VENV", venv)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "build-services failed:\n{stderr}");
+    (outcomes(&serde_json::from_slice(&out.stdout).unwrap()), stderr)
+}
+
 fn contains(haystack: &[u8], needle: &str) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle.as_bytes())
 }
@@ -177,18 +193,7 @@ fn a_source_saved_during_the_build_is_built_by_the_next_run() {
             false
         })
     };
-    let build = |root: &Path| {
-        let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
-            .arg("--root")
-            .arg(root)
-            .args(["build-services", "--service", "print_service", "--json"])
-            .env("KT_VENV", &venv)
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert!(out.status.success(), "build-services failed:\n{stderr}");
-        (outcomes(&serde_json::from_slice(&out.stdout).unwrap()), stderr)
-    };
+    let build = |root: &Path| build_print_service(root, &venv, &[]);
     let (report, stderr) = build(&root);
     assert!(saver.join().unwrap(), "PyInstaller never wrote its archive");
     assert_eq!(outcome(&report, "print_service"), "built", "{report:?}");
@@ -216,16 +221,7 @@ fn a_warm_service_build_is_byte_identical_to_a_cold_one() {
     copy_repo(&root);
     let venv = test_venv();
     let build = |extra: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
-            .arg("--root")
-            .arg(&root)
-            .args(["build-services", "--service", "print_service", "--json"])
-            .args(extra)
-            .env("KT_VENV", &venv)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "build-services failed:\n{}", String::from_utf8_lossy(&out.stderr));
-        let report = outcomes(&serde_json::from_slice(&out.stdout).unwrap());
+        let (report, _) = build_print_service(&root, &venv, extra);
         assert_eq!(outcome(&report, "print_service"), "built", "{report:?}");
     };
     let bin = root.join("python-service/dist").join(host_arch()).join("print_service");
