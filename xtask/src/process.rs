@@ -122,29 +122,17 @@ pub fn run(cmd: &Command, title: &str, verbose: bool) -> Result<()> {
     }
     // A line a minute while it runs: a quiet build of ten minutes must not look hung, and a
     // CI log keeps every line (a terminal spinner would be noise there).
-    let done = std::sync::Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
-    let ticker = {
-        let done = done.clone();
-        let what = format!("{title}: {}", cmd.program.rsplit('/').next().unwrap_or(&cmd.program));
-        std::thread::spawn(move || {
-            let started = std::time::Instant::now();
-            let (lock, wake) = &*done;
-            let mut finished = lock.lock().expect("ticker lock");
-            loop {
-                let (guard, timeout) = wake.wait_timeout(finished, Duration::from_secs(60)).expect("ticker lock");
-                finished = guard;
-                if *finished {
-                    return;
-                }
-                if timeout.timed_out() {
-                    eprintln!("    ... {what} still running ({} min)", started.elapsed().as_secs() / 60);
-                }
-            }
-        })
-    };
+    // The ticker stops when `done` is dropped: its receive then fails instead of timing out.
+    let (done, stop) = std::sync::mpsc::channel::<()>();
+    let what = format!("{title}: {}", cmd.program.rsplit('/').next().unwrap_or(&cmd.program));
+    let ticker = std::thread::spawn(move || {
+        let started = std::time::Instant::now();
+        while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(Duration::from_secs(60)) {
+            eprintln!("    ... {what} still running ({} min)", started.elapsed().as_secs() / 60);
+        }
+    });
     let output = c.ignore_status().output();
-    *done.0.lock().expect("ticker lock") = true;
-    done.1.notify_all();
+    drop(done);
     let _ = ticker.join();
     let output = output.with_context(|| format!("cannot start `{}`: is it installed?", cmd.program))?;
     if output.status.success() {
