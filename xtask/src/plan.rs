@@ -182,11 +182,17 @@ impl Action {
                 arch = spec.arch
             ),
             Action::WriteDeb(d) => format!(
-                "write {} from {} ({}, SOURCE_DATE_EPOCH={}; temp file, then rename)",
+                "write {} from {} ({}, SOURCE_DATE_EPOCH={}{}; temp file, then rename)",
                 d.out.display(),
                 d.app.unpacked_dir.display(),
                 d.app.arch,
-                d.app.source_date_epoch
+                d.app.source_date_epoch,
+                match (&d.block_cache, d.compression) {
+                    (Some(dir), crate::deb::Compression::Xz { .. }) => {
+                        format!("; data.tar.xz blocks reused from and added to {}", dir.display())
+                    }
+                    _ => String::new(),
+                }
             ),
             Action::RequireElectron { zip, .. } => format!(
                 "require {zip} in electron-builder's cache, or the ELECTRON_MIRROR or github.com host answering"
