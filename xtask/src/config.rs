@@ -39,6 +39,22 @@ pub struct DistConfig {
     #[serde(default)]
     pub electron: Electron,
     pub packaging: Packaging,
+    /// Boards `cargo xtask deploy` installs the release on.
+    #[serde(default)]
+    pub deploy: Deploy,
+}
+
+/// `deploy:`: named groups of boards (`--host @group`) and the ssh options every connection
+/// takes. Keys, agents and aliases come from the user's own ssh set-up.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Deploy {
+    /// group name -> `user@host` or `user@host:port` entries.
+    #[serde(default, deserialize_with = "keys::unique")]
+    pub hosts: BTreeMap<String, Vec<String>>,
+    /// Passed as `-o OPTION` to every ssh and scp, e.g. `IdentityFile=~/.ssh/kitchen`.
+    #[serde(default)]
+    pub ssh_options: Vec<String>,
 }
 
 /// Where electron-builder takes the Electron binaries from.

@@ -67,6 +67,10 @@ enum Command {
     Check(commands::check::CheckArgs),
     /// Install a git pre-commit hook that runs `cargo xtask check --staged`.
     InstallHooks,
+    /// Install the release's .deb on boards over ssh (`--host pi@kitchen-1`, `--host @group`),
+    /// self-test it there, roll back to the previous version on failure. Exit 1 unless every
+    /// board is deployed.
+    Deploy(commands::deploy::DeployArgs),
     /// Release a tag: refuse a dirty tree, a tag not at HEAD or not the package version; run
     /// `dist --env prod` per arch; merge one SHA256SUMS and dist-manifest.json; sign with
     /// KT_GPG_KEY. `--merge DIR` only merges (CI's publish job).
@@ -216,6 +220,7 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Targets { json } => done(commands::targets::run(&config::Config::load(&root)?, json)),
         Command::Check(a) => commands::check::run(&root, &a),
         Command::InstallHooks => done(commands::install_hooks::run(&root)),
+        Command::Deploy(a) => commands::deploy::run(&config::Config::load(&root)?, &a),
         Command::Release(a) => done(commands::release::run(&config::Config::load(&root)?, &a)),
         Command::BenchDebWriter { tree, out, level, block_cache } => {
             done(xtask::deb::bench::bench_child(&tree, &out, level, block_cache.as_deref()))

@@ -5,6 +5,7 @@ pub mod afterpack;
 pub mod base_image;
 pub mod bench;
 pub mod check;
+pub mod deploy;
 pub mod dist;
 pub mod doctor;
 pub mod install_hooks;

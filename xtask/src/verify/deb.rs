@@ -99,6 +99,34 @@ fn read_deb<R: Read>(reader: R, path: &Path, target: &Target, report: &mut Repor
     }
 }
 
+/// The fields of a .deb's `control` file (`Package`, `Version`, `Architecture`, ...), read in
+/// place from the stream: what `dpkg-deb --field` prints, without dpkg.
+pub fn control_fields(path: &Path) -> Result<std::collections::BTreeMap<String, String>, InputError> {
+    let file = File::open(path).map_err(|err| InputError::io(path, &err))?;
+    let mut ar = ArReader::new(BufReader::with_capacity(1 << 16, file), path)?;
+    let first = ar.next_required("debian-binary")?;
+    ar.finish_member(&first)?;
+    let control = ar.next_required("control.tar")?;
+    let mut text = None;
+    ar.read_tar(&control, &mut |entry, display| {
+        if display.trim_start_matches("./") == "control" && entry.header().entry_type().is_file() {
+            let mut bytes = Vec::new();
+            entry.take(MAX_CONTROL).read_to_end(&mut bytes)?;
+            text = Some(String::from_utf8_lossy(&bytes).into_owned());
+        }
+        Ok(())
+    })?;
+    let text = text.ok_or_else(|| ar.error(InputErrorKind::MissingMember, "no ./control in control.tar"))?;
+    // Continuation lines (leading space) belong to the field above; only single-line fields
+    // are needed here.
+    Ok(text
+        .lines()
+        .filter(|l| !l.starts_with([' ', '\t']))
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect())
+}
+
 // ---------------------------------------------------------------- ar layer
 
 struct ArReader<'p, R> {

@@ -9,6 +9,7 @@ use std::{
 
 use serde_json::Value;
 
+pub mod board;
 pub mod cross;
 pub mod package;
 
