@@ -74,7 +74,7 @@ impl Board {
     pub fn parse(text: &str, port: Option<u16>) -> Result<Board> {
         let bad = |why: &str| anyhow::anyhow!("host `{text}`: {why}; expected user@host or user@host:port");
         let (user, rest) = match text.split_once('@') {
-            Some((u, _)) if u.is_empty() => return Err(bad("empty user before @")),
+            Some(("", _)) => return Err(bad("empty user before @")),
             Some((u, r)) => (Some(u.to_string()), r),
             None => (None, text),
         };
@@ -314,7 +314,9 @@ impl Commands {
     pub fn new(ssh: &Ssh, board: &Board, deb: &Deb, services: &[String], facts: &Facts) -> Commands {
         let name = &deb.name;
         let keep = keep_dir(name);
-        let file = deb_file_name(name, &deb.version, &deb.arch);
+        // Kept copies are named by the board's arch (also for an `all` package), so that the
+        // next deploy finds the previous version's copy by the probe's answers alone.
+        let file = deb_file_name(name, &deb.version, &facts.arch);
         let kept = format!("{keep}/{file}");
         let part = format!("/tmp/{file}.part");
         let sudo = |words: &[&str]| -> String {
@@ -473,25 +475,19 @@ fn dry_run(boards: &[Board], package: &Package, ssh: &Ssh, services: &[String], 
     for board in boards {
         // The probe's answers are not known without contacting the board: shown as
         // placeholders, sudo shown as for a non-root user.
-        let (deb, arch) = match package {
-            Package::File { .. } => {
-                let a = match package {
-                    Package::File { arch, .. } => arch.clone(),
-                    Package::Release { .. } => unreachable!(),
-                };
-                (package.for_arch(&a).map_err(|e| anyhow::anyhow!(e))?, a)
-            }
+        let deb = match package {
+            Package::File { arch, .. } => package.for_arch(arch).map_err(anyhow::Error::msg)?,
             Package::Release { dir, name, version } => {
-                let a = "<board-arch>".to_string();
-                let deb = Deb {
-                    path: dir.join(deb_file_name(name, version, &a)),
+                let arch = "<board-arch>".to_string();
+                Deb {
+                    path: dir.join(deb_file_name(name, version, &arch)),
                     name: name.clone(),
                     version: version.clone(),
-                    arch: a.clone(),
-                };
-                (deb, a)
+                    arch,
+                }
             }
         };
+        let arch = if deb.arch == "all" { "<board-arch>".to_string() } else { deb.arch.clone() };
         let facts = Facts { arch, root: false, before: Some("<version-before>".into()) };
         let cmds = Commands::new(ssh, board, &deb, services, &facts);
         let steps: Vec<serde_json::Value> = cmds

@@ -44,8 +44,9 @@ pub enum TestSuite {
     E2e,
 }
 
-/// The end-to-end test binaries (`xtask/tests/<name>.rs`), one per arch.
-const E2E_TESTS: [&str; 2] = ["cross_armv7l", "cross_arm64"];
+/// The end-to-end test binaries (`xtask/tests/<name>.rs`): one per arch, and `deploy` to
+/// emulated boards.
+const E2E_TESTS: [&str; 3] = ["cross_armv7l", "cross_arm64", "boards"];
 
 /// tts_service's tests speak through a real espeak-ng.
 fn python_needs() -> Vec<Prereq> {
@@ -88,6 +89,8 @@ fn e2e_needs() -> Vec<Prereq> {
         Prereq::runs("dpkg-deb", &["--version"], &["dpkg"]),
         Prereq::runs("tar", &["--version"], &["tar"]),
         Prereq::node(),
+        // `deploy` reaches the emulated boards with the system's ssh and scp.
+        Prereq::runs("ssh", &["-V"], &["openssh-client"]),
     ]
 }
 
@@ -154,12 +157,13 @@ pub fn run(config: &Config, args: &TestArgs) -> Result<()> {
         // One test binary per arch, at the same time: each spends most of its time in one
         // emulated process, so two keep both cores busy.
         for t in E2E_TESTS {
-            let arch = t.trim_start_matches("cross_");
-            let mut s = Step::new(
-                format!("e2e-{arch}"),
-                format!("end-to-end {arch}: cross-build, .deb, smoke-test (Docker BuildKit under QEMU)"),
-                StepKind::Preflight,
-            );
+            let (id, title) = match t.strip_prefix("cross_") {
+                Some(arch) => {
+                    (arch, format!("end-to-end {arch}: cross-build, .deb, smoke-test (Docker BuildKit under QEMU)"))
+                }
+                None => (t, format!("end-to-end {t}: deploy to emulated arm64 boards over ssh (QEMU)")),
+            };
+            let mut s = Step::new(format!("e2e-{id}"), title, StepKind::Preflight);
             s.always = true;
             s.parallel = true;
             s.after.push("e2e".into());

@@ -5,7 +5,7 @@
 //! given to deploy through dist.yaml's `deploy.ssh_options` as a user would.
 //!
 //! Also the test packages: small kitchntabs-like .debs whose services are static C programs
-//! that print `self-test ok: <name>` and log each run on the board, so a test can check over
+//! that print `self-test ok: <name>` (linked against the board's libc) and log each run on the board, so a test can check over
 //! ssh that the self-tests really ran there.
 #![allow(dead_code)]
 
@@ -261,7 +261,7 @@ pub fn test_deb(dir: &Path, version: &str, debarch: &str, broken: bool) -> PathB
     std::fs::write(&src, SERVICE_C).unwrap();
     let bin = dir.join(format!("service-{version}-{debarch}"));
     let mut cmd = Command::new(cc);
-    cmd.args(["-O2", "-s", "-static", &format!("-DVERSION=\"{version}\"")]);
+    cmd.args(["-O2", "-s", &format!("-DVERSION=\"{version}\"")]);
     if broken {
         cmd.arg("-DBROKEN");
     }
