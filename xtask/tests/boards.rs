@@ -192,8 +192,9 @@ fn a_dry_run_prints_the_commands_and_contacts_nothing() {
     assert!(!stderr.contains("onnect"), "a dry run connected: {stderr}");
     let lines: Vec<&str> =
         stdout.lines().map(str::trim).filter(|l| l.starts_with("ssh ") || l.starts_with("scp ")).collect();
-    // probe, rollback copy, upload, place, install, installed, 3 self-tests, prune, rollback.
-    assert_eq!(lines.len(), 2 * 11, "{stdout}");
+    // connect, probe, rollback copy, upload, place, install, installed, 3 self-tests, prune,
+    // rollback, close.
+    assert_eq!(lines.len(), 2 * 13, "{stdout}");
     for l in &lines {
         let words = shlex::split(l).unwrap_or_else(|| panic!("not a shell line: {l}"));
         assert_eq!(words[1..3], ["-o", "BatchMode=yes"], "{l}");
@@ -210,7 +211,7 @@ fn a_dry_run_prints_the_commands_and_contacts_nothing() {
     assert_eq!(code, 0, "{err}");
     let hosts = json["hosts"].as_array().unwrap();
     assert_eq!(hosts.len(), 2);
-    assert_eq!(hosts[0]["steps"].as_array().unwrap().len(), 11, "{json}");
+    assert_eq!(hosts[0]["steps"].as_array().unwrap().len(), 13, "{json}");
     assert!(
         matches!(listener.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
         "the dry run connected to the board"

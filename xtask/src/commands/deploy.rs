@@ -249,13 +249,35 @@ pub struct Ssh {
 }
 
 impl Ssh {
-    pub fn new(config: &Config) -> Ssh {
+    /// `control`: the run's private folder for shared connections (`ControlPath`): one ssh
+    /// handshake per board instead of one per command. Where no master runs, ssh connects
+    /// directly, so a failed master costs only speed.
+    pub fn new(config: &Config, control: &str) -> Ssh {
         // BatchMode first: ssh keeps the first value of an option, so no configured value can
         // let a password prompt through. ConnectTimeout last: a default a user may override.
         let mut options = vec!["BatchMode=yes".to_string()];
         options.extend(config.dist.deploy.ssh_options.iter().cloned());
         options.push("ConnectTimeout=20".into());
+        options.push(format!("ControlPath={control}/%C"));
         Ssh { options }
+    }
+
+    /// `ssh -M -N -f`: the shared connection, in the background once authenticated.
+    fn master(&self, board: &Board) -> Command {
+        let mut c = self.base("ssh").args(["-M", "-N", "-f"]);
+        if let Some(p) = board.port {
+            c = c.args(["-p", &p.to_string()]);
+        }
+        c.arg(board.destination())
+    }
+
+    /// `ssh -O exit`: end the shared connection.
+    fn close(&self, board: &Board) -> Command {
+        let mut c = self.base("ssh").args(["-O", "exit"]);
+        if let Some(p) = board.port {
+            c = c.args(["-p", &p.to_string()]);
+        }
+        c.arg(board.destination())
     }
 
     fn base(&self, program: &str) -> Command {
@@ -293,6 +315,7 @@ fn line<S: AsRef<str>>(words: &[S]) -> String {
 /// Every command of one board's deploy, from the package and the probe's facts.
 #[derive(Clone, Debug, Serialize)]
 pub struct Commands {
+    pub connect: Command,
     pub probe: Command,
     pub has_copy: Option<Command>,
     pub upload: Command,
@@ -303,6 +326,7 @@ pub struct Commands {
     pub prune: Command,
     /// Put the previous version back: its kept .deb, or purge when nothing was installed.
     pub rollback: Command,
+    pub close: Command,
 }
 
 /// The folder on the board that keeps the deployed .debs.
@@ -356,6 +380,7 @@ impl Commands {
         prune.push("-delete".into());
         let prune: Vec<&str> = prune.iter().map(String::as_str).collect();
         Commands {
+            connect: ssh.master(board),
             probe: ssh.ssh(
                 board,
                 &format!(
@@ -377,12 +402,16 @@ impl Commands {
                     &sudo(&["env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "purge", "-y", name.as_str()]),
                 ),
             },
+            close: ssh.close(board),
         }
     }
 
     /// The steps a run takes, in order, as (id, what, command): what `--dry-run` shows.
     pub fn steps(&self) -> Vec<(String, &'static str, &Command)> {
-        let mut out = vec![("probe".to_string(), "arch, uid, installed version (read-only)", &self.probe)];
+        let mut out = vec![
+            ("connect".to_string(), "one shared connection for the commands below", &self.connect),
+            ("probe".to_string(), "arch, uid, installed version (read-only)", &self.probe),
+        ];
         if let Some(c) = &self.has_copy {
             out.push(("rollback-copy".into(), "is the installed version's .deb kept on the board?", c));
         }
@@ -395,6 +424,7 @@ impl Commands {
         }
         out.push(("prune".into(), "keep the new .deb and the previous one", &self.prune));
         out.push(("rollback".into(), "only on failure after the install began", &self.rollback));
+        out.push(("close".into(), "end the shared connection", &self.close));
         out
     }
 }
@@ -435,11 +465,13 @@ pub struct Row {
 pub fn run(config: &Config, args: &DeployArgs) -> Result<i32> {
     let boards = boards(&args.hosts, config, args.port)?;
     let package = Package::choose(config, args.deb.as_deref(), args.arch)?;
-    let ssh = Ssh::new(config);
     let services: Vec<String> = config.dist.services.keys().cloned().collect();
     if args.dry_run {
+        let ssh = Ssh::new(config, "<run-temp-dir>");
         return dry_run(&boards, &package, &ssh, &services, args.json).map(|()| exit::OK);
     }
+    let control = ControlDir::new()?;
+    let ssh = Ssh::new(config, &control.0.to_string_lossy());
     let queue = Mutex::new(boards.iter().enumerate());
     let rows = Mutex::new(Vec::new());
     std::thread::scope(|scope| {
@@ -464,6 +496,37 @@ pub fn run(config: &Config, args: &DeployArgs) -> Result<i32> {
         print!("{}", table(&rows));
     }
     Ok(if ok { exit::OK } else { exit::FAILED })
+}
+
+/// The run's private folder (0700) for ssh's connection sockets, removed at the end.
+struct ControlDir(PathBuf);
+
+impl ControlDir {
+    fn new() -> Result<ControlDir> {
+        use std::os::unix::fs::DirBuilderExt;
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+        // In /tmp, short: a socket path has at most 107 bytes and %C adds 40.
+        let dir = std::env::temp_dir().join(format!("kt-deploy-{}-{nanos}", std::process::id()));
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .with_context(|| format!("cannot create {} for ssh's shared connections", dir.display()))?;
+        Ok(ControlDir(dir))
+    }
+}
+
+impl Drop for ControlDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Run a command for its effect alone, every stream closed: `ssh -f` keeps the streams it
+/// was given open in the background, which would hold a reader of its output forever.
+fn quietly(cmd: &Command) -> bool {
+    let mut c = cmd.to_std();
+    c.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+    c.status().is_ok_and(|s| s.success())
 }
 
 fn note(row: &Row) -> String {
@@ -556,6 +619,20 @@ fn self_tests(cmds: &Commands) -> std::result::Result<(), String> {
 }
 
 fn deploy_one(board: &Board, package: &Package, ssh: &Ssh, services: &[String]) -> Row {
+    // connect, probe and close need no facts: built with placeholders.
+    let placeholder =
+        Deb { path: PathBuf::new(), name: package.name().to_string(), version: String::new(), arch: String::new() };
+    let nothing = Facts { arch: String::new(), root: true, before: None };
+    let first = Commands::new(ssh, board, &placeholder, services, &nothing);
+    // A master that fails leaves every command to connect on its own, and the probe to
+    // report why it cannot.
+    quietly(&first.connect);
+    let row = deploy_steps(board, package, ssh, services, &first.probe);
+    quietly(&first.close);
+    row
+}
+
+fn deploy_steps(board: &Board, package: &Package, ssh: &Ssh, services: &[String], probe: &Command) -> Row {
     let started = Instant::now();
     let mut row = Row {
         host: board.to_string(),
@@ -572,12 +649,7 @@ fn deploy_one(board: &Board, package: &Package, ssh: &Ssh, services: &[String]) 
         row.seconds = (started.elapsed().as_secs_f64() * 10.0).round() / 10.0;
         row
     };
-    // The probe needs no facts: build it with placeholders.
-    let placeholder =
-        Deb { path: PathBuf::new(), name: package.name().to_string(), version: String::new(), arch: String::new() };
-    let nothing = Facts { arch: String::new(), root: true, before: None };
-    let probe = Commands::new(ssh, board, &placeholder, services, &nothing).probe;
-    let facts = match remote(&probe).and_then(|o| parse_probe(&o)) {
+    let facts = match remote(probe).and_then(|o| parse_probe(&o)) {
         Ok(f) => f,
         Err(e) => return end(row, Outcome::Failed, Some(format!("probe: {e}"))),
     };
@@ -757,7 +829,7 @@ mod tests {
     #[test]
     fn the_plan_uses_batch_mode_sudo_for_non_root_and_the_kept_copies() {
         let c = config();
-        let ssh = Ssh::new(&c);
+        let ssh = Ssh::new(&c, "/tmp/kt");
         let board = Board::parse("pi@kitchen-2:2222", None).unwrap();
         let d = deb("arm64").for_arch("arm64").unwrap();
         let services = vec!["kt_service".to_string()];
@@ -765,7 +837,7 @@ mod tests {
         let cmds = Commands::new(&ssh, &board, &d, &services, &facts);
         let probe = &cmds.probe;
         assert_eq!(
-            probe.args[..9],
+            probe.args[..11],
             [
                 "-o",
                 "BatchMode=yes",
@@ -773,13 +845,15 @@ mod tests {
                 "IdentityFile=/k/id",
                 "-o",
                 "ConnectTimeout=20",
+                "-o",
+                "ControlPath=/tmp/kt/%C",
                 "-p",
                 "2222",
                 "pi@kitchen-2"
             ]
         );
         assert_eq!(
-            probe.args[9],
+            probe.args[11],
             "dpkg --print-architecture && id -u && { dpkg-query -W -f '${db:Status-Status} ${Version}' kitchntabs 2>/dev/null || true; }"
         );
         // The dry run's line is what runs: a POSIX shell splits it back into the same words.
@@ -789,7 +863,7 @@ mod tests {
             assert_eq!(words[1..], c.args[..]);
         }
         assert_eq!(
-            cmds.upload.args[6..],
+            cmds.upload.args[8..],
             ["-q", "-P", "2222", "/r/kitchntabs_1.0.1_amd64.deb", "pi@kitchen-2:/tmp/kitchntabs_1.0.1_arm64.deb.part"]
         );
         let place = cmds.place.args.last().unwrap();
@@ -822,6 +896,7 @@ mod tests {
         assert_eq!(
             ids,
             [
+                "connect",
                 "probe",
                 "rollback-copy",
                 "upload",
@@ -830,9 +905,13 @@ mod tests {
                 "installed",
                 "self-test-kt_service",
                 "prune",
-                "rollback"
+                "rollback",
+                "close"
             ]
         );
+        // The shared connection: a master in the background, ended with -O exit.
+        assert_eq!(cmds.connect.args[8..], ["-M", "-N", "-f", "-p", "2222", "pi@kitchen-2"]);
+        assert_eq!(cmds.close.args[8..], ["-O", "exit", "-p", "2222", "pi@kitchen-2"]);
 
         // As root: no sudo; nothing installed before: the rollback purges.
         let root = Facts { arch: "arm64".into(), root: true, before: None };
