@@ -668,12 +668,16 @@ fn deploy_steps(board: &Board, package: &Package, ssh: &Ssh, services: &[String]
         cmds.has_copy = None;
     }
     let can_roll_back = facts.before.is_none() || cmds.has_copy.is_some();
+    // Progress on stderr: a board takes seconds to minutes, and several run at once.
+    let say = |what: String| eprintln!("    {board}: {what}");
+    say(format!("{} ({}) -> {}: upload", facts.before.as_deref().unwrap_or("nothing"), facts.arch, deb.version));
     if let Err(e) = remote(&cmds.upload) {
         return end(row, Outcome::Failed, Some(format!("upload (nothing installed): {e}")));
     }
     if let Err(e) = remote(&cmds.place) {
         return end(row, Outcome::Failed, Some(format!("place (nothing installed): {e}")));
     }
+    say("apt-get install, self-tests".into());
     let attempt = remote(&cmds.install)
         .map_err(|e| format!("apt-get install: {e}"))
         .and_then(|_| {
@@ -699,6 +703,7 @@ fn deploy_steps(board: &Board, package: &Package, ssh: &Ssh, services: &[String]
         }
         Err(e) => e,
     };
+    say(format!("{failure}; rolling back"));
     row.detail.push(failure);
     let now = || remote(&cmds.installed).ok().as_deref().and_then(installed_version);
     if !can_roll_back {
@@ -932,6 +937,20 @@ mod tests {
         assert_eq!((f.root, f.before), (true, None));
         assert_eq!(parse_probe("arm64\n0\nconfig-files 1.0.0\n").unwrap().before, None);
         assert!(parse_probe("").is_err());
+    }
+
+    #[test]
+    fn dist_yaml_deploy_takes_groups_and_options_and_refuses_unknown_keys() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let text = std::fs::read_to_string(root.join("dist.yaml")).unwrap();
+        let with = |deploy: &str| Config::parse(root, &format!("{text}\ndeploy:\n{deploy}"));
+        let c = with("  hosts:\n    kitchen: [pi@k1, pi@k2:2222]\n  ssh_options: [IdentityFile=/k]\n").unwrap();
+        assert_eq!(c.dist.deploy.hosts["kitchen"], ["pi@k1", "pi@k2:2222"]);
+        assert_eq!(c.dist.deploy.ssh_options, ["IdentityFile=/k"]);
+        let err = format!("{:#}", with("  host: {}\n").unwrap_err());
+        assert!(err.contains("unknown field `host`"), "{err}");
+        let err = format!("{:#}", with("  hosts:\n    a: [x]\n    a: [y]\n").unwrap_err());
+        assert!(err.contains("duplicate key `a`"), "{err}");
     }
 
     #[test]
