@@ -39,6 +39,31 @@ pub struct DistConfig {
     #[serde(default)]
     pub electron: Electron,
     pub packaging: Packaging,
+    /// `cargo xtask apt-repo`: the APT repository the .debs are published into.
+    #[serde(default)]
+    pub apt_repo: AptRepoConfig,
+}
+
+/// `apt_repo:` in dist.yaml; every key optional (flags override them).
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AptRepoConfig {
+    /// Release's Origin (default: product.product_name).
+    pub origin: Option<String>,
+    /// Release's Label (default: product.product_name).
+    pub label: Option<String>,
+    /// The suite (and codename), default `stable`.
+    pub suite: Option<String>,
+    /// Only `[main]` is supported: one component holds every package.
+    pub components: Option<Vec<String>>,
+    /// Versions kept per package and arch (default 3).
+    pub keep: Option<usize>,
+    /// Release's Valid-Until, this many days after its Date: clients refuse a stale index.
+    pub valid_for_days: Option<u32>,
+    /// The repository folder (relative to this file), when `--into` is not given.
+    pub into: Option<PathBuf>,
+    /// The URL clients fetch from, written into the .sources file (default `file:<into>`).
+    pub url: Option<String>,
 }
 
 /// Where electron-builder takes the Electron binaries from.

@@ -99,6 +99,38 @@ fn read_deb<R: Read>(reader: R, path: &Path, target: &Target, report: &mut Repor
     }
 }
 
+/// The text of a .deb's `control` file (for an APT index), read through `reader` to its end:
+/// debian-binary, control.tar, then data.tar skipped to its last byte, so a cut or malformed
+/// package is an error here rather than a broken download later. Nothing is extracted.
+pub fn read_control_text<R: Read>(reader: R, path: &Path) -> Result<String, InputError> {
+    let mut ar = ArReader::new(reader, path)?;
+    let member = ar
+        .next_member()?
+        .ok_or_else(|| ar.error(InputErrorKind::MissingMember, "no members: debian-binary expected first").at(8))?;
+    if member.name != "debian-binary" {
+        return Err(ar
+            .error(InputErrorKind::MissingMember, format!("first member is {:?}, expected debian-binary", member.name))
+            .at(member.header_offset));
+    }
+    ar.finish_member(&member)?;
+    let control = ar.next_required("control.tar")?;
+    let mut text: Option<String> = None;
+    ar.read_tar(&control, &mut |entry, display| {
+        if display.trim_start_matches("./") == "control" && entry.header().entry_type().is_file() {
+            let mut bytes = Vec::new();
+            entry.take(MAX_CONTROL).read_to_end(&mut bytes)?;
+            text = Some(String::from_utf8_lossy(&bytes).into_owned());
+        }
+        Ok(())
+    })?;
+    let text = text.ok_or_else(|| {
+        ar.error(InputErrorKind::MissingMember, "control.tar holds no ./control file").member(&control.name)
+    })?;
+    let data = ar.next_required("data.tar")?;
+    ar.finish_member(&data)?;
+    Ok(text)
+}
+
 // ---------------------------------------------------------------- ar layer
 
 struct ArReader<'p, R> {
