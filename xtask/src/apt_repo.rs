@@ -597,13 +597,12 @@ pub fn plan(p: &Publish) -> Result<Plan> {
     let _ = writeln!(release, "Description: {} packages", p.label);
     let _ = writeln!(release, "Acquire-By-Hash: yes");
     let hashed: Vec<(&str, Hashed)> = files.iter().map(|(n, b)| (n.as_str(), Hashes::of(b))).collect();
-    // MD5Sum is ignored by apt for security but read by older tools; SHA256 is what apt checks.
-    // SHA1 is left out: apt has refused SHA1-only repositories since 1.2, and it adds a crate.
-    for (section, pick) in [
-        ("MD5Sum", (|h: &Hashed| h.md5.clone()) as fn(&Hashed) -> String),
-        ("SHA256", |h| h.sha256.clone()),
-        ("SHA512", |h| h.sha512.clone()),
-    ] {
+    // SHA256 is what apt checks; MD5Sum it ignores, but older tools read it. SHA1 is left
+    // out (apt has refused SHA1-only repositories since 1.2), and so is SHA512: apt fetches
+    // by-hash under the strongest hash Release lists, and by-hash/SHA256 is the one written.
+    for (section, pick) in
+        [("MD5Sum", (|h: &Hashed| h.md5.clone()) as fn(&Hashed) -> String), ("SHA256", |h| h.sha256.clone())]
+    {
         let _ = writeln!(release, "{section}:");
         for (name, h) in &hashed {
             let _ = writeln!(release, " {} {:>16} {name}", pick(h), h.size);
@@ -850,7 +849,7 @@ mod tests {
     #[test]
     fn dates_are_rfc2822_utc() {
         assert_eq!(rfc2822(0), "Thu, 01 Jan 1970 00:00:00 UTC");
-        assert_eq!(rfc2822(1_796_222_987), "Wed, 02 Dec 2026 14:29:47 UTC");
+        assert_eq!(rfc2822(1_796_221_787), "Wed, 02 Dec 2026 14:29:47 UTC");
         assert_eq!(rfc2822(951_782_400), "Tue, 29 Feb 2000 00:00:00 UTC");
     }
 
