@@ -815,8 +815,17 @@ fn swap_in(new: &Path, current: &Path) -> Result<()> {
     crate::fsx::install(new, current)
 }
 
-/// Plan and run.
+/// The lock two publishes into one repository take: beside it, so a refused input leaves
+/// the repository folder untouched (or absent).
+pub fn lock_path(into: &Path) -> Result<PathBuf> {
+    let into = absolute(into)?;
+    let name = into.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    Ok(into.with_file_name(format!(".{name}.apt-repo.lock")))
+}
+
+/// Plan and run, one publish at a time per repository (the plan reads the current indices).
 pub fn publish(p: &Publish) -> Result<Published> {
+    let _lock = crate::lock::TreeLock::acquire(&lock_path(&p.into)?, "apt-repo")?;
     plan(p)?.run()
 }
 

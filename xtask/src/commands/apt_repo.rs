@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 
 use crate::{
-    apt_repo::{Publish, plan},
+    apt_repo::{Publish, lock_path, plan},
     arch::Arch,
     commands::release::SigningKey,
     config::Config,
@@ -119,6 +119,11 @@ fn absolute(p: &Path) -> Result<PathBuf> {
 
 pub fn run(config: &Config, args: &AptRepoArgs) -> Result<()> {
     let publish = request(config, args, SigningKey::from_env())?;
+    let _lock = if args.dry_run {
+        None
+    } else {
+        Some(crate::lock::TreeLock::acquire(&lock_path(&publish.into)?, "apt-repo")?)
+    };
     let plan = plan(&publish)?;
     if args.dry_run {
         if args.json {
