@@ -383,6 +383,28 @@ fn read_deb(path: &Path) -> Result<Entry> {
     Ok(Entry { package, version, arch, stanza, source: Some(path.to_path_buf()) })
 }
 
+/// Every input read and hashed, on as many threads as there are cores (hashing is the whole
+/// cost: three digests over every byte), results in input order.
+fn read_debs(debs: &[PathBuf]) -> Vec<Result<Entry>> {
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(debs.len()).max(1);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut out: Vec<Option<Result<Entry>>> = (0..debs.len()).map(|_| None).collect();
+    let done = std::sync::Mutex::new(&mut out);
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(deb) = debs.get(i) else { break };
+                    let e = read_deb(deb);
+                    done.lock().unwrap_or_else(|p| p.into_inner())[i] = Some(e);
+                }
+            });
+        }
+    });
+    out.into_iter().map(|e| e.unwrap_or_else(|| Err(anyhow::anyhow!("a reader thread stopped")))).collect()
+}
+
 /// The stanzas the repository lists now, from each `binary-*/Packages` of the suite.
 fn current_entries(suite_dir: &Path) -> Result<Vec<Entry>> {
     let comp = suite_dir.join(COMPONENT);
@@ -505,8 +527,8 @@ pub fn plan(p: &Publish) -> Result<Plan> {
     let suite_dir = into.join("dists").join(&p.suite);
 
     let mut fresh = Vec::new();
-    for deb in &p.debs {
-        let e = read_deb(deb)?;
+    for (deb, e) in p.debs.iter().zip(read_debs(&p.debs)) {
+        let e = e?;
         let file = deb.display().to_string();
         check_name("Package", &e.package, &file)?;
         check_name("Architecture", &e.arch, &file)?;
