@@ -676,6 +676,17 @@ mod tests {
     }
 
     #[test]
+    fn apt_repo_keys_are_optional_and_unknown_ones_refused() {
+        let text = repo_text().replace("apt_repo: {}", "apt_repo:\n  keep: 5\n  valid_for_day: 7");
+        let err = parse_err(&text);
+        assert!(err.contains("apt_repo: unknown field `valid_for_day`") && err.contains("`valid_for_days`"), "{err}");
+        let text = repo_text().replace("apt_repo: {}", "apt_repo:\n  keep: 5\n  into: public/apt");
+        let c = Config::parse(&repo_root(), &text).unwrap();
+        assert_eq!((c.dist.apt_repo.keep, c.dist.apt_repo.into), (Some(5), Some(PathBuf::from("public/apt"))));
+        assert_eq!(c.dist.apt_repo.suite, None);
+    }
+
+    #[test]
     fn missing_field_names_the_struct_location() {
         let text = repo_text().replace("  product_name: KitchnTabs\n", "");
         // serde_yaml places a missing field at the start of its mapping: the first key.
