@@ -186,7 +186,10 @@ fn apt_repo(config: &Config, runs: usize) -> Result<Vec<Row>> {
     );
     crate::fsx::remove_all(&out)?;
     Ok(vec![Row {
-        case: format!("9 .debs, 3 arches, {:.0} MB: apt-repo vs apt-ftparchive packages + xz + release", bytes as f64 / 1e6),
+        case: format!(
+            "9 .debs, 3 arches, {:.0} MB: apt-repo vs apt-ftparchive packages + xz + release",
+            bytes as f64 / 1e6
+        ),
         ours,
         peer: Some(peer),
         note: "ours also links the pool, writes by-hash and one index per arch; both unsigned".into(),
