@@ -44,7 +44,7 @@ use serde::Serialize;
 use crate::process::Command;
 
 /// What to publish, and where.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize)]
 pub struct Publish {
     pub debs: Vec<PathBuf>,
     pub into: PathBuf,
@@ -60,6 +60,50 @@ pub struct Publish {
     pub url: Option<String>,
     /// product.name: names the keyring and the .sources file.
     pub name: String,
+}
+
+impl Publish {
+    /// dist.yaml's `apt_repo:` with its defaults, into `into` (else apt_repo.into, relative to
+    /// the checkout), with no .debs yet.
+    pub fn from_config(config: &crate::config::Config, into: Option<PathBuf>, key: Option<String>) -> Result<Publish> {
+        let c = &config.dist.apt_repo;
+        if let Some(comps) = &c.components
+            && comps.iter().map(String::as_str).ne([COMPONENT])
+        {
+            bail!("dist.yaml: apt_repo.components is {comps:?}; only [main] is supported");
+        }
+        let into = match (into, &c.into) {
+            (Some(d), _) => absolute(&d)?,
+            (None, Some(d)) => config.root.join(d),
+            (None, None) => bail!("no repository folder: pass --into DIR, or set apt_repo.into in dist.yaml"),
+        };
+        let product = &config.dist.product;
+        Ok(Publish {
+            debs: Vec::new(),
+            into,
+            suite: c.suite.clone().unwrap_or_else(|| "stable".into()),
+            keep: c.keep.unwrap_or(3),
+            origin: c.origin.clone().unwrap_or_else(|| product.product_name.clone()),
+            label: c.label.clone().unwrap_or_else(|| product.product_name.clone()),
+            key,
+            valid_for_days: c.valid_for_days,
+            url: c.url.clone(),
+            name: product.name.clone(),
+        })
+    }
+}
+
+/// The .debs directly in `dir` (a release folder), sorted.
+pub fn debs_in(dir: &Path) -> Result<Vec<PathBuf>> {
+    let list = std::fs::read_dir(dir).with_context(|| {
+        format!("cannot read {}: build the .debs first (`cargo xtask dist`), or name them with --deb", dir.display())
+    })?;
+    let mut debs: Vec<PathBuf> = list
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "deb") && p.is_file())
+        .collect();
+    debs.sort();
+    Ok(debs)
 }
 
 /// What a publish left in the repository.

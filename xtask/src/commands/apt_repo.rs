@@ -4,11 +4,11 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::Args;
 
 use crate::{
-    apt_repo::{Publish, lock_path, plan},
+    apt_repo::{Publish, debs_in, lock_path, plan},
     arch::Arch,
     commands::release::SigningKey,
     config::Config,
@@ -48,14 +48,7 @@ pub struct AptRepoArgs {
 /// The .debs of `release/<version>/`, those of `arches` only when given.
 fn release_debs(config: &Config, arches: &[Arch]) -> Result<Vec<PathBuf>> {
     let dir = config.root.join("release").join(&config.version);
-    let list = std::fs::read_dir(&dir).with_context(|| {
-        format!("cannot read {}: build the .debs first (`cargo xtask dist`), or name them with --deb", dir.display())
-    })?;
-    let mut debs: Vec<PathBuf> = list
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "deb") && p.is_file())
-        .collect();
-    debs.sort();
+    let mut debs = debs_in(&dir)?;
     if !arches.is_empty() {
         let wanted: Vec<&str> = arches.iter().filter_map(|a| a.debian_arch()).collect();
         debs.retain(|p| wanted.iter().any(|w| deb_arch_of_name(p) == Some(*w)));
@@ -74,43 +67,31 @@ fn deb_arch_of_name(p: &Path) -> Option<&str> {
     p.file_stem()?.to_str()?.rsplit('_').next()
 }
 
-/// The request, from flags over dist.yaml over defaults.
+/// The request: flags over dist.yaml over defaults.
 pub fn request(config: &Config, args: &AptRepoArgs, key: Option<SigningKey>) -> Result<Publish> {
-    let c = &config.dist.apt_repo;
-    if let Some(comps) = &c.components
-        && comps.iter().map(String::as_str).ne(["main"])
-    {
-        bail!("dist.yaml: apt_repo.components is {comps:?}; only [main] is supported");
-    }
-    let into = match (&args.into, &c.into) {
-        (Some(d), _) => absolute(d)?,
-        (None, Some(d)) => config.root.join(d),
-        (None, None) => bail!("no repository folder: pass --into DIR, or set apt_repo.into in dist.yaml"),
-    };
     if key.is_none() && !args.unsigned {
         bail!(
             "KT_GPG_KEY is not set: set it to the key that signs the repository, or pass --unsigned \
              (clients must then mark the source `Trusted: yes` / [trusted=yes])"
         );
     }
-    let debs = if args.debs.is_empty() {
+    let into = args.into.as_deref().map(absolute).transpose()?;
+    let mut p = Publish::from_config(config, into, key.map(|k| k.0))?;
+    p.debs = if args.debs.is_empty() {
         release_debs(config, &args.arches)?
     } else {
         args.debs.iter().map(|d| absolute(d)).collect::<Result<_>>()?
     };
-    let product = &config.dist.product;
-    Ok(Publish {
-        debs,
-        into,
-        suite: args.suite.clone().or_else(|| c.suite.clone()).unwrap_or_else(|| "stable".into()),
-        keep: args.keep.or(c.keep).unwrap_or(3),
-        origin: c.origin.clone().unwrap_or_else(|| product.product_name.clone()),
-        label: c.label.clone().unwrap_or_else(|| product.product_name.clone()),
-        key: key.map(|k| k.0),
-        valid_for_days: c.valid_for_days,
-        url: args.url.clone().or_else(|| c.url.clone()),
-        name: product.name.clone(),
-    })
+    if let Some(s) = &args.suite {
+        p.suite = s.clone();
+    }
+    if let Some(k) = args.keep {
+        p.keep = k;
+    }
+    if let Some(u) = &args.url {
+        p.url = Some(u.clone());
+    }
+    Ok(p)
 }
 
 fn absolute(p: &Path) -> Result<PathBuf> {
