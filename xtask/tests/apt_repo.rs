@@ -223,11 +223,33 @@ fn keep_drops_the_oldest_version_and_its_pool_file() {
     tools();
     let t = tempfile::tempdir().unwrap();
     let repo = t.path().join("repo");
+    let by_hash = || -> Vec<String> {
+        let dir = repo.join("dists/stable/main/binary-amd64/by-hash/SHA256");
+        let mut v: Vec<String> =
+            std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        v.sort();
+        v
+    };
+    let mut generations: Vec<Vec<String>> = Vec::new();
     for v in ["1.9.0", "1.10.0", "2.0.0~beta1"] {
-        let mut req = request(debs(t.path(), v), &repo);
+        let inputs = debs(t.path(), v);
+        let mut req = request(inputs.clone(), &repo);
         req.keep = 2;
         publish(&req).unwrap();
+        // The pool file is the input, hard-linked (same filesystem).
+        use std::os::unix::fs::MetadataExt;
+        let pooled = repo.join(format!("pool/main/k/kttest/kttest_{v}_amd64.deb"));
+        assert_eq!(std::fs::metadata(&pooled).unwrap().ino(), std::fs::metadata(&inputs[0]).unwrap().ino());
+        generations.push(by_hash());
     }
+    // by-hash holds this generation's indices and the previous one's, not older ones.
+    let (first, second, third) = (&generations[0], &generations[1], &generations[2]);
+    assert_eq!(first.len(), 2);
+    assert!(first.iter().all(|h| second.contains(h)), "{first:?} {second:?}");
+    let second_own: Vec<&String> = second.iter().filter(|h| !first.contains(h)).collect();
+    assert_eq!(second_own.len(), 2, "{generations:?}");
+    assert!(second_own.iter().all(|h| third.contains(h)), "{generations:?}");
+    assert!(!first.iter().any(|h| third.contains(h)) && third.len() == 4, "{generations:?}");
     // dpkg's order: 1.9.0 < 1.10.0 < 2.0.0~beta1; the oldest (1.9.0) goes.
     let listed = stanzas(&run(Command::new("apt-ftparchive").args(["packages", "pool/"]).current_dir(&repo)));
     let mut versions: Vec<String> =
