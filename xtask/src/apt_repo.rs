@@ -772,12 +772,16 @@ impl Plan {
         for (from, to) in &self.add {
             let _ = writeln!(out, "    {} -> {}", from.display(), to);
         }
-        let _ = writeln!(
-            out,
-            "\n[3] exchange {} and {} (renameat2 RENAME_EXCHANGE)",
-            new_dir.display(),
-            self.suite_dir().display()
-        );
+        if self.suite_dir().exists() {
+            let _ = writeln!(
+                out,
+                "\n[3] exchange {} and {} (renameat2 RENAME_EXCHANGE), remove the old suite",
+                new_dir.display(),
+                self.suite_dir().display()
+            );
+        } else {
+            let _ = writeln!(out, "\n[3] rename {} -> {}", new_dir.display(), self.suite_dir().display());
+        }
         let _ = writeln!(out, "\n[4] remove {} pool file(s) no longer listed", self.remove.len());
         for f in &self.remove {
             let _ = writeln!(out, "    {f}");

@@ -198,9 +198,15 @@ fn packages_match_apt_ftparchive_and_release_hashes_match() {
         assert!(release.lines().any(|l| l == line), "no {line:?} in\n{release}");
     }
     assert!(!release.contains("Valid-Until"), "{release}");
-    // Unsigned: the .sources says so.
-    assert!(read(&published.sources).contains("Trusted: yes"));
+    // Unsigned: the .sources says so, and apt takes the repository with it.
+    let sources = read(&published.sources);
+    assert!(sources.contains("Trusted: yes"));
     assert!(published.keyring.is_none());
+    let apt = Apt::new(&t.path().join("apt"), &sources);
+    let out = apt.cmd("apt-get", &["update"]);
+    assert!(out.status.success() && !text(&out).contains("E:"), "{}", text(&out));
+    let policy = text(&apt.cmd("apt-cache", &["policy", "aaa-tool"]));
+    assert!(policy.contains("Candidate: 2.0"), "{policy}");
 }
 
 #[test]
