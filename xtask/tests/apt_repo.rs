@@ -515,3 +515,20 @@ fn signed_repository_passes_gpgv_and_apt_get_update() {
     assert!(!out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("NO_PUBKEY") && text(&out).contains("not signed"), "{}", text(&out));
 }
+
+#[test]
+fn the_command_names_a_bad_deb_in_its_json_error_and_exits_2() {
+    tools();
+    let t = tempfile::tempdir().unwrap();
+    let bad = t.path().join("kitchntabs_1.0.0_arm64.deb");
+    std::fs::write(&bad, "!<arch>\ndebian-binary   0           0     0     100644  4         `\n2.0\n").unwrap();
+    let repo = t.path().join("repo");
+    let bad_s = bad.display().to_string();
+    let repo_s = repo.display().to_string();
+    let out = xtask_apt_repo(&["--unsigned", "--into", &repo_s, "--deb", &bad_s, "--json"], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let err = doc["error"].as_str().unwrap();
+    assert!(err.contains(&bad_s) && err.contains("control.tar"), "{err}");
+    assert!(!repo.exists());
+}
