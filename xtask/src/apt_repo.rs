@@ -592,6 +592,16 @@ pub fn plan(p: &Publish) -> Result<Plan> {
             if old.source.is_none() {
                 continue;
             }
+            if old.stanza.get("SHA256") != e.stanza.get("SHA256") {
+                bail!(
+                    "{} and {} are both {} {} ({}) with different contents; publish one of them",
+                    old.source.as_ref().map(|s| s.display().to_string()).unwrap_or_default(),
+                    e.source.as_ref().map(|s| s.display().to_string()).unwrap_or_default(),
+                    e.package,
+                    e.version,
+                    e.arch
+                );
+            }
         }
         all.insert(key, e);
     }

@@ -318,8 +318,12 @@ fn a_published_version_never_changes() {
     let other = t.path().join("other");
     std::fs::create_dir_all(&other).unwrap();
     let changed = make_deb_with(&other, "kttest", "1.0", "amd64", "changed\n");
-    let err = format!("{:#}", publish(&request(vec![changed], &repo)).unwrap_err());
+    let err = format!("{:#}", publish(&request(vec![changed.clone()], &repo)).unwrap_err());
     assert!(err.contains("already published") && err.contains("bump the version"), "{err}");
+    // Two inputs that disagree: refused, naming both.
+    let err =
+        format!("{:#}", publish(&request(vec![first.clone(), changed.clone()], &t.path().join("new"))).unwrap_err());
+    assert!(err.contains(&first.display().to_string()) && err.contains(&changed.display().to_string()), "{err}");
 }
 
 // ---------------------------------------------------------------- signed, through apt
