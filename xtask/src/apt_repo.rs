@@ -552,6 +552,8 @@ fn check_name(what: &str, v: &str, file: &str) -> Result<()> {
     Ok(())
 }
 
+/// Read the inputs and the repository's current indices, and compute everything a run
+/// writes; nothing is written.
 pub fn plan(p: &Publish) -> Result<Plan> {
     if p.debs.is_empty() {
         bail!("no .deb to publish; build one with `cargo xtask dist`, or name files with --deb");
@@ -569,6 +571,8 @@ pub fn plan(p: &Publish) -> Result<Plan> {
         let file = deb.display().to_string();
         check_name("Package", &e.package, &file)?;
         check_name("Architecture", &e.arch, &file)?;
+        // The version names the pool file: Debian's characters only (no `/`).
+        check_name("Version", &e.version.replace(':', "_"), &file)?;
         fresh.push(e);
     }
 
