@@ -42,6 +42,9 @@ pub struct DistConfig {
     /// Boards `cargo xtask deploy` installs the release on.
     #[serde(default)]
     pub deploy: Deploy,
+    /// `cargo xtask apt-repo`: the APT repository the .debs are published into.
+    #[serde(default)]
+    pub apt_repo: AptRepoConfig,
 }
 
 /// `deploy:`: named groups of boards (`--host @group`) and the ssh options every connection
@@ -55,6 +58,28 @@ pub struct Deploy {
     /// Passed as `-o OPTION` to every ssh and scp, e.g. `IdentityFile=~/.ssh/kitchen`.
     #[serde(default)]
     pub ssh_options: Vec<String>,
+}
+
+/// `apt_repo:` in dist.yaml; every key optional (flags override them).
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AptRepoConfig {
+    /// Release's Origin (default: product.product_name).
+    pub origin: Option<String>,
+    /// Release's Label (default: product.product_name).
+    pub label: Option<String>,
+    /// The suite (and codename), default `stable`.
+    pub suite: Option<String>,
+    /// Only `[main]` is supported: one component holds every package.
+    pub components: Option<Vec<String>>,
+    /// Versions kept per package and arch (default 3).
+    pub keep: Option<usize>,
+    /// Release's Valid-Until, this many days after its Date: clients refuse a stale index.
+    pub valid_for_days: Option<u32>,
+    /// The repository folder (relative to this file), when `--into` is not given.
+    pub into: Option<PathBuf>,
+    /// The URL clients fetch from, written into the .sources file (default `file:<into>`).
+    pub url: Option<String>,
 }
 
 /// Where electron-builder takes the Electron binaries from.
@@ -664,6 +689,17 @@ mod tests {
         );
         assert!(err.contains("`engine`"), "{err}");
         assert!(err.contains("|     enigne: auto"), "{err}");
+    }
+
+    #[test]
+    fn apt_repo_keys_are_optional_and_unknown_ones_refused() {
+        let text = repo_text().replace("apt_repo: {}", "apt_repo:\n  keep: 5\n  valid_for_day: 7");
+        let err = parse_err(&text);
+        assert!(err.contains("apt_repo: unknown field `valid_for_day`") && err.contains("`valid_for_days`"), "{err}");
+        let text = repo_text().replace("apt_repo: {}", "apt_repo:\n  keep: 5\n  into: public/apt");
+        let c = Config::parse(&repo_root(), &text).unwrap();
+        assert_eq!((c.dist.apt_repo.keep, c.dist.apt_repo.into), (Some(5), Some(PathBuf::from("public/apt"))));
+        assert_eq!(c.dist.apt_repo.suite, None);
     }
 
     #[test]

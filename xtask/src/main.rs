@@ -75,6 +75,10 @@ enum Command {
     /// `dist --env prod` per arch; merge one SHA256SUMS and dist-manifest.json; sign with
     /// KT_GPG_KEY. `--merge DIR` only merges (CI's publish job).
     Release(commands::release::ReleaseArgs),
+    /// Publish the release's .debs into a static APT repository signed with KT_GPG_KEY:
+    /// pool/, dists/<suite>/ (Packages, Release, InRelease, by-hash), the keyring and a
+    /// deb822 .sources file; keeps the newest --keep versions per package and arch.
+    AptRepo(commands::apt_repo::AptRepoArgs),
     /// The writer `bench deb` measures, in its own process (peak memory).
     #[command(name = "bench-deb-writer", hide = true)]
     BenchDebWriter {
@@ -222,6 +226,7 @@ fn run(cli: Cli) -> Result<i32> {
         Command::InstallHooks => done(commands::install_hooks::run(&root)),
         Command::Deploy(a) => commands::deploy::run(&config::Config::load(&root)?, &a),
         Command::Release(a) => done(commands::release::run(&config::Config::load(&root)?, &a)),
+        Command::AptRepo(a) => done(commands::apt_repo::run(&config::Config::load(&root)?, &a)),
         Command::BenchDebWriter { tree, out, level, block_cache } => {
             done(xtask::deb::bench::bench_child(&tree, &out, level, block_cache.as_deref()))
         }

@@ -43,6 +43,9 @@ pub enum Case {
     /// fpm's path as electron-builder runs it (tar | xz -3, one thread), on one ~200 MB
     /// Electron-shaped tree: wall time, peak memory, size.
     Deb,
+    /// `cargo xtask apt-repo` (unsigned) over nine .debs of three arches against
+    /// `apt-ftparchive packages` + xz + `apt-ftparchive release` on the same pool.
+    AptRepo,
 }
 
 struct Row {
@@ -91,6 +94,7 @@ pub fn run(config: &Config, args: &BenchArgs) -> Result<()> {
             (format!("cross-{}", args.arch), format!("cross --arch {}", args.arch), cross(config, args.arch, runs)?)
         }
         Case::Deb => ("deb".into(), "deb".into(), deb(config, runs)?),
+        Case::AptRepo => ("apt-repo".into(), "apt-repo".into(), apt_repo(config, runs)?),
     };
     let section = render(&title, &command, &rows, runs);
     print!("{section}");
@@ -99,6 +103,97 @@ pub fn run(config: &Config, args: &BenchArgs) -> Result<()> {
         eprintln!("updated BENCHMARKS.md ({title})");
     }
     Ok(())
+}
+
+/// Nine .debs (amd64, arm64, armhf, three versions each) of ~8 MB of incompressible data,
+/// built once with dpkg-deb into `<dir>/pool/main/k/ktbench/`.
+fn apt_repo_pool(dir: &Path) -> Result<Vec<PathBuf>> {
+    let pool = dir.join("pool/main/k/ktbench");
+    let done = dir.join(".complete");
+    let mut debs = Vec::new();
+    let mut rng = crate::rng::XorShift(0x6b74_6265_6e63_6821);
+    if !done.exists() {
+        crate::fsx::remove_all(dir)?;
+    }
+    for arch in ["amd64", "arm64", "armhf"] {
+        for version in ["1.0.0", "1.1.0", "1.2.0"] {
+            let deb = pool.join(format!("ktbench_{version}_{arch}.deb"));
+            debs.push(deb.clone());
+            if done.exists() {
+                continue;
+            }
+            let tree = dir.join("tree");
+            crate::fsx::remove_all(&tree)?;
+            std::fs::create_dir_all(tree.join("DEBIAN"))?;
+            std::fs::create_dir_all(tree.join("opt/ktbench"))?;
+            let data: Vec<u8> = (0..(8 << 20) / 8).flat_map(|_| rng.next_u64().to_le_bytes()).collect();
+            std::fs::write(tree.join("opt/ktbench/data"), data)?;
+            std::fs::write(
+                tree.join("DEBIAN/control"),
+                format!(
+                    "Package: ktbench\nVersion: {version}\nArchitecture: {arch}\nMaintainer: KT <kt@example.com>\n\
+                     Installed-Size: 8192\nDescription: apt-repo benchmark package\n"
+                ),
+            )?;
+            std::fs::create_dir_all(&pool)?;
+            timed(Command::new("dpkg-deb").args(["--root-owner-group", "-Znone", "--build"]).arg(&tree).arg(&deb))?;
+            crate::fsx::remove_all(&tree)?;
+        }
+    }
+    std::fs::write(&done, "")?;
+    Ok(debs)
+}
+
+/// `apt-repo` into a new folder (hard links, hashing, Packages.xz, Release, by-hash) against
+/// apt-ftparchive's index of the same pool, with xz and its Release, both from a warm cache.
+fn apt_repo(config: &Config, runs: usize) -> Result<Vec<Row>> {
+    for (tool, package) in [("apt-ftparchive", "apt-utils"), ("dpkg-deb", "dpkg"), ("xz", "xz-utils")] {
+        crate::prereq::Prereq::runs(tool, &["--version"], &[package])
+            .check()
+            .map_err(|e| anyhow::anyhow!("{tool}: {e}; install it: apt-get install {package}"))?;
+    }
+    let dir = config.root.join("target/xtask/bench/apt-repo");
+    let debs = apt_repo_pool(&dir)?;
+    let bytes: u64 = debs.iter().map(|d| std::fs::metadata(d).map_or(0, |m| m.len())).sum();
+    let _ = Command::new("cat").args(&debs).stdout(std::process::Stdio::null()).output();
+    let xtask = xtask()?;
+    let out = dir.join("ours");
+    let ours = median(
+        (0..runs)
+            .map(|_| {
+                crate::fsx::remove_all(&out)?;
+                timed(
+                    Command::new(&xtask)
+                        .arg("--root")
+                        .arg(&config.root)
+                        .args(["apt-repo", "--unsigned", "--into"])
+                        .arg(&out)
+                        .args(debs.iter().flat_map(|d| [std::ffi::OsStr::new("--deb"), d.as_os_str()]))
+                        .env_remove("KT_GPG_KEY")
+                        .env_remove("SOURCE_DATE_EPOCH"),
+                )
+            })
+            .collect::<Result<Vec<_>>>()?,
+    );
+    let script = "set -e; rm -rf dists; mkdir -p dists/stable/main/binary-all; \
+        apt-ftparchive packages pool > dists/stable/main/binary-all/Packages; \
+        xz -k -6 dists/stable/main/binary-all/Packages; \
+        apt-ftparchive release dists/stable > dists/stable/Release.new; mv dists/stable/Release.new dists/stable/Release";
+    let peer = median(
+        (0..runs)
+            .map(|_| timed(Command::new("sh").args(["-c", script]).current_dir(&dir)))
+            .collect::<Result<Vec<_>>>()?,
+    );
+    crate::fsx::remove_all(&out)?;
+    Ok(vec![Row {
+        case: format!(
+            "9 .debs, 3 arches, {:.0} MB: apt-repo vs apt-ftparchive packages + xz + release",
+            bytes as f64 / 1e6
+        ),
+        ours,
+        peer: Some(peer),
+        note: "ours also links the pool, writes by-hash and one index per arch; both unsigned".into(),
+    }])
 }
 
 /// The writer's own benchmark (`deb::bench`), as rows: the medians of each contender.

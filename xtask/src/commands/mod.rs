@@ -2,6 +2,7 @@
 //! its plan or reads its inputs, runs, and reports.
 
 pub mod afterpack;
+pub mod apt_repo;
 pub mod base_image;
 pub mod bench;
 pub mod check;

@@ -137,6 +137,8 @@ pub enum ReleaseStep {
     Merge { dir: PathBuf },
     /// `gpg --detach-sign --armor` SHA256SUMS into SHA256SUMS.asc (through a temporary file).
     Sign { command: Command, from: PathBuf, to: PathBuf },
+    /// `cargo xtask apt-repo`: every .deb of `dir` into dist.yaml's apt_repo.into, signed.
+    AptRepo { dir: PathBuf, publish: crate::apt_repo::Publish },
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -174,6 +176,15 @@ impl ReleasePlan {
                     command.shell_line(),
                     rel(from),
                     rel(to)
+                ),
+                ReleaseStep::AptRepo { dir, publish } => write!(
+                    out,
+                    "\n[{}] apt-repo: publish {}/*.deb into {} (suite {}, keep {}), signed by KT_GPG_KEY\n",
+                    i + 1,
+                    rel(dir),
+                    rel(&publish.into),
+                    publish.suite,
+                    publish.keep
                 ),
             };
         }
@@ -237,6 +248,11 @@ pub fn plan(
     steps.push(ReleaseStep::Merge { dir: dir.clone() });
     if let Some(k) = key {
         steps.push(sign_step(&dir, k));
+    }
+    // A repository is published only signed: unsigned, `cargo xtask apt-repo --unsigned` says so.
+    if let (Some(_), Some(k)) = (&config.dist.apt_repo.into, key) {
+        let publish = crate::apt_repo::Publish::from_config(config, None, Some(k.0.clone()))?;
+        steps.push(ReleaseStep::AptRepo { dir: dir.clone(), publish });
     }
     Ok(ReleasePlan { tag: tag.to_string(), version: config.version.clone(), dir, signed: key.is_some(), steps })
 }
@@ -309,6 +325,13 @@ fn run_step(step: &ReleaseStep) -> Result<()> {
                 );
             }
             crate::fsx::install(from, to)
+        }
+        ReleaseStep::AptRepo { dir, publish } => {
+            eprintln!("==> apt-repo {}", publish.into.display());
+            let p = crate::apt_repo::Publish { debs: crate::apt_repo::debs_in(dir)?, ..publish.clone() };
+            let published = crate::apt_repo::publish(&p)?;
+            eprintln!("    {} package(s) listed; {}", published.packages.len(), published.sources.display());
+            Ok(())
         }
     }
 }

@@ -71,6 +71,11 @@ fn rust_needs() -> Vec<Prereq> {
         Prereq::runs("git", &["--version"], &["git"]),
         Prereq::runs("tar", &["--version"], &["tar"]),
         Prereq::runs("sha256sum", &["--version"], &["coreutils"]),
+        // tests/apt_repo.rs checks the repository with Debian's own tools.
+        Prereq::runs("apt-ftparchive", &["--version"], &["apt-utils"]),
+        Prereq::runs("gpg", &["--version"], &["gpg"]),
+        Prereq::runs("gpgv", &["--version"], &["gpgv"]),
+        Prereq::runs("gpg-agent", &["--version"], &["gpg-agent"]),
         Prereq::node(),
     ]
 }

@@ -99,15 +99,22 @@ fn read_deb<R: Read>(reader: R, path: &Path, target: &Target, report: &mut Repor
     }
 }
 
-/// The fields of a .deb's `control` file (`Package`, `Version`, `Architecture`, ...), read in
-/// place from the stream: what `dpkg-deb --field` prints, without dpkg.
-pub fn control_fields(path: &Path) -> Result<std::collections::BTreeMap<String, String>, InputError> {
-    let file = File::open(path).map_err(|err| InputError::io(path, &err))?;
-    let mut ar = ArReader::new(BufReader::with_capacity(1 << 16, file), path)?;
-    let first = ar.next_required("debian-binary")?;
-    ar.finish_member(&first)?;
+/// The text of a .deb's `control` file (for an APT index), read through `reader` to its end:
+/// debian-binary, control.tar, then data.tar skipped to its last byte, so a cut or malformed
+/// package is an error here rather than a broken download later. Nothing is extracted.
+pub fn read_control_text<R: Read>(reader: R, path: &Path) -> Result<String, InputError> {
+    let mut ar = ArReader::new(reader, path)?;
+    let member = ar
+        .next_member()?
+        .ok_or_else(|| ar.error(InputErrorKind::MissingMember, "no members: debian-binary expected first").at(8))?;
+    if member.name != "debian-binary" {
+        return Err(ar
+            .error(InputErrorKind::MissingMember, format!("first member is {:?}, expected debian-binary", member.name))
+            .at(member.header_offset));
+    }
+    ar.finish_member(&member)?;
     let control = ar.next_required("control.tar")?;
-    let mut text = None;
+    let mut text: Option<String> = None;
     ar.read_tar(&control, &mut |entry, display| {
         if display.trim_start_matches("./") == "control" && entry.header().entry_type().is_file() {
             let mut bytes = Vec::new();
@@ -116,9 +123,20 @@ pub fn control_fields(path: &Path) -> Result<std::collections::BTreeMap<String, 
         }
         Ok(())
     })?;
-    let text = text.ok_or_else(|| ar.error(InputErrorKind::MissingMember, "no ./control in control.tar"))?;
-    // Continuation lines (leading space) belong to the field above; only single-line fields
-    // are needed here.
+    let text = text.ok_or_else(|| {
+        ar.error(InputErrorKind::MissingMember, "control.tar holds no ./control file").member(&control.name)
+    })?;
+    let data = ar.next_required("data.tar")?;
+    ar.finish_member(&data)?;
+    Ok(text)
+}
+
+/// The fields of a .deb's `control` file (`Package`, `Version`, `Architecture`, ...), read in
+/// place: what `dpkg-deb --field` prints, without dpkg. Continuation lines (leading space)
+/// belong to the field above; only single-line fields are kept.
+pub fn control_fields(path: &Path) -> Result<std::collections::BTreeMap<String, String>, InputError> {
+    let file = File::open(path).map_err(|err| InputError::io(path, &err))?;
+    let text = read_control_text(BufReader::with_capacity(1 << 16, file), path)?;
     Ok(text
         .lines()
         .filter(|l| !l.starts_with([' ', '\t']))

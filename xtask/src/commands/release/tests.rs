@@ -222,3 +222,27 @@ fn darwin_is_skipped_off_macos_unless_asked_for_and_unknown_arches_are_refused()
     let err = plan(&config, "v1.0.0", &[Arch::Arm64], None, Some(Arch::X64)).unwrap_err().to_string();
     assert!(err.starts_with("--arch arm64: not a target in dist.yaml (targets: armv7l, x64, darwin-arm64)"), "{err}");
 }
+
+#[test]
+fn a_signed_release_ends_with_the_apt_repository_when_apt_repo_into_is_set() {
+    let mut config = Config::load(&repo_root()).unwrap();
+    config.dist.apt_repo.into = Some("public/apt".into());
+    let key = SigningKey("releases@kitchntabs.com".into());
+    let signed = plan(&config, "v1.0.0", &[Arch::X64], Some(&key), Some(Arch::X64)).unwrap();
+    match signed.steps.last() {
+        Some(ReleaseStep::AptRepo { dir, publish }) => {
+            assert_eq!(*dir, signed.dir);
+            assert_eq!(publish.into, repo_root().join("public/apt"));
+            assert_eq!((publish.suite.as_str(), publish.keep), ("stable", 3));
+            assert_eq!(publish.key.as_deref(), Some("releases@kitchntabs.com"));
+        }
+        other => panic!("last step {other:?}"),
+    }
+    assert!(signed.render(&repo_root()).contains("apt-repo: publish release/"), "{}", signed.render(&repo_root()));
+    // Unsigned, or with no apt_repo.into: no repository step.
+    let unsigned = plan(&config, "v1.0.0", &[Arch::X64], None, Some(Arch::X64)).unwrap();
+    assert!(!unsigned.steps.iter().any(|s| matches!(s, ReleaseStep::AptRepo { .. })));
+    config.dist.apt_repo.into = None;
+    let plain = plan(&config, "v1.0.0", &[Arch::X64], Some(&key), Some(Arch::X64)).unwrap();
+    assert!(!plain.steps.iter().any(|s| matches!(s, ReleaseStep::AptRepo { .. })));
+}
