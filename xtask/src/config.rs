@@ -278,6 +278,17 @@ pub struct DebPackaging {
     pub license: String,
     /// The license text shipped in the copyright file.
     pub license_file: PathBuf,
+    /// Boards that update themselves: install an unattended-upgrades origin pattern for the
+    /// project's APT repository (`/etc/apt/apt.conf.d/52<name>-unattended-upgrades`) and
+    /// recommend unattended-upgrades.
+    #[serde(default)]
+    pub unattended_upgrades: bool,
+}
+
+/// The repository unattended-upgrades takes new versions from, as its Release file names it:
+/// `Origin:` (the product name) and `Suite:` (`stable`, apt-repo's default).
+pub fn unattended_origin(dist: &DistConfig) -> crate::deb::UnattendedOrigin {
+    crate::deb::UnattendedOrigin { origin: dist.product.product_name.clone(), suite: "stable".into() }
 }
 
 fn default_kiosk_user() -> String {

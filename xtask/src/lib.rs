@@ -12,6 +12,7 @@
 //! - `commands`: one module per command, named as on the command line.
 
 pub mod afterpack;
+pub mod apt_repo;
 pub mod arch;
 pub mod checkup;
 pub mod commands;

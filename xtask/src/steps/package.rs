@@ -99,6 +99,7 @@ pub fn electron_app(config: &Config, arch: Arch, app: &Path, epoch: u64) -> Resu
             args: vec!["--no-sandbox".into()],
             display: ":0".into(),
         }),
+        unattended: cfg.unattended_upgrades.then(|| config::unattended_origin(&config.dist)),
         source_date_epoch: epoch,
     })
 }
