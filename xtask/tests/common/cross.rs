@@ -57,6 +57,19 @@ pub fn cross_build(arch: &str, platform: &str, class: u8, machine: u16) {
     let root = tmp.path().join("repo");
     copy_repo(&root);
     let electron = super::stand_in_electron(tmp.path(), arch);
+    // arm64 also tests the upgrade through the APT repository (below), of a package that
+    // installs the unattended-upgrades origin pattern and the kiosk unit.
+    let upgrade = arch == "arm64";
+    if upgrade {
+        let yaml = std::fs::read_to_string(root.join("dist.yaml")).unwrap();
+        let opted = yaml.replacen("unattended_upgrades: false", "unattended_upgrades: true", 1).replacen(
+            "kiosk_service: false",
+            "kiosk_service: true",
+            1,
+        );
+        assert_eq!(opted.matches(": true").count(), yaml.matches(": true").count() + 2, "dist.yaml: no switches");
+        std::fs::write(root.join("dist.yaml"), opted).unwrap();
+    }
     let real = detected_docker(&root, arch);
     let (wrapper, log) = logging_docker(tmp.path(), &real);
     let env = [("DOCKER", wrapper.to_str().unwrap()), ("KT_ELECTRON_DIST", electron.to_str().unwrap())];
@@ -101,6 +114,10 @@ pub fn cross_build(arch: &str, platform: &str, class: u8, machine: u16) {
         }
     }
 
+    // The first package, the previous version of the upgrade test below.
+    let first = tmp.path().join("first.deb");
+    std::fs::copy(&deb, &first).unwrap();
+
     // A real edit of one service: the step runs again, BuildKit rebuilds that stage alone,
     // so the other two binaries come back byte for byte.
     let before: Vec<String> = SERVICES.iter().map(|s| sha256(&dist_dir.join(s))).collect();
@@ -116,6 +133,9 @@ pub fn cross_build(arch: &str, platform: &str, class: u8, machine: u16) {
     }
     assert_eq!(outcome(&outcomes(&edited), "electron-builder"), "up_to_date");
     eprintln!("{arch}: one-service edit {:.1} s", super::seconds(&edited, "cross-build"));
+    if upgrade {
+        upgrade_from_first(&root, arch, &first, &version, tmp.path());
+    }
 
     // Nothing changed: every step is up to date and the engine builds nothing.
     std::fs::write(&log, "").unwrap();
@@ -134,6 +154,55 @@ pub fn cross_build(arch: &str, platform: &str, class: u8, machine: u16) {
     let again = rebuilt_in_container(&root, arch, &real, tmp.path(), "print_service");
     eprintln!("{arch}: print_service built again from the same sources {:.1} s", t.elapsed().as_secs_f64());
     assert!(built == again, "{arch}: two builds of the same sources differ ({} vs {} bytes)", built.len(), again.len());
+}
+
+/// `smoke-test --upgrade-from`: the first package, repacked as `<version>~prev1` (older in
+/// dpkg's order), upgraded through a signed repository to the edited build's package.
+fn upgrade_from_first(root: &Path, arch: &str, first: &Path, version: &str, scratch: &Path) {
+    let unpacked = scratch.join("first-unpacked");
+    let dpkg_deb = |args: &[&std::ffi::OsStr]| {
+        let out = Command::new("dpkg-deb").args(args).output().unwrap();
+        assert!(out.status.success(), "dpkg-deb {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    dpkg_deb(&["-R".as_ref(), first.as_os_str(), unpacked.as_os_str()]);
+    let control = unpacked.join("DEBIAN/control");
+    let text = std::fs::read_to_string(&control).unwrap();
+    let older = text.replacen(&format!("\nVersion: {version}\n"), &format!("\nVersion: {version}~prev1\n"), 1);
+    assert_ne!(text, older, "no Version: {version} in the first package's control");
+    std::fs::write(&control, older).unwrap();
+    let previous = scratch.join("previous.deb");
+    dpkg_deb(&[
+        "--root-owner-group".as_ref(),
+        "-Zxz".as_ref(),
+        "--build".as_ref(),
+        unpacked.as_os_str(),
+        previous.as_os_str(),
+    ]);
+    let t = std::time::Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .arg("--root")
+        .arg(root)
+        .args(["smoke-test", "--arch", arch, "--upgrade-from"])
+        .arg(&previous)
+        .env_remove("KT_GPG_KEY")
+        .output()
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "smoke-test --upgrade-from failed:\n{text}");
+    for line in [
+        "apt-get update refuses the repository under a wrong keyring".to_string(),
+        "apt-get update refuses a tampered Packages".into(),
+        "unattended-upgrade --dry-run: Packages that will be upgraded: kitchntabs".into(),
+        "kept the edited conffiles: /etc/apt/apt.conf.d/52kitchntabs-unattended-upgrades".into(),
+        "the upgrade asked to restart kitchntabs-kiosk.service".into(),
+        format!("upgrade {version}~prev1 -> {version} checked in"),
+    ] {
+        assert!(text.contains(&line), "no `{line}` in:\n{text}");
+    }
+    for s in SERVICES {
+        assert!(text.contains(&format!("python-service/{s}: self-test ok: {s}")), "{text}");
+    }
+    eprintln!("{arch}: upgrade test (smoke-test --upgrade-from) {:.1} s", t.elapsed().as_secs_f64());
 }
 
 /// `service` built for `arch` again from the same sources: the exact build command of the
