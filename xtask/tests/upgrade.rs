@@ -118,6 +118,23 @@ fn fake_package(dir: &Path, version: &str) -> PathBuf {
     out
 }
 
+/// A copy of the repository whose dist.yaml asks for the origin pattern and whose Depends are
+/// what the fake package needs (they decide the rootfs: only what the scripts use).
+fn checkout(dir: &Path) -> PathBuf {
+    let root = dir.join("repo");
+    copy_repo(&root);
+    let yaml = std::fs::read_to_string(root.join("dist.yaml")).unwrap();
+    let start = yaml.find("    depends: [").unwrap();
+    let end = start + yaml[start..].find('\n').unwrap();
+    let yaml = format!("{}    depends: [init-system-helpers]{}", &yaml[..start], &yaml[end..]).replacen(
+        "unattended_upgrades: false",
+        "unattended_upgrades: true",
+        1,
+    );
+    std::fs::write(root.join("dist.yaml"), yaml).unwrap();
+    root
+}
+
 /// apt-ftparchive for the repository writer (the shim uses it), installed when missing.
 fn require_apt_utils() {
     if Command::new("apt-ftparchive").arg("--version").output().is_ok_and(|o| o.status.success()) {
@@ -136,18 +153,7 @@ fn require_apt_utils() {
 fn an_arm64_package_upgrades_through_its_signed_repository() {
     require_apt_utils();
     let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path().join("repo");
-    copy_repo(&root);
-    // The package's own Depends decide the rootfs: this one needs only what the scripts use.
-    let yaml = std::fs::read_to_string(root.join("dist.yaml")).unwrap();
-    let start = yaml.find("    depends: [").unwrap();
-    let end = start + yaml[start..].find('\n').unwrap();
-    let yaml = format!("{}    depends: [init-system-helpers]{}", &yaml[..start], &yaml[end..]).replacen(
-        "unattended_upgrades: false",
-        "unattended_upgrades: true",
-        1,
-    );
-    std::fs::write(root.join("dist.yaml"), yaml).unwrap();
+    let root = checkout(tmp.path());
     let prev = fake_package(tmp.path(), "1.2.3~prev1");
     let new = fake_package(tmp.path(), "1.2.3");
 
@@ -179,4 +185,121 @@ fn an_arm64_package_upgrades_through_its_signed_repository() {
         assert!(log.contains(line), "no `{line}` in:\n{log}");
     }
     eprintln!("upgrade test (fake arm64 package, rootfs cached or not): {:.1} s", t.elapsed().as_secs_f64());
+}
+
+/// A static file server on 127.0.0.1, stopped when dropped.
+struct Served {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Served {
+    fn start(dir: &Path) -> Served {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new("python3")
+            .args(["-m", "http.server", "--bind", "127.0.0.1", &port.to_string()])
+            .current_dir(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python3 serves the test repository");
+        for _ in 0..50 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Served { child, port };
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("python3 -m http.server did not answer on 127.0.0.1:{port}");
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn ok(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `--upgrade-from URL --keyring FILE`: a repository made with Debian's own tools
+/// (apt-ftparchive, gpg), served over HTTP on 127.0.0.1.
+#[test]
+#[ignore = "needs root, QEMU and debootstrap: cargo test -p xtask --test upgrade -- --ignored"]
+fn a_repository_served_on_localhost_upgrades_with_its_keyring() {
+    require_apt_utils();
+    let tmp = tempfile::tempdir().unwrap();
+    let root = checkout(tmp.path());
+    let prev = fake_package(tmp.path(), "1.2.3~prev1");
+    let new = fake_package(tmp.path(), "1.2.3");
+    let www = tmp.path().join("www");
+    let repo = www.join("apt");
+    let pool = repo.join("pool/main/k/kitchntabs");
+    std::fs::create_dir_all(&pool).unwrap();
+    for d in [&prev, &new] {
+        std::fs::copy(d, pool.join(d.file_name().unwrap())).unwrap();
+    }
+    let index = repo.join("dists/stable/main/binary-arm64");
+    std::fs::create_dir_all(&index).unwrap();
+    let packages = ok(Command::new("apt-ftparchive").args(["packages", "pool"]).current_dir(&repo));
+    std::fs::write(index.join("Packages"), packages).unwrap();
+    let dists = repo.join("dists/stable");
+    let release = ok(Command::new("apt-ftparchive")
+        .args([
+            "-o=APT::FTPArchive::Release::Origin=KitchnTabs",
+            "-o=APT::FTPArchive::Release::Suite=stable",
+            "-o=APT::FTPArchive::Release::Codename=stable",
+            "-o=APT::FTPArchive::Release::Architectures=arm64",
+            "-o=APT::FTPArchive::Release::Components=main",
+            "release",
+            ".",
+        ])
+        .current_dir(&dists));
+    std::fs::write(dists.join("Release"), release).unwrap();
+    let gnupg = tmp.path().join("gnupg");
+    let gpg = |args: &[&str]| {
+        ok(Command::new("gpg").env("GNUPGHOME", &gnupg).arg("--batch").args(args).current_dir(&dists));
+    };
+    gpg(&[
+        "--passphrase",
+        "",
+        "--quick-gen-key",
+        "test repository <repo@kitchntabs.invalid>",
+        "ed25519",
+        "sign",
+        "never",
+    ]);
+    gpg(&["--clearsign", "--output", "InRelease", "Release"]);
+    let keyring = tmp.path().join("keyring.gpg");
+    gpg(&["--output", keyring.to_str().unwrap(), "--export"]);
+    let served = Served::start(&www);
+
+    let t = std::time::Instant::now();
+    let url = format!("http://127.0.0.1:{}/apt", served.port);
+    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .arg("--root")
+        .arg(&root)
+        .args(["smoke-test", "--arch", "arm64", "--deb"])
+        .arg(&new)
+        .args(["--upgrade-from", &url, "--keyring"])
+        .arg(&keyring)
+        .output()
+        .unwrap();
+    let log = text(&out);
+    assert!(out.status.success(), "the upgrade test failed:\n{log}");
+    eprintln!("{log}");
+    for line in [
+        format!("repository: URIs: {url}"),
+        "apt-get update refuses the repository under a wrong keyring".into(),
+        "apt-get update verified the repository: kitchntabs 1.2.3".into(),
+        "unattended-upgrade --dry-run: Packages that will be upgraded: kitchntabs".into(),
+        "upgrade 1.2.3~prev1 -> 1.2.3 checked in".into(),
+    ] {
+        assert!(log.contains(&line), "no `{line}` in:\n{log}");
+    }
+    eprintln!("upgrade test from http://127.0.0.1 (fake arm64 package): {:.1} s", t.elapsed().as_secs_f64());
 }

@@ -125,6 +125,16 @@ impl Root {
         Ok(out.stdout.trim().to_string())
     }
 
+    /// Run in the rootfs: stdout and stderr on success (for tools that log to stderr).
+    fn run_all(&self, args: &[&str]) -> Result<String> {
+        let cmd = self.cmd(args);
+        let out = crate::process::exec(&cmd)?;
+        if !out.success {
+            bail!("`{}` failed:\n{}{}", cmd.shell_line(), out.stdout, out.stderr);
+        }
+        Ok(format!("{}{}", out.stdout, out.stderr))
+    }
+
     /// Run in the rootfs where failure is the expected answer: Ok(output) when it failed.
     fn refused(&self, args: &[&str], why: &str) -> Result<String> {
         let cmd = self.cmd(args);
@@ -335,7 +345,7 @@ pub fn upgrade(u: &Upgrade) -> Result<()> {
     // 4. unattended-upgrades sees the new version.
     if ships_pattern {
         let out = root
-            .run(&["unattended-upgrade", "--dry-run", "--debug"])
+            .run_all(&["unattended-upgrade", "--dry-run", "--debug"])
             .context("unattended-upgrade --dry-run --debug failed")?;
         let pattern = format!("origin={},suite={}", u.origin.origin, u.origin.suite);
         let planned = out.lines().find(|l| l.contains("Packages that will be upgraded:"));
