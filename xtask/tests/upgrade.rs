@@ -261,6 +261,8 @@ fn a_repository_served_on_localhost_upgrades_with_its_keyring() {
         .current_dir(&dists));
     std::fs::write(dists.join("Release"), release).unwrap();
     let gnupg = tmp.path().join("gnupg");
+    std::fs::create_dir(&gnupg).unwrap();
+    std::fs::set_permissions(&gnupg, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
     let gpg = |args: &[&str]| {
         ok(Command::new("gpg").env("GNUPGHOME", &gnupg).arg("--batch").args(args).current_dir(&dists));
     };
@@ -276,6 +278,7 @@ fn a_repository_served_on_localhost_upgrades_with_its_keyring() {
     gpg(&["--clearsign", "--output", "InRelease", "Release"]);
     let keyring = tmp.path().join("keyring.gpg");
     gpg(&["--output", keyring.to_str().unwrap(), "--export"]);
+    let _ = Command::new("gpgconf").env("GNUPGHOME", &gnupg).args(["--kill", "gpg-agent"]).status();
     let served = Served::start(&www);
 
     let t = std::time::Instant::now();

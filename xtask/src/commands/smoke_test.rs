@@ -61,6 +61,21 @@ pub fn run(config: &Config, args: &SmokeTestArgs, what: &str) -> Result<()> {
     Ok(())
 }
 
+/// What the rootfs holds: the package's Depends, and what the upgrade test needs there (the
+/// rootfs has no network: apt can only install what is already in it): the maintainer
+/// scripts' deb-systemd-helper and unattended-upgrades.
+fn rootfs_packages(depends: &[String]) -> Vec<String> {
+    let mut packages = package_names(depends);
+    // dbus-x11: debootstrap does not resolve virtual alternatives, and GTK's dconf-service
+    // needs `default-dbus-session-bus | dbus-session-bus`, which apt would satisfy with dbus.
+    for p in ["dbus-x11", "init-system-helpers", "unattended-upgrades"] {
+        if !packages.iter().any(|q| q == p) {
+            packages.push(p.into());
+        }
+    }
+    packages
+}
+
 /// The package names of a Depends list: `libc6 (>= 2.36)` → `libc6`; alternatives take the first.
 fn package_names(depends: &[String]) -> Vec<String> {
     depends
@@ -85,10 +100,14 @@ pub fn plan(config: &Config, args: &SmokeTestArgs, tools: &Host) -> Result<Plan>
     if Arch::host() != Some(arch) {
         preflight.actions.push(Action::RegisterBinfmt { arches: vec![arch] });
     }
-    let mut packages = package_names(&config.dist.packaging.deb.depends);
-    // debootstrap does not resolve virtual alternatives: GTK's dconf-service needs
-    // `default-dbus-session-bus | dbus-session-bus`, which apt would satisfy with dbus.
-    packages.push("dbus-x11".into());
+    // One rootfs for both tests, cached under a name of its package list (two checkouts with
+    // other Depends do not rebuild each other's): debootstrapping a second one under QEMU
+    // costs minutes, the upgrade test's extras only seconds of unpacking.
+    let packages = rootfs_packages(&config.dist.packaging.deb.depends);
+    let digest = crate::fingerprint::hex(&<sha2::Sha256 as sha2::Digest>::digest(packages.join(",").as_bytes()));
+    let name = format!("{}-{debian}-runtime-{}", args.suite.name(), &digest[..8]);
+    let (rootfs, tar) =
+        crate::steps::base_image::rootfs_step(&config.root, arch, args.suite, &tools.cache, &name, &packages)?;
     let scratch = config.root.join("target/xtask/smoke").join(arch.name());
     let package = config.dist.product.name.clone();
     let services: Vec<String> = config.dist.services.keys().cloned().collect();
@@ -96,9 +115,6 @@ pub fn plan(config: &Config, args: &SmokeTestArgs, tools: &Host) -> Result<Plan>
         if args.keyring.is_some() {
             bail!("--keyring is the keyring of an --upgrade-from repository URL; pass --upgrade-from too");
         }
-        let name = format!("{}-{debian}-runtime", args.suite.name());
-        let (rootfs, tar) =
-            crate::steps::base_image::rootfs_step(&config.root, arch, args.suite, &tools.cache, &name, &packages)?;
         let mut smoke =
             Step::new("smoke-test", format!("install and use {} in it", deb.display()), StepKind::Preflight);
         smoke.always = true;
@@ -109,25 +125,12 @@ pub fn plan(config: &Config, args: &SmokeTestArgs, tools: &Host) -> Result<Plan>
         return Ok(Plan { header, root: config.root.clone(), steps: vec![preflight, rootfs, smoke] });
     };
 
-    // The upgrade rootfs also has what the maintainer scripts and the repository's users
-    // need: the rootfs has no network, so apt can only install what is already there.
-    for p in ["init-system-helpers", "unattended-upgrades"] {
-        if !packages.iter().any(|q| q == p) {
-            packages.push(p.into());
-        }
-    }
     preflight.actions.push(Action::Prerequisites {
         needs: vec![
             crate::prereq::Prereq::runs("gpg", &["--version"], &["gnupg"]),
             crate::prereq::Prereq::runs("dpkg-deb", &["--version"], &["dpkg"]),
         ],
     });
-    // Its own cache entry, named for its package list: the plain smoke test's stays small,
-    // and two checkouts with other Depends do not rebuild each other's.
-    let digest = crate::fingerprint::hex(&<sha2::Sha256 as sha2::Digest>::digest(packages.join(",").as_bytes()));
-    let name = format!("{}-{debian}-upgrade-{}", args.suite.name(), &digest[..8]);
-    let (rootfs, tar) =
-        crate::steps::base_image::rootfs_step(&config.root, arch, args.suite, &tools.cache, &name, &packages)?;
     let mut step = Step::new(
         "upgrade-test",
         format!("upgrade {package} from {from} to {} through apt", deb.display()),
@@ -198,5 +201,7 @@ mod tests {
         let names =
             super::package_names(&["libc6 (>= 2.36)".into(), "libgtk-3-0".into(), "libasound2 | libasound2t64".into()]);
         assert_eq!(names, ["libc6", "libgtk-3-0", "libasound2"]);
+        let rootfs = super::rootfs_packages(&["init-system-helpers (>= 1.54~)".into(), "libnss3".into()]);
+        assert_eq!(rootfs, ["init-system-helpers", "libnss3", "dbus-x11", "unattended-upgrades"]);
     }
 }
