@@ -138,7 +138,6 @@ pub fn plan(config: &Config, args: &SmokeTestArgs, tools: &Host) -> Result<Plan>
     );
     step.always = true;
     step.actions.push(Action::Clean { path: scratch.clone() });
-    let mut agent_home = None;
     let source = if from.contains("://") || from.starts_with("file:") {
         let keyring = args.keyring.clone().with_context(|| {
             format!("--upgrade-from {from} is a repository: pass --keyring FILE, its binary keyring (gpg --export)")
@@ -165,7 +164,6 @@ pub fn plan(config: &Config, args: &SmokeTestArgs, tools: &Host) -> Result<Plan>
                             .env("GNUPGHOME", gnupg.to_string_lossy())
                             .args(["--batch", "--passphrase", "", "--quick-gen-key", &uid, "ed25519", "sign", "never"]),
                     ));
-                    agent_home = Some(gnupg.clone());
                     crate::smoke::SigningKey { key: uid, gnupg_home: Some(gnupg) }
                 }
             };
@@ -181,14 +179,6 @@ pub fn plan(config: &Config, args: &SmokeTestArgs, tools: &Host) -> Result<Plan>
         origin: crate::config::unattended_origin(&config.dist),
         unattended: config.dist.packaging.deb.unattended_upgrades,
     })));
-    if let Some(home) = &agent_home {
-        // The gpg-agent that signing started for the throwaway key ends with it.
-        step.actions.push(Action::Run(
-            crate::process::Command::new("gpgconf", &config.root)
-                .env("GNUPGHOME", home.to_string_lossy())
-                .args(["--kill", "gpg-agent"]),
-        ));
-    }
     step.actions.push(Action::Clean { path: scratch });
     let header = Header { arch: Some(arch), ..Header::new("smoke-test", config) };
     Ok(Plan { header, root: config.root.clone(), steps: vec![preflight, rootfs, step] })

@@ -82,9 +82,16 @@ impl Upgrade {
                 self.origin.origin,
                 self.origin.suite,
                 key.key,
-                key.gnupg_home.as_ref().map(|h| format!(" in GNUPGHOME={}", h.display())).unwrap_or_default()
+                key.gnupg_home
+                    .as_ref()
+                    .map(|h| format!(" in GNUPGHOME={}, its gpg-agent stopped after", h.display()))
+                    .unwrap_or_default()
             ),
-            Source::Repo { url, keyring } => format!("use {url} (keyring {})", keyring.display()),
+            Source::Repo { url, keyring } => format!(
+                "use {url}{} (keyring {})",
+                if url.starts_with("file:") { ", copied into the rootfs at its path" } else { "" },
+                keyring.display()
+            ),
         };
         let tamper = if matches!(self.source, Source::Deb { .. }) { "a tampered Packages and " } else { "" };
         format!(
@@ -194,6 +201,7 @@ pub fn upgrade(u: &Upgrade) -> Result<()> {
     // 1. The repository and its keyring.
     let keyring_in = format!("/usr/share/keyrings/{name}-archive-keyring.gpg");
     let sources_in = format!("/etc/apt/sources.list.d/{name}.sources");
+    let mut copied = Vec::new();
     let (keyring, sources, previous, published) = match &u.source {
         Source::Deb { previous, key } => {
             let prev_version = deb_field(previous, "Version")?;
@@ -218,14 +226,30 @@ pub fn upgrade(u: &Upgrade) -> Result<()> {
                 url: Some(format!("file:/{REPO_IN_ROOTFS}")),
                 name: name.to_string(),
             };
-            let published = with_gnupg_home(key.gnupg_home.as_deref(), || crate::apt_repo::publish(&p))
-                .context("cannot publish the throwaway repository")?;
+            let published = with_gnupg_home(key.gnupg_home.as_deref(), || crate::apt_repo::publish(&p));
+            if let Some(home) = &key.gnupg_home {
+                // Signing started a gpg-agent for the throwaway key: it ends with the signing.
+                let kill = Command::new("gpgconf", Path::new("/")).env("GNUPGHOME", home.to_string_lossy());
+                let _ = kill.args(["--kill", "gpg-agent"]).capture();
+            }
+            let published = published.context("cannot publish the throwaway repository")?;
             let keyring = published.keyring.clone().context("the repository was published unsigned")?;
             let sources = std::fs::read_to_string(&published.sources)
                 .with_context(|| format!("cannot read {}", published.sources.display()))?;
             (std::fs::read(&keyring)?, sources, prev_version, true)
         }
         Source::Repo { url, keyring } => {
+            if let Some(dir) = url.strip_prefix("file:") {
+                // The rootfs sees only itself: the folder is copied in at the same path.
+                let dir = Path::new(dir.trim_start_matches("//"));
+                if !dir.join("dists").is_dir() {
+                    bail!("--upgrade-from {url}: {} has no dists/ folder; is it an APT repository?", dir.display());
+                }
+                let inside = root.path(&dir.to_string_lossy());
+                copied.push(inside.clone());
+                let (parent, name) = (dir.parent().unwrap_or(Path::new("/")), dir.file_name().unwrap_or_default());
+                crate::fsx::copy_tree(parent, inside.parent().unwrap_or(&root.dir), &[&name.to_string_lossy()])?;
+            }
             let ring = std::fs::read(keyring).with_context(|| {
                 format!("cannot read --keyring {}: the repository's binary keyring", keyring.display())
             })?;
@@ -427,6 +451,9 @@ pub fn upgrade(u: &Upgrade) -> Result<()> {
         std::fs::remove_file(root.path(p))?;
     }
     crate::fsx::remove_all(&root.dir.join(REPO_IN_ROOTFS))?;
+    for dir in copied {
+        crate::fsx::remove_all(&dir)?;
+    }
     for (from, to) in moved {
         std::fs::rename(&from, &to)?;
     }
