@@ -203,9 +203,11 @@ impl Served {
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("python3 serves the test repository");
+        // Owned from here on: a server that never answers is still stopped (Drop).
+        let served = Served { child, port };
         for _ in 0..50 {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Served { child, port };
+                return served;
             }
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
