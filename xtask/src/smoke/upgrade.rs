@@ -192,6 +192,18 @@ pub fn upgrade(u: &Upgrade) -> Result<()> {
     let new_version = deb_field(&u.deb, "Version")?;
     let arch = deb_field(&u.deb, "Architecture")?;
 
+    if let Source::Deb { previous, .. } = &u.source {
+        // Before minutes of unpacking: the two packages must make an upgrade.
+        let (prev_version, prev_arch) = (deb_field(previous, "Version")?, deb_field(previous, "Architecture")?);
+        if prev_arch != arch {
+            bail!(
+                "{} is for {prev_arch}, {} for {arch}: the upgrade needs one arch",
+                previous.display(),
+                u.deb.display()
+            );
+        }
+        newer(&new_version, &prev_version, previous, &u.deb)?;
+    }
     let root = Root { dir: u.scratch.join("rootfs") };
     std::fs::create_dir_all(&root.dir).with_context(|| format!("cannot create {}", root.dir.display()))?;
     host(Command::new("tar", Path::new("/")).args(["--numeric-owner", "-xf"]).arg(&u.rootfs).arg("-C").arg(&root.dir))?;
@@ -205,15 +217,6 @@ pub fn upgrade(u: &Upgrade) -> Result<()> {
     let (keyring, sources, previous, published) = match &u.source {
         Source::Deb { previous, key } => {
             let prev_version = deb_field(previous, "Version")?;
-            let prev_arch = deb_field(previous, "Architecture")?;
-            if prev_arch != arch {
-                bail!(
-                    "{} is for {prev_arch}, {} for {arch}: the upgrade needs one arch",
-                    previous.display(),
-                    u.deb.display()
-                );
-            }
-            newer(&new_version, &prev_version, previous, &u.deb)?;
             let p = crate::apt_repo::Publish {
                 debs: vec![previous.clone(), u.deb.clone()],
                 into: root.dir.join(REPO_IN_ROOTFS),
@@ -569,4 +572,44 @@ fn with_gnupg_home<T>(home: Option<&Path>, f: impl FnOnce() -> Result<T>) -> Res
         None => unsafe { std::env::remove_var("GNUPGHOME") },
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read as _;
+
+    #[test]
+    fn tamper_changes_every_copy_of_the_index_and_gives_back_the_originals() {
+        let d = tempfile::tempdir().unwrap();
+        let text = b"Package: kitchntabs\nVersion: 1.0\n".to_vec();
+        let mut xz = Vec::new();
+        {
+            use std::io::Write as _;
+            let mut enc = liblzma::write::XzEncoder::new(&mut xz, 6);
+            enc.write_all(&text).unwrap();
+            enc.finish().unwrap();
+        }
+        std::fs::create_dir_all(d.path().join("by-hash/SHA256")).unwrap();
+        std::fs::write(d.path().join("Packages"), &text).unwrap();
+        std::fs::write(d.path().join("Packages.xz"), &xz).unwrap();
+        std::fs::write(d.path().join("by-hash/SHA256/0123"), &text).unwrap();
+        std::fs::write(d.path().join("by-hash/SHA256/4567"), &xz).unwrap();
+        let saved = super::tamper(d.path()).unwrap();
+        assert_eq!(saved.len(), 4);
+        for (path, original) in &saved {
+            let now = std::fs::read(path).unwrap();
+            assert_ne!(&now, original, "{}", path.display());
+            let plain = if now.starts_with(b"\xfd7zXZ\0") {
+                let mut t = Vec::new();
+                liblzma::read::XzDecoder::new(&now[..]).read_to_end(&mut t).unwrap();
+                t
+            } else {
+                now
+            };
+            // The same size, another package name: only the signed hashes can tell.
+            assert_eq!(plain.len(), text.len());
+            assert!(plain.starts_with(b"Package: jitchntabs\n"), "{}", String::from_utf8_lossy(&plain));
+        }
+        assert!(super::tamper(&d.path().join("by-hash/none")).is_err());
+    }
 }
