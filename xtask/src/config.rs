@@ -286,12 +286,6 @@ pub struct DebPackaging {
     pub unattended_upgrades: bool,
 }
 
-/// The repository unattended-upgrades takes new versions from, as its Release file names it:
-/// `Origin:` (the product name) and `Suite:` (`stable`, apt-repo's default).
-pub fn unattended_origin(dist: &DistConfig) -> crate::deb::UnattendedOrigin {
-    crate::deb::UnattendedOrigin { origin: dist.product.product_name.clone(), suite: "stable".into() }
-}
-
 fn default_kiosk_user() -> String {
     "pi".into()
 }

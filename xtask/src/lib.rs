@@ -6,7 +6,7 @@
 //!   `package_json`, `prereq`;
 //! - inputs: `config` (dist.yaml), `host` (what this machine has), `layout` (every path);
 //! - readers, writers and executors: `verify`, `deb`, `engine`, `checkup`, `engine_checks`,
-//!   `electron_source`, `afterpack`, `smoke`, `release_record`;
+//!   `electron_source`, `afterpack`, `smoke`, `release_record`, `apt_repo`;
 //! - `plan`: typed steps, freshness, the runner that dispatches to the executors;
 //! - `steps`: the steps each plan is built from;
 //! - `commands`: one module per command, named as on the command line.

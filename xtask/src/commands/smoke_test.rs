@@ -176,7 +176,7 @@ pub fn plan(config: &Config, args: &SmokeTestArgs, tools: &Host) -> Result<Plan>
         package,
         services,
         source,
-        origin: crate::config::unattended_origin(&config.dist),
+        origin: crate::steps::package::unattended_origin(config),
         unattended: config.dist.packaging.deb.unattended_upgrades,
     })));
     step.actions.push(Action::Clean { path: scratch });

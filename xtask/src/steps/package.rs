@@ -99,9 +99,15 @@ pub fn electron_app(config: &Config, arch: Arch, app: &Path, epoch: u64) -> Resu
             args: vec!["--no-sandbox".into()],
             display: ":0".into(),
         }),
-        unattended: cfg.unattended_upgrades.then(|| config::unattended_origin(&config.dist)),
+        unattended: cfg.unattended_upgrades.then(|| unattended_origin(config)),
         source_date_epoch: epoch,
     })
+}
+
+/// The repository unattended-upgrades takes new versions from, as its Release file names it:
+/// `Origin:` (the product name) and `Suite:` (`stable`, apt-repo's default).
+pub fn unattended_origin(config: &Config) -> deb::UnattendedOrigin {
+    deb::UnattendedOrigin { origin: config.dist.product.product_name.clone(), suite: "stable".into() }
 }
 
 /// The [`deb::AppPackage`] of `arch`'s unpacked `app`, to be written at `out`.
