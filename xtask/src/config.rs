@@ -319,6 +319,12 @@ pub struct DebPackaging {
     pub license: String,
     /// The license text shipped in the copyright file.
     pub license_file: PathBuf,
+    /// Boards that update themselves: install an unattended-upgrades origin pattern for the
+    /// project's APT repository (`/etc/apt/apt.conf.d/52<name>-unattended-upgrades`) and
+    /// recommend unattended-upgrades. Left out of the step values when off: packages of
+    /// configs without it keep their fingerprint.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unattended_upgrades: bool,
 }
 
 fn default_kiosk_user() -> String {

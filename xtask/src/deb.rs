@@ -35,7 +35,10 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 
-pub use electron::{AppPackage, CopyrightInfo, ElectronApp, KioskService, write_app_package};
+pub use electron::{
+    AppPackage, CopyrightInfo, ElectronApp, KioskService, UnattendedOrigin, unattended_conf, unattended_path,
+    write_app_package,
+};
 pub use spec::{BlockCacheConfig, Compression, DebArch, DebSpec, DpkgVersion};
 pub use xzblocks::BlockStats;
 

@@ -127,6 +127,9 @@ pub enum Action {
         package: String,
         services: Vec<String>,
     },
+    /// smoke-test --upgrade-from: the previous version installed with apt from a signed
+    /// repository in the rootfs, upgraded to `deb`, checked, purged (see `smoke::upgrade`).
+    SmokeUpgrade(Box<crate::smoke::Upgrade>),
     /// Write `dist-manifest.<arch>.json` for `artifact`, then merge `dir`'s manifests into
     /// SHA256SUMS and dist-manifest.json.
     RecordRelease(Box<crate::release_record::Record>),
@@ -214,6 +217,7 @@ impl Action {
                 deb.display(),
                 services.join(" / ")
             ),
+            Action::SmokeUpgrade(u) => u.describe(),
             Action::RecordRelease(r) => {
                 let crate::release_record::Record { dir, arch, artifact, electron_dist, .. } = &**r;
                 format!(
@@ -928,6 +932,7 @@ fn run_action(action: &Action, title: &str, opts: &RunOptions) -> Result<()> {
         Action::SmokeTest { rootfs, deb, scratch, package, services } => {
             crate::smoke::check(rootfs, deb, scratch, package, services)
         }
+        Action::SmokeUpgrade(u) => crate::smoke::upgrade(u),
         Action::RequireElectron { zip, version } => {
             match crate::electron_source::download(version, zip, &crate::electron_source::process_env)? {
                 crate::electron_source::Download::Available(_) => Ok(()),

@@ -11,6 +11,9 @@ use anyhow::{Context, Result, bail};
 
 use crate::process::Command;
 
+mod upgrade;
+pub use upgrade::{SigningKey, Source, Upgrade, upgrade};
+
 /// `/proc` mounted in the rootfs for the duration (PyInstaller's bootloader finds itself
 /// through /proc/self/exe), unmounted however the check ends.
 struct ProcMount(PathBuf);
@@ -88,11 +91,16 @@ pub fn check(rootfs_tar: &Path, deb: &Path, scratch: &Path, package: &str, servi
     chroot(&["dpkg", "-r", package]).context("dpkg -r failed")?;
     chroot(&["dpkg", "--purge", package]).context("dpkg --purge failed")?;
     std::fs::remove_file(root.join("tmp/package.deb")).ok();
-    let after = listing(&root)?;
-    let left: Vec<&String> = after.difference(&before).collect();
+    left_nothing_behind(&before, &listing(&root)?, &files, "dpkg -r")?;
+    Ok(())
+}
+
+/// `after` is `before` again, but for the directories dpkg removes by its own rule.
+fn left_nothing_behind(before: &BTreeSet<String>, after: &BTreeSet<String>, files: &str, how: &str) -> Result<()> {
+    let left: Vec<&String> = after.difference(before).collect();
     if !left.is_empty() {
         bail!(
-            "dpkg -r left {} path(s) behind: {}",
+            "{how} left {} path(s) behind: {}",
             left.len(),
             left.iter().take(10).map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
         );
@@ -104,9 +112,9 @@ pub fn check(rootfs_tar: &Path, deb: &Path, scratch: &Path, package: &str, servi
         let listed = files.lines().map(|f| f.trim_start_matches('/'));
         listed.clone().any(|f| f == p) && listed.into_iter().any(|f| f.starts_with(&inside))
     };
-    let (dpkg_rule, gone): (Vec<&String>, Vec<&String>) = before.difference(&after).partition(|p| listed_dir(p));
+    let (dpkg_rule, gone): (Vec<&String>, Vec<&String>) = before.difference(after).partition(|p| listed_dir(p));
     for p in dpkg_rule {
-        eprintln!("    note: dpkg -r removed the empty directory /{p}, which the package lists");
+        eprintln!("    note: {how} removed the empty directory /{p}, which the package lists");
     }
     if !gone.is_empty() {
         bail!(

@@ -44,9 +44,9 @@ pub enum TestSuite {
     E2e,
 }
 
-/// The end-to-end test binaries (`xtask/tests/<name>.rs`): one per arch, and `deploy` to
-/// emulated boards.
-const E2E_TESTS: [&str; 3] = ["cross_armv7l", "cross_arm64", "boards"];
+/// The end-to-end test binaries (`xtask/tests/<name>.rs`): one per arch, `deploy` to emulated
+/// boards, and the upgrade through a signed repository in an arm64 rootfs.
+const E2E_TESTS: [&str; 4] = ["cross_armv7l", "cross_arm64", "boards", "upgrade"];
 
 /// tts_service's tests speak through a real espeak-ng.
 fn python_needs() -> Vec<Prereq> {
@@ -166,7 +166,10 @@ pub fn run(config: &Config, args: &TestArgs) -> Result<()> {
                 Some(arch) => {
                     (arch, format!("end-to-end {arch}: cross-build, .deb, smoke-test (Docker BuildKit under QEMU)"))
                 }
-                None => (t, format!("end-to-end {t}: deploy to emulated arm64 boards over ssh (QEMU)")),
+                None if t == "boards" => {
+                    (t, format!("end-to-end {t}: deploy to emulated arm64 boards over ssh (QEMU)"))
+                }
+                None => (t, format!("end-to-end {t}: smoke-test --upgrade-from in an arm64 rootfs (QEMU)")),
             };
             let mut s = Step::new(format!("e2e-{id}"), title, StepKind::Preflight);
             s.always = true;

@@ -8,6 +8,7 @@
 //! /usr/share/doc/<package>/copyright                  DEP-5
 //! /usr/share/doc/<package>/changelog(.Debian).gz
 //! /lib/systemd/system/<name>-kiosk.service            optional
+//! /etc/apt/apt.conf.d/52<name>-unattended-upgrades    optional (a conffile, as all of /etc)
 //! postinst/prerm/postrm: /usr/bin/<name> alternative, chrome-sandbox mode, caches
 //! ```
 
@@ -59,6 +60,14 @@ pub struct KioskService {
     pub display: String,
 }
 
+/// The repository a board that updates itself takes new versions from, as unattended-upgrades
+/// matches it: the `Origin:` and `Suite:` of the repository's Release file.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct UnattendedOrigin {
+    pub origin: String,
+    pub suite: String,
+}
+
 /// Inputs of [`electron_app_spec`]. Names follow electron-builder's: `product_name` is the
 /// folder under /opt and the window class, `executable` the binary and the /usr/bin link,
 /// `package` the Debian package name.
@@ -92,6 +101,9 @@ pub struct ElectronApp {
     /// build on a bullseye device where it cannot start.
     pub glibc_floor: Option<String>,
     pub kiosk: Option<KioskService>,
+    /// Install an unattended-upgrades origin pattern for this repository (and recommend
+    /// unattended-upgrades): the board installs new versions by itself.
+    pub unattended: Option<UnattendedOrigin>,
     pub source_date_epoch: u64,
 }
 
@@ -210,8 +222,42 @@ pub fn electron_app_spec(app: &ElectronApp) -> Result<DebSpec> {
         // deb-systemd-helper (enable/mask/purge) comes from init-system-helpers.
         spec.control.depends.push("init-system-helpers (>= 1.54~)".into());
     }
+    if let Some(u) = &app.unattended {
+        spec.entries.push(Entry::bytes(unattended_path(exe), unattended_conf(u)?, 0o644));
+        if !spec.control.recommends.iter().any(|r| r == "unattended-upgrades") {
+            spec.control.recommends.push("unattended-upgrades".into());
+        }
+    }
     spec.scripts = scripts(exe, &opt, &app_path, unit.as_deref());
     Ok(spec)
+}
+
+/// Where the origin pattern goes: after Debian's `50unattended-upgrades`, so it adds to the
+/// list that file starts (apt.conf lists accumulate across fragments).
+pub fn unattended_path(exe: &str) -> String {
+    format!("/etc/apt/apt.conf.d/52{exe}-unattended-upgrades")
+}
+
+/// The apt.conf fragment that lets unattended-upgrades install from this repository. Its
+/// pattern syntax (README.md of unattended-upgrades): `key=value` pairs joined by commas, a
+/// comma inside a value written `\,`, values matched as globs.
+pub fn unattended_conf(u: &UnattendedOrigin) -> Result<String> {
+    let value = |what: &str, v: &str| -> Result<String> {
+        if v.is_empty() || v.contains(['"', '\\', '\n', '*', '?', '[', ']', '{', '}', ';']) {
+            bail!(
+                "the unattended-upgrades {what} {v:?} must be non-empty and free of quotes, backslashes, \
+                 glob characters, braces and semicolons (apt.conf and the pattern syntax give them meaning)"
+            );
+        }
+        Ok(v.replace(',', "\\,"))
+    };
+    Ok(format!(
+        "// Installed by the package: new versions from its APT repository are installed\n\
+         // unattended. Matched against the repository's Release file (Origin, Suite).\n\
+         Unattended-Upgrade::Origins-Pattern {{\n    \"origin={},suite={}\";\n}};\n",
+        value("origin", &u.origin)?,
+        value("suite", &u.suite)?
+    ))
 }
 
 /// Quote for a POSIX shell: single quotes, embedded quotes closed and escaped.
@@ -362,8 +408,9 @@ fi
 
     if let Some(unit) = unit {
         let unit_q = sh(unit);
-        // What dh_installsystemd generates, minus starting the unit: a kiosk takes over
-        // the display, so it starts at the next boot. deb-systemd-helper also works in a
+        // What dh_installsystemd generates, minus starting the unit on first install: a
+        // kiosk takes over the display, so it starts at the next boot. On upgrade a running
+        // kiosk is restarted (try-restart), as dh_installsystemd restarts on upgrade. deb-systemd-helper also works in a
         // chroot (image builds), where systemctl has no running systemd to talk to.
         postinst.push_str(&format!(
             r#"
@@ -377,6 +424,11 @@ if [ "$1" = configure ] || [ "$1" = abort-upgrade ] || [ "$1" = abort-deconfigur
     fi
     if [ -d /run/systemd/system ]; then
         systemctl --system daemon-reload >/dev/null || true
+        # An upgrade ($2: the version it replaces) restarts a running kiosk, so the new
+        # version is the one on screen; a kiosk the admin stopped stays stopped.
+        if [ -n "$2" ]; then
+            deb-systemd-invoke try-restart {unit_q} >/dev/null || true
+        fi
     fi
 fi
 "#

@@ -166,6 +166,7 @@ fn app(unpacked: &Path, arch: DebArch, kiosk: bool) -> ElectronApp {
             args: vec!["--no-sandbox".into()],
             display: ":0".into(),
         }),
+        unattended: None,
         source_date_epoch: EPOCH,
     }
 }
@@ -486,6 +487,10 @@ fn maintainer_scripts_parse_and_do_the_electron_steps() {
         if kiosk {
             assert!(postinst.contains("if [ -d /run/systemd/system ]; then\n        systemctl --system daemon-reload"));
             assert!(postinst.contains("deb-systemd-helper enable 'kitchntabs-kiosk.service'"));
+            // Restarted on upgrade only (a running one): first install leaves it to the boot.
+            assert!(postinst.contains(
+                "if [ -n \"$2\" ]; then\n            deb-systemd-invoke try-restart 'kitchntabs-kiosk.service'"
+            ));
         }
     }
 }
@@ -505,6 +510,46 @@ fn kiosk_unit_is_installed_when_asked() {
     );
     let depends = run("dpkg-deb", "dpkg", &[&"--field", &deb, &"Depends"]);
     assert!(depends.contains("init-system-helpers (>= 1.54~)"), "{depends}");
+}
+
+#[test]
+fn unattended_upgrades_origin_pattern_is_a_conffile() {
+    let fx = Fixture::new();
+    let mut app = app(&fx.unpacked(), DebArch::Amd64, false);
+    app.unattended = Some(UnattendedOrigin { origin: "KitchnTabs".into(), suite: "stable".into() });
+    let (deb, _) = fx.build(&electron_app_spec(&app).unwrap(), "uu.deb");
+    let x = fx.dir.path().join("uu");
+    run("dpkg-deb", "dpkg", &[&"-x", &deb, &x]);
+    let conf = fs::read_to_string(x.join("etc/apt/apt.conf.d/52kitchntabs-unattended-upgrades")).unwrap();
+    assert_eq!(
+        conf,
+        "// Installed by the package: new versions from its APT repository are installed\n\
+         // unattended. Matched against the repository's Release file (Origin, Suite).\n\
+         Unattended-Upgrade::Origins-Pattern {\n    \"origin=KitchnTabs,suite=stable\";\n};\n"
+    );
+    // apt itself parses it into the list unattended-upgrades reads.
+    let parsed = run(
+        "apt-config",
+        "apt",
+        &[&"-c", &x.join("etc/apt/apt.conf.d/52kitchntabs-unattended-upgrades"), &"dump", &"Unattended-Upgrade"],
+    );
+    assert!(parsed.contains("Unattended-Upgrade::Origins-Pattern:: \"origin=KitchnTabs,suite=stable\";"), "{parsed}");
+    let ctl = fx.dir.path().join("uu-ctl");
+    run("dpkg-deb", "dpkg", &[&"-e", &deb, &ctl]);
+    assert_eq!(
+        fs::read_to_string(ctl.join("conffiles")).unwrap(),
+        "/etc/apt/apt.conf.d/52kitchntabs-unattended-upgrades\n"
+    );
+    let recommends = run("dpkg-deb", "dpkg", &[&"--field", &deb, &"Recommends"]);
+    assert_eq!(recommends.trim(), "libappindicator3-1, unattended-upgrades");
+    assert_lintian_clean(&deb);
+
+    // A comma is escaped; what apt.conf or the glob syntax would read otherwise is refused.
+    let comma = unattended_conf(&UnattendedOrigin { origin: "Kitchn, Inc.".into(), suite: "stable".into() }).unwrap();
+    assert!(comma.contains("\"origin=Kitchn\\, Inc.,suite=stable\";"), "{comma}");
+    for bad in ["Kitchn\"Tabs", "Kitchn*", "a;b", ""] {
+        assert!(unattended_conf(&UnattendedOrigin { origin: bad.into(), suite: "stable".into() }).is_err(), "{bad}");
+    }
 }
 
 #[test]

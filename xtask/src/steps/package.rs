@@ -99,8 +99,20 @@ pub fn electron_app(config: &Config, arch: Arch, app: &Path, epoch: u64) -> Resu
             args: vec!["--no-sandbox".into()],
             display: ":0".into(),
         }),
+        unattended: cfg.unattended_upgrades.then(|| unattended_origin(config)),
         source_date_epoch: epoch,
     })
+}
+
+/// The repository unattended-upgrades takes new versions from, as its Release file names it:
+/// `Origin:` and `Suite:`, as `cargo xtask apt-repo` writes them from dist.yaml's `apt_repo`
+/// (defaults: the product name and `stable`).
+pub fn unattended_origin(config: &Config) -> deb::UnattendedOrigin {
+    let repo = &config.dist.apt_repo;
+    deb::UnattendedOrigin {
+        origin: repo.origin.clone().unwrap_or_else(|| config.dist.product.product_name.clone()),
+        suite: repo.suite.clone().unwrap_or_else(|| "stable".into()),
+    }
 }
 
 /// The [`deb::AppPackage`] of `arch`'s unpacked `app`, to be written at `out`.
