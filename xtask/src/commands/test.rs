@@ -96,6 +96,10 @@ fn e2e_needs() -> Vec<Prereq> {
         Prereq::node(),
         // `deploy` reaches the emulated boards with the system's ssh and scp.
         Prereq::runs("ssh", &["-V"], &["openssh-client"]),
+        // The upgrade test signs its repository (and builds one with apt-ftparchive to serve).
+        Prereq::runs("apt-ftparchive", &["--version"], &["apt-utils"]),
+        Prereq::runs("gpg", &["--version"], &["gpg"]),
+        Prereq::runs("gpg-agent", &["--version"], &["gpg-agent"]),
     ]
 }
 
