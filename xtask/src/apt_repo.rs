@@ -60,6 +60,8 @@ pub struct Publish {
     pub url: Option<String>,
     /// product.name: names the keyring and the .sources file.
     pub name: String,
+    /// gpg's GNUPGHOME for signing and the export (None: the caller's own).
+    pub gnupg_home: Option<PathBuf>,
 }
 
 impl Publish {
@@ -89,6 +91,7 @@ impl Publish {
             valid_for_days: c.valid_for_days,
             url: c.url.clone(),
             name: product.name.clone(),
+            gnupg_home: None,
         })
     }
 }
@@ -708,14 +711,18 @@ pub fn plan(p: &Publish) -> Result<Plan> {
     let mut export = None;
     let keyring = p.key.as_ref().map(|_| into.join(format!("{}-archive-keyring.gpg", p.name)));
     if let Some(key) = &p.key {
+        let home = |cmd: Command| match &p.gnupg_home {
+            Some(h) => cmd.env("GNUPGHOME", h.to_string_lossy()),
+            None => cmd,
+        };
         let gpg = |args: &[&str]| {
-            Command::new("gpg", &new_dir)
+            home(Command::new("gpg", &new_dir))
                 .args(["--batch", "--yes", "--local-user", key, "--digest-algo", "SHA512"])
                 .args(args)
         };
         sign.push(gpg(&["--clearsign", "--output", "InRelease", "Release"]));
         sign.push(gpg(&["--armor", "--detach-sign", "--output", "Release.gpg", "Release"]));
-        export = Some(Command::new("gpg", &into).args(["--batch", "--export", key]));
+        export = Some(home(Command::new("gpg", &into)).args(["--batch", "--export", key]));
     }
     let url = match &p.url {
         Some(u) => u.clone(),

@@ -94,6 +94,7 @@ fn request(debs: Vec<PathBuf>, into: &Path) -> Publish {
         valid_for_days: None,
         url: None,
         name: "kttest".into(),
+        gnupg_home: None,
     }
 }
 

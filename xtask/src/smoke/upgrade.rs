@@ -228,8 +228,9 @@ pub fn upgrade(u: &Upgrade) -> Result<()> {
                 valid_for_days: None,
                 url: Some(format!("file:/{REPO_IN_ROOTFS}")),
                 name: name.to_string(),
+                gnupg_home: key.gnupg_home.clone(),
             };
-            let published = with_gnupg_home(key.gnupg_home.as_deref(), || crate::apt_repo::publish(&p));
+            let published = crate::apt_repo::publish(&p);
             if let Some(home) = &key.gnupg_home {
                 // Signing started a gpg-agent for the throwaway key: it ends with the signing.
                 let kill = Command::new("gpgconf", Path::new("/")).env("GNUPGHOME", home.to_string_lossy());
@@ -561,23 +562,6 @@ fn tamper(dir: &Path) -> Result<Vec<(PathBuf, Vec<u8>)>> {
         bail!("no Packages index under {} to tamper with", dir.display());
     }
     Ok(saved)
-}
-
-/// Run `f` with GNUPGHOME set to `home` (the throwaway key's), then restore it.
-fn with_gnupg_home<T>(home: Option<&Path>, f: impl FnOnce() -> Result<T>) -> Result<T> {
-    let Some(home) = home else { return f() };
-    let old = std::env::var_os("GNUPGHOME");
-    // SAFETY: the smoke-test plan runs its steps one at a time on the main thread; the only
-    // other thread of a run, the runner's once-a-minute ticker, reads no environment.
-    unsafe { std::env::set_var("GNUPGHOME", home) };
-    let result = f();
-    match old {
-        // SAFETY: as above.
-        Some(v) => unsafe { std::env::set_var("GNUPGHOME", v) },
-        // SAFETY: as above.
-        None => unsafe { std::env::remove_var("GNUPGHOME") },
-    }
-    result
 }
 
 #[cfg(test)]
