@@ -513,28 +513,7 @@ fn release_time() -> Result<u64> {
 
 /// RFC 2822 in UTC, as apt writes it: `Wed, 02 Dec 2026 14:29:47 UTC`.
 pub fn rfc2822(secs: u64) -> String {
-    let days = (secs / 86400) as i64;
-    let rem = secs % 86400;
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    const WD: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MON: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-    format!(
-        "{}, {day:02} {} {year} {:02}:{:02}:{:02} UTC",
-        WD[days.rem_euclid(7) as usize],
-        MON[(month - 1) as usize],
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
+    crate::deb::electron::rfc2822_in(secs, "UTC")
 }
 
 fn xz(bytes: &[u8]) -> Result<Vec<u8>> {

@@ -479,6 +479,12 @@ fn check_png(size: u32, png: &[u8]) -> Result<()> {
 
 /// "Tue, 14 Nov 2023 22:13:20 +0000" (RFC 2822, as debian/changelog wants it).
 pub(super) fn rfc2822(epoch: u64) -> String {
+    rfc2822_in(epoch, "+0000")
+}
+
+/// An RFC 2822 date of `epoch` in UTC, the zone written as `zone`: debian/changelog writes
+/// `+0000`, apt's Release files `UTC`.
+pub fn rfc2822_in(epoch: u64, zone: &str) -> String {
     const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
     const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
     let days = epoch / 86_400;
@@ -494,7 +500,7 @@ pub(super) fn rfc2822(epoch: u64) -> String {
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
     format!(
-        "{}, {:02} {} {} {:02}:{:02}:{:02} +0000",
+        "{}, {:02} {} {} {:02}:{:02}:{:02} {zone}",
         DAYS[(days % 7) as usize],
         day,
         MONTHS[(month - 1) as usize],

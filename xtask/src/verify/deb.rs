@@ -53,14 +53,7 @@ pub fn verify_deb_reader<R: Read>(reader: R, path: &Path, target: &Target) -> Re
 fn read_deb<R: Read>(reader: R, path: &Path, target: &Target, report: &mut Report) -> Result<(), InputError> {
     let mut ar = ArReader::new(reader, path)?;
 
-    let member = ar
-        .next_member()?
-        .ok_or_else(|| ar.error(InputErrorKind::MissingMember, "no members: debian-binary expected first").at(8))?;
-    if member.name != "debian-binary" {
-        return Err(ar
-            .error(InputErrorKind::MissingMember, format!("first member is {:?}, expected debian-binary", member.name))
-            .at(member.header_offset));
-    }
+    let member = ar.debian_binary()?;
     let mut version = Vec::new();
     ar.member_reader(&member)
         .take(64)
@@ -104,14 +97,7 @@ fn read_deb<R: Read>(reader: R, path: &Path, target: &Target, report: &mut Repor
 /// package is an error here rather than a broken download later. Nothing is extracted.
 pub fn read_control_text<R: Read>(reader: R, path: &Path) -> Result<String, InputError> {
     let mut ar = ArReader::new(reader, path)?;
-    let member = ar
-        .next_member()?
-        .ok_or_else(|| ar.error(InputErrorKind::MissingMember, "no members: debian-binary expected first").at(8))?;
-    if member.name != "debian-binary" {
-        return Err(ar
-            .error(InputErrorKind::MissingMember, format!("first member is {:?}, expected debian-binary", member.name))
-            .at(member.header_offset));
-    }
+    let member = ar.debian_binary()?;
     ar.finish_member(&member)?;
     let control = ar.next_required("control.tar")?;
     let mut text: Option<String> = None;
@@ -170,6 +156,22 @@ impl<'p, R: Read> ArReader<'p, R> {
             return Err(ar.error(InputErrorKind::ArHeader, "not an ar archive: missing \"!<arch>\\n\"").at(0));
         }
         Ok(ar)
+    }
+
+    /// The first member, which must be `debian-binary`.
+    fn debian_binary(&mut self) -> Result<ArMember, InputError> {
+        let member = self.next_member()?.ok_or_else(|| {
+            self.error(InputErrorKind::MissingMember, "no members: debian-binary expected first").at(8)
+        })?;
+        if member.name != "debian-binary" {
+            return Err(self
+                .error(
+                    InputErrorKind::MissingMember,
+                    format!("first member is {:?}, expected debian-binary", member.name),
+                )
+                .at(member.header_offset));
+        }
+        Ok(member)
     }
 
     fn error(&self, kind: InputErrorKind, detail: impl Into<String>) -> InputError {
