@@ -324,13 +324,6 @@ struct Hashed {
     size: u64,
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
-}
-
 impl Hashes {
     fn new() -> Hashes {
         Hashes { md5: md5::Md5::new(), sha256: sha2::Sha256::new(), size: 0 }
@@ -341,7 +334,11 @@ impl Hashes {
         self.size += b.len() as u64;
     }
     fn finish(self) -> Hashed {
-        Hashed { md5: hex(&self.md5.finalize()), sha256: hex(&self.sha256.finalize()), size: self.size }
+        Hashed {
+            md5: crate::fingerprint::hex(&self.md5.finalize()),
+            sha256: crate::fingerprint::hex(&self.sha256.finalize()),
+            size: self.size,
+        }
     }
     fn of(bytes: &[u8]) -> Hashed {
         let mut h = Hashes::new();

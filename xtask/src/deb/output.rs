@@ -73,7 +73,7 @@ impl<W: Write> HashingWriter<W> {
     /// (inner writer, byte count, sha256 hex)
     pub fn finish(self) -> (W, u64, String) {
         let digest = self.sha256.finalize();
-        (self.inner, self.bytes, super::tarball::hex(&digest))
+        (self.inner, self.bytes, crate::fingerprint::hex(&digest))
     }
 }
 

@@ -149,7 +149,7 @@ impl<W: EntrySink> TarWriter<W> {
         self.pad(size)?;
         let md5 = md5.finalize();
         self.end(&item.tar_path, &md5)?;
-        Ok(hex(&md5))
+        Ok(crate::fingerprint::hex(&md5))
     }
 
     fn header(&mut self, path: &str, kind: tar::EntryType, mode: u32, size: u64, link: Option<&str>) -> Result<()> {
@@ -214,14 +214,4 @@ fn copy_truncated(field: &mut [u8], value: &str) {
     let n = value.len().min(field.len());
     field[..n].copy_from_slice(&value.as_bytes()[..n]);
     field[n..].fill(0);
-}
-
-pub(super) fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(DIGITS[(b >> 4) as usize] as char);
-        s.push(DIGITS[(b & 15) as usize] as char);
-    }
-    s
 }

@@ -134,7 +134,7 @@ fn cache_key(tag: &str, data: &[u8]) -> String {
     h.update(tag.as_bytes());
     h.update([0]);
     h.update(data);
-    super::tarball::hex(&h.finalize())
+    crate::fingerprint::hex(&h.finalize())
 }
 
 struct Job {
