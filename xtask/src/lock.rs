@@ -31,7 +31,21 @@ impl TreeLock {
 
     pub fn acquire(path: &Path, what: &str) -> Result<TreeLock> {
         let mut file = open(path)?;
-        match file.try_lock() {
+        // A flock belongs to the open file description, which a child forked by another
+        // thread of this process shares until it execs (O_CLOEXEC closes it only then): a
+        // lock released just now can still look held for that moment. A real holder holds it
+        // for seconds, so a refusal waits out that window first.
+        let mut tries = 0;
+        let outcome = loop {
+            match file.try_lock() {
+                Err(std::fs::TryLockError::WouldBlock) if tries < 50 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => break other,
+            }
+        };
+        match outcome {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
                 let holder = std::fs::read_to_string(path).unwrap_or_default();
