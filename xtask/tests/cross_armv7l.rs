@@ -8,5 +8,5 @@ mod common;
 #[test]
 #[ignore = "end-to-end: `cargo xtask test --only e2e` sets up Docker and QEMU, then runs it"]
 fn armv7l_services_cross_build_run_on_their_platform_and_rebuild_alone() {
-    common::cross::cross_build("armv7l", "linux/arm/v7", 1, 40);
+    common::cross::cross_build("armv7l", "linux/arm/v7", 1, 40, common::cross::Upgrade::Test);
 }

@@ -17,8 +17,9 @@
 //!    nothing, so the log shows what the scripts asked for without a systemd to do it.
 //!    No `--force-conf*`: an edited conffile the new version did not change is kept by
 //!    dpkg's default, and a conffile prompt (stdin is /dev/null) fails the upgrade.
-//! 6. The new version is installed, the edits are kept, /usr/bin/<name> and its alternative
-//!    resolve into the package, every service self-tests, the kiosk unit was try-restarted.
+//! 6. The new version is installed, the edits are kept, `dpkg --verify` finds every other
+//!    file as the new package has it, /usr/bin/<name> and its alternative resolve into the
+//!    package, every service self-tests, the kiosk unit was try-restarted.
 //! 7. `apt-get purge`; what the test added is removed; the tree is as before, but for apt's
 //!    lists and state (var/lib/apt) and what `listing` skips.
 
@@ -406,6 +407,27 @@ pub fn upgrade(u: &Upgrade) -> Result<()> {
     if !edited.is_empty() {
         eprintln!("    kept the edited conffiles: {}", conffiles.join(", "));
     }
+    // Every file of the new version is on disk as the new package has it: dpkg's own check
+    // against the md5sums it recorded at unpack. It checks only files with a recorded sum, so
+    // an empty record would pass; the count of sums says what was checked.
+    let sums = std::fs::read_to_string(root.path(&format!("/var/lib/dpkg/info/{name}.md5sums"))).unwrap_or_default();
+    let checked = sums.lines().filter(|l| !l.trim().is_empty()).count();
+    if checked == 0 {
+        bail!("dpkg recorded no md5sums for {name} {new_version}: dpkg --verify would check nothing");
+    }
+    let verify = root.cmd(&["dpkg", "--verify", name]);
+    let out = crate::process::exec(&verify)?;
+    let kept: Vec<&str> = edited.iter().map(|(c, _)| c.as_str()).collect();
+    let differ = unexpected_differences(&out.stdout, &kept);
+    if !differ.is_empty() || (!out.success && kept.is_empty()) || !out.stderr.trim().is_empty() {
+        bail!(
+            "after the upgrade, `dpkg --verify {name}` finds files that differ from {name} {new_version}: {}\n{}{}",
+            differ.join(", "),
+            out.stdout,
+            out.stderr
+        );
+    }
+    eprintln!("    dpkg --verify: the {checked} files of {name} {new_version} match its md5sums");
     let files = root.run(&["dpkg-query", "-L", name])?;
     let link = root.run(&["readlink", "-f", &format!("/usr/bin/{name}")])?;
     if !files.lines().any(|f| f == link) {
@@ -526,6 +548,16 @@ fn enabled(root: &Root, unit: &str) -> Result<()> {
     Ok(())
 }
 
+/// The paths `dpkg --verify` reports, but for `kept`, the conffiles the admin edited and the
+/// upgrade kept. A line is `%s %c %s`: nine check characters, an attribute (`c` for a
+/// conffile, else a space), the path (which may hold spaces); a line of another shape is
+/// reported whole.
+fn unexpected_differences<'a>(report: &'a str, kept: &[&str]) -> Vec<&'a str> {
+    let path =
+        |l: &'a str| if l.len() > 12 && l.as_bytes()[9] == b' ' && l.as_bytes()[11] == b' ' { &l[12..] } else { l };
+    report.lines().filter(|l| !l.trim().is_empty()).map(path).filter(|p| !kept.contains(p)).collect()
+}
+
 /// Change one byte of every copy of the Packages index in `dir` that apt could fetch (plain,
 /// .xz, by-hash), keeping Release as it is. Returns the original bytes to put back.
 fn tamper(dir: &Path) -> Result<Vec<(PathBuf, Vec<u8>)>> {
@@ -567,6 +599,21 @@ fn tamper(dir: &Path) -> Result<Vec<(PathBuf, Vec<u8>)>> {
 #[cfg(test)]
 mod tests {
     use std::io::Read as _;
+
+    #[test]
+    fn verify_reports_every_changed_file_but_the_kept_conffiles() {
+        let report = "??5??????   /opt/KitchnTabs/resources/python-service/print_service\n\
+                      ??5?????? c /etc/apt/apt.conf.d/52kitchntabs-unattended-upgrades\n";
+        let kept = ["/etc/apt/apt.conf.d/52kitchntabs-unattended-upgrades"];
+        assert_eq!(
+            super::unexpected_differences(report, &kept),
+            ["/opt/KitchnTabs/resources/python-service/print_service"]
+        );
+        assert_eq!(super::unexpected_differences(report, &[]).len(), 2);
+        assert!(super::unexpected_differences("", &kept).is_empty());
+        assert_eq!(super::unexpected_differences("??5??????   /opt/A B/x\n", &[]), ["/opt/A B/x"]);
+        assert_eq!(super::unexpected_differences("dpkg: odd\n", &[]), ["dpkg: odd"]);
+    }
 
     #[test]
     fn tamper_changes_every_copy_of_the_index_and_gives_back_the_originals() {

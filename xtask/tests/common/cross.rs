@@ -4,7 +4,9 @@
 //! the arch), the .deb and release/<version>/; the .deb is installed into a Debian rootfs of
 //! the arch and used there (`cargo xtask smoke-test`). A real one-service edit rebuilds that
 //! service alone, a no-op second run builds nothing; a second engine endpoint (another dockerd
-//! on its own socket) serves one arch.
+//! on its own socket) serves one arch. On armv7l, a kiosk board on the first build upgrades to
+//! the edited one through the signed repository (`smoke-test --upgrade-from`); arm64's upgrade
+//! runs in `upgrade.rs` on a small package, which keeps the two binaries' times close.
 //!
 //! The two arches are two test binaries so `cargo xtask test` runs them at the same time: each
 //! spends most of its time in one emulated process (debootstrap, pip, PyInstaller).
@@ -52,10 +54,28 @@ fn docker_run(docker: &str, host: Option<&str>, platform: &str, image: &str, dis
     text
 }
 
-pub fn cross_build(arch: &str, platform: &str, class: u8, machine: u16) {
+/// Whether `cross_build` also upgrades a board from the first .deb to the edited one.
+#[derive(Clone, Copy, PartialEq)]
+pub enum Upgrade {
+    Test,
+    Skip,
+}
+
+pub fn cross_build(arch: &str, platform: &str, class: u8, machine: u16, upgrade: Upgrade) {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("repo");
     copy_repo(&root);
+    if upgrade == Upgrade::Test {
+        // The packages a self-updating kiosk board gets: the unit and the origin pattern.
+        let yaml = std::fs::read_to_string(root.join("dist.yaml")).unwrap();
+        let kiosk = yaml.replacen("kiosk_service: false", "kiosk_service: true", 1).replacen(
+            "unattended_upgrades: false",
+            "unattended_upgrades: true",
+            1,
+        );
+        assert_eq!(kiosk.matches(": true").count(), yaml.matches(": true").count() + 2, "dist.yaml changed its keys");
+        std::fs::write(root.join("dist.yaml"), kiosk).unwrap();
+    }
     let electron = super::stand_in_electron(tmp.path(), arch);
     let real = detected_docker(&root, arch);
     let (wrapper, log) = logging_docker(tmp.path(), &real);
@@ -101,6 +121,10 @@ pub fn cross_build(arch: &str, platform: &str, class: u8, machine: u16) {
         }
     }
 
+    // The first .deb, as the version a board has before this one: the same package under
+    // `<version>~prev1`, repacked by dpkg-deb itself.
+    let previous = (upgrade == Upgrade::Test).then(|| previous_version(&deb, tmp.path(), &version));
+
     // A real edit of one service: the step runs again, BuildKit rebuilds that stage alone,
     // so the other two binaries come back byte for byte.
     let before: Vec<String> = SERVICES.iter().map(|s| sha256(&dist_dir.join(s))).collect();
@@ -128,12 +152,67 @@ pub fn cross_build(arch: &str, platform: &str, class: u8, machine: u16) {
     let work = |l: &str| l.starts_with("build ") || l.starts_with("buildx build") || l.starts_with("run ");
     assert!(!calls.lines().any(work), "the engine was asked to work:\n{calls}");
 
+    if let Some(previous) = previous {
+        // A board on the first build upgrades to the edited one through the signed repository:
+        // the real binaries of the arch, the real maintainer scripts, the kiosk unit.
+        let t = std::time::Instant::now();
+        let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .arg("--root")
+            .arg(&root)
+            .args(["smoke-test", "--arch", arch, "--deb"])
+            .arg(&deb)
+            .arg("--upgrade-from")
+            .arg(&previous)
+            .env_remove("KT_GPG_KEY")
+            .output()
+            .unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "the upgrade test failed:\n{text}");
+        let mut expected = vec![
+            "apt-get update refuses the repository under a wrong keyring".to_string(),
+            "apt-get update refuses a tampered Packages".into(),
+            format!("apt-get update verified the repository: kitchntabs {version}"),
+            "unattended-upgrade --dry-run: Packages that will be upgraded: kitchntabs".into(),
+            "kept the edited conffiles: /etc/apt/apt.conf.d/52kitchntabs-unattended-upgrades".into(),
+            "match its md5sums".into(),
+            "the upgrade asked to restart kitchntabs-kiosk.service".into(),
+            format!("upgrade {version}~prev1 -> {version} checked in"),
+        ];
+        expected.extend(SERVICES.iter().map(|s| format!("python-service/{s}: self-test ok: {s}")));
+        for line in expected {
+            assert!(text.contains(&line), "no `{line}` in:\n{text}");
+        }
+        eprintln!(
+            "{arch}: upgrade of the cross-built package through its repository {:.1} s",
+            t.elapsed().as_secs_f64()
+        );
+    }
+
     // Builds are reproducible: PyInstaller run again on the same sources gives the same bytes.
     let built = std::fs::read(dist_dir.join("print_service")).unwrap();
     let t = std::time::Instant::now();
     let again = rebuilt_in_container(&root, arch, &real, tmp.path(), "print_service");
     eprintln!("{arch}: print_service built again from the same sources {:.1} s", t.elapsed().as_secs_f64());
     assert!(built == again, "{arch}: two builds of the same sources differ ({} vs {} bytes)", built.len(), again.len());
+}
+
+/// `deb` as version `<version>~prev1`: unpacked and built again by dpkg-deb, with the
+/// control file's Version changed and nothing else.
+fn previous_version(deb: &Path, scratch: &Path, version: &str) -> PathBuf {
+    let tree = scratch.join("previous-tree");
+    let run = |cmd: &mut Command| {
+        let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+        assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    run(Command::new("dpkg-deb").arg("-R").arg(deb).arg(&tree));
+    let control = tree.join("DEBIAN/control");
+    let text = std::fs::read_to_string(&control).unwrap();
+    let field = format!("\nVersion: {version}\n");
+    assert!(text.contains(&field), "no `{}` in {}", field.trim(), control.display());
+    std::fs::write(&control, text.replacen(&field, &format!("\nVersion: {version}~prev1\n"), 1)).unwrap();
+    let out = scratch.join(format!("kitchntabs_{version}~prev1.deb"));
+    run(Command::new("dpkg-deb").args(["--root-owner-group", "-Zxz", "--build"]).arg(&tree).arg(&out));
+    out
 }
 
 /// `service` built for `arch` again from the same sources: the exact build command of the
