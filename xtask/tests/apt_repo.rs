@@ -537,3 +537,81 @@ fn the_command_names_a_bad_deb_in_its_json_error_and_exits_2() {
     assert!(err.contains(&bad_s) && err.contains("control.tar"), "{err}");
     assert!(!repo.exists());
 }
+
+/// CI's publish job: `release --merge DIR` over two arches' .debs and manifests, with
+/// apt_repo.into in dist.yaml and KT_GPG_KEY set, merges, signs SHA256SUMS and publishes the
+/// signed repository; `--dry-run` shows those steps and writes nothing.
+#[test]
+fn release_merge_signs_and_publishes_the_repository() {
+    tools();
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("checkout");
+    common::copy_repo(&root);
+    let repo = t.path().join("public-apt");
+    let yaml = std::fs::read_to_string(root.join("dist.yaml")).unwrap();
+    let yaml = yaml.replacen("\napt_repo: {}\n", &format!("\napt_repo:\n  into: {}\n", repo.display()), 1);
+    std::fs::write(root.join("dist.yaml"), yaml).unwrap();
+    let version = common::version(&root);
+
+    // What two dist jobs leave: each arch's .deb and its manifest.
+    let dir = t.path().join("downloaded");
+    std::fs::create_dir(&dir).unwrap();
+    for (arch, debarch) in [("x64", "amd64"), ("armv7l", "armhf")] {
+        let deb = make_deb(t.path(), "kitchntabs", &version, debarch);
+        let name = deb.file_name().unwrap().to_string_lossy().into_owned();
+        std::fs::copy(&deb, dir.join(&name)).unwrap();
+        let bytes = std::fs::read(&deb).unwrap();
+        let manifest = serde_json::json!({
+            "version": version,
+            "arch": arch,
+            "git_commit": "0123456789abcdef0123456789abcdef01234567",
+            "source_date_epoch": 1_796_221_787u64,
+            "artifacts": [{"file": name, "arch": arch, "size": bytes.len(), "sha256": common::sha256(&deb)}],
+            "services": [],
+            "tools": {},
+        });
+        std::fs::write(dir.join(format!("dist-manifest.{arch}.json")), manifest.to_string()).unwrap();
+    }
+    let gpg = Gpg::new("releases@example.com");
+    let merge = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .arg("--root")
+            .arg(&root)
+            .args(["release", "--tag", &format!("v{version}"), "--merge"])
+            .arg(&dir)
+            .args(extra)
+            .env("GNUPGHOME", gpg.home.path())
+            .env("KT_GPG_KEY", "releases@example.com")
+            .output()
+            .unwrap()
+    };
+
+    let out = merge(&["--dry-run"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let plan = text(&out);
+    for step in ["] merge ", "] sign SHA256SUMS", "--detach-sign", &format!("] apt-repo: publish {}", dir.display())] {
+        assert!(plan.contains(step), "no `{step}` in:\n{plan}");
+    }
+    assert!(!dir.join("SHA256SUMS").exists() && !repo.exists(), "--dry-run wrote something");
+
+    let out = merge(&[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let keyring = t.path().join("key.gpg");
+    gpg.export(&keyring);
+    run(Command::new("gpgv")
+        .arg("--keyring")
+        .arg(&keyring)
+        .arg(dir.join("SHA256SUMS.asc"))
+        .arg(dir.join("SHA256SUMS")));
+    let suite = repo.join("dists/stable");
+    run(Command::new("gpgv").arg("--keyring").arg(&keyring).arg(suite.join("InRelease")));
+    for debarch in ["amd64", "armhf"] {
+        let packages = read(&suite.join(format!("main/binary-{debarch}/Packages")));
+        assert_eq!(packages.matches("Package: ").count(), 1, "{packages}");
+        for line in
+            ["Package: kitchntabs".to_string(), format!("Version: {version}"), format!("Architecture: {debarch}")]
+        {
+            assert!(packages.lines().any(|l| l == line), "no `{line}` in:\n{packages}");
+        }
+    }
+}

@@ -1,8 +1,9 @@
 //! `cargo xtask release --tag vX.Y.Z`: refuse what would make a wrong release (a dirty tree, a
 //! tag that is not HEAD, a tag that is not the package version), then plan `dist --env prod`
 //! for each arch, merge the per-arch manifests into one SHA256SUMS and one dist-manifest.json,
-//! and sign SHA256SUMS when a key is configured. `--merge DIR` does only the gathering, for
-//! CI's publish job, which downloads every arch's `release/<version>/` into DIR.
+//! sign SHA256SUMS when a key is configured, and publish the signed APT repository when
+//! dist.yaml's apt_repo.into is set. `--merge DIR` does only what follows the builds, for CI's
+//! publish job, which downloads every arch's `release/<version>/` into DIR.
 //!
 //! darwin-arm64 builds only on macOS: on another host it is skipped with a note when it comes
 //! from dist.yaml (CI's macos-14 job builds it, and `--merge` takes its manifest), and refused
@@ -38,7 +39,8 @@ pub struct ReleaseArgs {
     /// Release only these arches (repeatable). Default: every target in dist.yaml.
     #[arg(long = "arch")]
     pub arches: Vec<Arch>,
-    /// Only merge (and sign) the per-arch manifests already in DIR: CI's publish job.
+    /// Only gather the per-arch manifests already in DIR (merge, sign, publish the APT
+    /// repository when dist.yaml's apt_repo.into is set): CI's publish job.
     #[arg(long, value_name = "DIR")]
     pub merge: Option<PathBuf>,
 }
@@ -245,16 +247,36 @@ pub fn plan(
             Command::new("cargo", &config.root).args(["xtask", "dist", "--arch", arch.name(), "--env", "prod"]);
         steps.push(ReleaseStep::Dist { arch, command });
     }
-    steps.push(ReleaseStep::Merge { dir: dir.clone() });
+    steps.extend(gather_steps(config, &dir, key)?);
+    Ok(ReleasePlan { tag: tag.to_string(), version: config.version.clone(), dir, signed: key.is_some(), steps })
+}
+
+/// `release --merge DIR`, CI's publish job: the per-arch manifests another job left in DIR,
+/// gathered, signed and published as a full release gathers its own.
+pub fn merge_plan(config: &Config, tag: &str, dir: &Path, key: Option<&SigningKey>) -> Result<ReleasePlan> {
+    let steps = gather_steps(config, dir, key)?;
+    Ok(ReleasePlan {
+        tag: tag.to_string(),
+        version: config.version.clone(),
+        dir: dir.to_path_buf(),
+        signed: key.is_some(),
+        steps,
+    })
+}
+
+/// What follows the builds: merge, sign when a key is set, and publish into dist.yaml's
+/// apt_repo.into when it is set. A repository is published only signed: unsigned,
+/// `cargo xtask apt-repo --unsigned` says so.
+fn gather_steps(config: &Config, dir: &Path, key: Option<&SigningKey>) -> Result<Vec<ReleaseStep>> {
+    let mut steps = vec![ReleaseStep::Merge { dir: dir.to_path_buf() }];
     if let Some(k) = key {
-        steps.push(sign_step(&dir, k));
+        steps.push(sign_step(dir, k));
     }
-    // A repository is published only signed: unsigned, `cargo xtask apt-repo --unsigned` says so.
     if let (Some(_), Some(k)) = (&config.dist.apt_repo.into, key) {
         let publish = crate::apt_repo::Publish::from_config(config, None, Some(k.0.clone()))?;
-        steps.push(ReleaseStep::AptRepo { dir: dir.clone(), publish });
+        steps.push(ReleaseStep::AptRepo { dir: dir.to_path_buf(), publish });
     }
-    Ok(ReleasePlan { tag: tag.to_string(), version: config.version.clone(), dir, signed: key.is_some(), steps })
+    Ok(steps)
 }
 
 pub fn run(config: &Config, args: &ReleaseArgs) -> Result<()> {
@@ -271,16 +293,20 @@ pub fn run(config: &Config, args: &ReleaseArgs) -> Result<()> {
                 config.version
             );
         }
-        write_merged(&dir, &merged)?;
+        let plan = merge_plan(config, &args.tag, &dir, key.as_ref())?;
+        if args.dry_run {
+            print!("{}", plan.render(&config.root));
+            return Ok(());
+        }
+        for step in &plan.steps {
+            run_step(step)?;
+        }
         eprintln!(
             "merged {} artifacts of {} into {}",
             merged.manifest.artifacts.len(),
             merged.manifest.arches.iter().map(|a| a.name()).collect::<Vec<_>>().join(", "),
             dir.display()
         );
-        if let Some(k) = &key {
-            run_step(&sign_step(&dir, k))?;
-        }
         return Ok(());
     }
     let facts = git_facts(&config.root, &args.tag)?;
