@@ -70,17 +70,38 @@ pub struct Board {
 }
 
 impl Board {
-    /// `user@host`, `user@host:port` or `host`; `port` applies when the entry has none.
+    /// `user@host`, `user@host:port` or `host`; `port` applies when the entry has none. An
+    /// IPv6 address stands bare (`pi@fe80::7`) or, with a port, in brackets (`pi@[::1]:2222`).
     pub fn parse(text: &str, port: Option<u16>) -> Result<Board> {
-        let bad = |why: &str| anyhow::anyhow!("host `{text}`: {why}; expected user@host or user@host:port");
+        let bad = |why: &str| {
+            anyhow::anyhow!("host `{text}`: {why}; expected user@host or user@host:port (IPv6: user@[addr]:port)")
+        };
         let (user, rest) = match text.split_once('@') {
             Some(("", _)) => return Err(bad("empty user before @")),
             Some((u, r)) => (Some(u.to_string()), r),
             None => (None, text),
         };
-        let (host, own_port) = match rest.rsplit_once(':') {
-            Some((h, p)) => (h, Some(p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| bad("bad port"))?)),
-            None => (rest, None),
+        let port_of = |p: &str| p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| bad("bad port"));
+        let (host, own_port) = if let Some(inner) = rest.strip_prefix('[') {
+            let (addr, after) = inner.split_once(']').ok_or_else(|| bad("no `]` after the IPv6 address"))?;
+            if addr.parse::<std::net::Ipv6Addr>().is_err() {
+                return Err(bad("not an IPv6 address in brackets"));
+            }
+            match after {
+                "" => (addr, None),
+                p => (addr, Some(port_of(p.strip_prefix(':').ok_or_else(|| bad("bad port"))?)?)),
+            }
+        } else if rest.matches(':').count() > 1 {
+            // Two colons or more: an IPv6 address, which takes no port unless in brackets.
+            if rest.parse::<std::net::Ipv6Addr>().is_err() {
+                return Err(bad("not an IPv6 address (with a port, write it as [addr]:port)"));
+            }
+            (rest, None)
+        } else {
+            match rest.rsplit_once(':') {
+                Some((h, p)) => (h, Some(port_of(p)?)),
+                None => (rest, None),
+            }
         };
         if host.is_empty() || host.starts_with('-') || host.contains(|c: char| c.is_whitespace() || c == '@') {
             return Err(bad("bad host name"));
@@ -88,21 +109,35 @@ impl Board {
         Ok(Board { user, host: host.to_string(), port: own_port.or(port) })
     }
 
-    /// ssh's destination: `user@host` or `host`.
+    /// ssh's destination: `user@host` or `host` (ssh takes an IPv6 address bare).
     fn destination(&self) -> String {
         match &self.user {
             Some(u) => format!("{u}@{}", self.host),
             None => self.host.clone(),
         }
     }
+
+    /// scp's `[user@]host:path`: an IPv6 address goes in brackets, or its colons would be
+    /// taken for the one before the path.
+    fn scp_target(&self, path: &str) -> String {
+        let host = if self.host.contains(':') { format!("[{}]", self.host) } else { self.host.clone() };
+        match &self.user {
+            Some(u) => format!("{u}@{host}:{path}"),
+            None => format!("{host}:{path}"),
+        }
+    }
 }
 
 impl fmt::Display for Board {
+    /// As it parses back: `user@host:port`, `user@[v6]:port`, `user@v6`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.destination())?;
-        match self.port {
-            Some(p) => write!(f, ":{p}"),
-            None => Ok(()),
+        if let Some(u) = &self.user {
+            write!(f, "{u}@")?;
+        }
+        match (self.port, self.host.contains(':')) {
+            (Some(p), true) => write!(f, "[{}]:{p}", self.host),
+            (Some(p), false) => write!(f, "{}:{p}", self.host),
+            (None, _) => f.write_str(&self.host),
         }
     }
 }
@@ -302,7 +337,7 @@ impl Ssh {
         if let Some(p) = board.port {
             c = c.args(["-P", &p.to_string()]);
         }
-        c.arg(local).arg(format!("{}:{remote}", board.destination()))
+        c.arg(local).arg(board.scp_target(remote))
     }
 }
 
@@ -787,7 +822,33 @@ mod tests {
             Board::parse("kitchen-1", Some(2200)).unwrap(),
             Board { user: None, host: "kitchen-1".into(), port: Some(2200) }
         );
-        for bad in ["pi@", "@kitchen", "pi@k:0", "pi@k:x", "-oProxyCommand=x", "a b"] {
+        // IPv6: bare without a port, in brackets with one; each prints as it parses.
+        for (text, host, port) in [
+            ("pi@fe80::7", "fe80::7", None),
+            ("pi@[::1]:2222", "::1", Some(2222)),
+            ("[2001:db8::2]", "2001:db8::2", None),
+        ] {
+            let b = Board::parse(text, None).unwrap();
+            assert_eq!((b.host.as_str(), b.port), (host, port), "{text}");
+            assert_eq!(Board::parse(&b.to_string(), None).unwrap(), b, "{text} -> {b}");
+        }
+        let b = Board::parse("pi@[::1]:2222", None).unwrap();
+        assert_eq!(b.destination(), "pi@::1");
+        assert_eq!(b.scp_target("/tmp/x.deb"), "pi@[::1]:/tmp/x.deb");
+        assert_eq!(b.to_string(), "pi@[::1]:2222");
+        assert_eq!(Board::parse("fe80::7", Some(22)).unwrap().to_string(), "[fe80::7]:22");
+        for bad in [
+            "pi@",
+            "@kitchen",
+            "pi@k:0",
+            "pi@k:x",
+            "-oProxyCommand=x",
+            "a b",
+            "pi@[::1",
+            "pi@[k]:22",
+            "pi@[::1]x",
+            "pi@a:b:c",
+        ] {
             let err = Board::parse(bad, None).unwrap_err().to_string();
             assert!(err.contains(&format!("host `{bad}`")) && err.contains("user@host:port"), "{err}");
         }
