@@ -170,6 +170,49 @@ fn two_boards_of_a_group_deploy_at_once() {
     );
 }
 
+/// The two rollbacks that have no previous .deb to install: a board that had nothing
+/// installed is purged back to nothing; a board whose kept copy is gone is left `failed` on
+/// the broken version, and the row says why.
+#[test]
+#[ignore = "end-to-end: `cargo xtask test --only e2e` sets up QEMU, then runs it"]
+fn a_fresh_board_is_purged_and_a_board_without_its_copy_is_failed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let client = Client::new(&tmp.path().join("ssh"));
+    let root = checkout(tmp.path(), Some(&client), &[]);
+    let config = xtask::config::Config::load(&root).unwrap();
+    let board = Board::start(&rootfs_tar(&config), &client);
+    let debs = tmp.path().join("debs");
+    std::fs::create_dir_all(&debs).unwrap();
+    let v100 = test_deb(&debs, "1.0.0", "arm64", false);
+    let v102 = test_deb(&debs, "1.0.2", "arm64", true);
+    let host = board.host();
+
+    let (code, json, err) = deploy(&root, &["--host", &host, "--deb", v102.to_str().unwrap()]);
+    assert_eq!(code, 1, "{json}\n{err}");
+    let row = &rows(&json)[0];
+    assert_eq!(row["result"], "rolled_back", "{json}");
+    assert!(row["before"].is_null() && row["after"].is_null(), "{json}");
+    assert_eq!(board.installed("kitchntabs"), None);
+    // Purged, not removed: dpkg keeps no record of it, and none of its files are left.
+    let left =
+        board.ssh("dpkg-query -W -f '${db:Status-Abbrev}' kitchntabs 2>&1; ls -A /opt /usr/bin/kitchntabs 2>&1; true");
+    assert!(!left.contains("KitchnTabs") && left.contains("No such file"), "{left}");
+    assert!(!left.starts_with("rc"), "only removed, its conffiles kept: {left}");
+
+    let (code, json, err) = deploy(&root, &["--host", &host, "--deb", v100.to_str().unwrap()]);
+    assert_eq!(code, 0, "{json}\n{err}");
+    board.ssh("rm /var/cache/kitchntabs/deploy/kitchntabs_1.0.0_arm64.deb");
+    let (code, json, err) = deploy(&root, &["--host", &host, "--deb", v102.to_str().unwrap()]);
+    assert_eq!(code, 1, "{json}\n{err}");
+    let row = &rows(&json)[0];
+    assert_eq!(row["result"], "failed", "{json}");
+    assert_eq!((row["before"].as_str(), row["after"].as_str()), (Some("1.0.0"), Some("1.0.2")), "{json}");
+    let detail = row["detail"].to_string();
+    assert!(detail.contains("print_service --self-test failed"), "{json}");
+    assert!(detail.contains("cannot roll back: no kept .deb of the previous version"), "{json}");
+    assert_eq!(board.installed("kitchntabs").as_deref(), Some("1.0.2"));
+}
+
 /// The dry run prints every board's ssh and scp lines and contacts nothing: a listener on the
 /// port it names sees no connection.
 #[test]
