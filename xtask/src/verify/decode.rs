@@ -35,6 +35,26 @@ impl<R: Read> Read for Tagged<R> {
     }
 }
 
+/// One .xz stream and nothing after it: the threaded decoder stops at the stream's end,
+/// so what follows is checked here (one byte of it is an error).
+struct OneXzStream<R: BufRead> {
+    dec: liblzma::bufread::XzDecoder<R>,
+    ended: bool,
+}
+
+impl<R: BufRead> Read for OneXzStream<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.dec.read(buf)?;
+        if n == 0 && !buf.is_empty() && !self.ended {
+            self.ended = true;
+            if !self.dec.get_mut().fill_buf()?.is_empty() {
+                return Err(io::Error::new(io::ErrorKind::InvalidData, "data after the end of the xz stream"));
+            }
+        }
+        Ok(n)
+    }
+}
+
 pub(super) enum DecoderError {
     Unsupported(String),
     Init(String),
@@ -52,9 +72,20 @@ pub(super) fn decoder<'a, R: Read + 'a>(raw: R, suffix: &str, name: &str) -> Res
         "" => Box::new(raw),
         ".gz" => Box::new(Tagged(flate2::read::MultiGzDecoder::new(raw))),
         ".xz" => {
-            let stream = liblzma::stream::Stream::new_stream_decoder(XZ_MEMLIMIT, liblzma::stream::CONCATENATED)
+            // liblzma's threaded decoder, as dpkg's since 1.21: the blocks of a multi-block
+            // stream (ours, `xz -T`'s, dpkg-deb's) decode in parallel; a single-block stream
+            // decodes as before. Like dpkg, one stream: bytes after it are an error.
+            let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8) as u32;
+            let stream = liblzma::stream::MtStreamBuilder::new()
+                .threads(threads)
+                .memlimit_threading(XZ_MEMLIMIT)
+                .memlimit_stop(XZ_MEMLIMIT)
+                .decoder()
                 .map_err(|err| DecoderError::Init(format!("xz decoder: {err}")))?;
-            Box::new(Tagged(liblzma::read::XzDecoder::new_stream(raw, stream)))
+            Box::new(Tagged(OneXzStream {
+                dec: liblzma::bufread::XzDecoder::new_stream(BufReader::with_capacity(1 << 16, raw), stream),
+                ended: false,
+            }))
         }
         ".lzma" => {
             let stream = liblzma::stream::Stream::new_lzma_decoder(XZ_MEMLIMIT)

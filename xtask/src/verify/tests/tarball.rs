@@ -125,3 +125,33 @@ fn unreadable_tarball_is_an_input_error() {
     assert_eq!(err.file, bad);
     assert!(Path::new(&err.file).exists());
 }
+
+/// A multi-block .xz (what the threaded decoder splits across threads) reads like any other;
+/// bytes after its one stream are a decompression error, as dpkg's decoder says.
+#[test]
+fn multi_block_xz_is_read_and_bytes_after_the_stream_are_refused() {
+    let fx = Fx::new();
+    let helper = fx.write("pkg/usr/bin/kt-helper", &std::fs::read(fx.x64_dyn()).unwrap());
+    fx.set_exec(&helper, true);
+    let filler: Vec<u8> = (0..600_000u32).flat_map(|i| (i.wrapping_mul(2_654_435_761) >> 7).to_le_bytes()).collect();
+    fx.write("pkg/usr/share/kt/filler", &filler);
+    let dir = fx.dir.path().to_str().unwrap().to_string();
+    let tar = fx.path("app.tar");
+    run_tool("tar", &["-cf", tar.to_str().unwrap(), "-C", &dir, "pkg"]);
+    run_tool("xz", &["-k", "-T2", "--block-size=256KiB", tar.to_str().unwrap()]);
+    let xz = fx.path("app.tar.xz");
+    let list = tool_output("xz", &["--robot", "--list", xz.to_str().unwrap()]);
+    let blocks: u64 =
+        list.lines().find_map(|l| l.strip_prefix("file\t1\t")).unwrap().split('\t').next().unwrap().parse().unwrap();
+    assert!(blocks > 2, "{list}");
+    let report = verify(&[&xz], &target("arm64"));
+    let f = only(&report);
+    assert_eq!((f.check, f.inner.as_deref()), (Check::Machine, Some("pkg/usr/bin/kt-helper")));
+    assert_eq!(report.files_checked, 2);
+
+    let mut bytes = std::fs::read(&xz).unwrap();
+    bytes.extend_from_slice(b"trailing bytes");
+    let bad = fx.write("trailing.tar.xz", &bytes);
+    let err = input_error(&bad, &target("arm64"));
+    assert_eq!(err.kind, crate::verify::InputErrorKind::Decompress, "{err}");
+}
