@@ -155,7 +155,9 @@ impl TargetArgs {
 /// `--root`, else the checkout the command runs in (see [`config::find_root`]).
 fn root(explicit: Option<PathBuf>) -> Result<PathBuf> {
     if let Some(r) = explicit {
-        return Ok(r);
+        // Absolute: tools run in other folders (PyInstaller resolves --add-data against its
+        // --specpath), so a relative `--root .` would name other files there.
+        return std::path::absolute(&r).map_err(|e| anyhow::anyhow!("--root {}: {e}", r.display()));
     }
     let cwd = std::env::current_dir().map_err(|e| anyhow::anyhow!("cannot read the current folder: {e}"))?;
     let manifest = std::env::var_os("CARGO_MANIFEST_DIR").filter(|d| !d.is_empty()).map(PathBuf::from);
