@@ -36,5 +36,6 @@ pub mod rng;
 pub mod smoke;
 #[cfg(test)]
 mod snapshot;
+pub mod stand_in;
 pub mod steps;
 pub mod verify;

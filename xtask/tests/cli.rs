@@ -127,3 +127,17 @@ fn every_command_documents_its_exit_codes() {
         );
     }
 }
+
+#[test]
+fn bench_loop_names_a_baseline_that_is_no_revision_and_writes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("repo");
+    copy_repo(&root);
+    let before = std::fs::read_to_string(root.join("BENCHMARKS.md")).ok();
+    let out = xtask(&root, &["bench", "loop", "--baseline", "no-such-rev", "--runs", "1"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("--baseline no-such-rev: not a revision of this repository"), "{err}");
+    assert_eq!(std::fs::read_to_string(root.join("BENCHMARKS.md")).ok(), before);
+    assert!(!root.join("target/xtask/bench/loop-baseline/src").exists(), "a worktree was left behind");
+}

@@ -12,6 +12,8 @@ use anyhow::{Context, Result, bail};
 
 use crate::{arch::Arch, config::Config};
 
+mod edit_loop;
+
 #[derive(clap::Args)]
 pub struct BenchArgs {
     #[arg(value_enum)]
@@ -22,9 +24,13 @@ pub struct BenchArgs {
     /// Print the results without updating BENCHMARKS.md.
     #[arg(long)]
     no_write: bool,
-    /// For `cross`: the foreign arch to build (armv7l or arm64).
-    #[arg(long, default_value = "arm64")]
-    arch: Arch,
+    /// For `cross`: the foreign arch to build (armv7l or arm64; default arm64). For `loop`:
+    /// the arch of the .deb (default: this host's).
+    #[arg(long)]
+    arch: Option<Arch>,
+    /// For `loop`: the revision whose xtask is timed against this one.
+    #[arg(long, default_value = edit_loop::BASELINE)]
+    baseline: String,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -46,6 +52,9 @@ pub enum Case {
     /// `cargo xtask apt-repo` (unsigned) over nine .debs of three arches against
     /// `apt-ftparchive packages` + xz + `apt-ftparchive release` on the same pool.
     AptRepo,
+    /// The edit → verified .deb loop: edit print_service.py, then `dist --arch A`, with a
+    /// ~191 MB code-like stand-in Electron; this xtask against `--baseline`'s, one clone each.
+    Loop,
 }
 
 struct Row {
@@ -91,7 +100,16 @@ pub fn run(config: &Config, args: &BenchArgs) -> Result<()> {
         Case::Native => ("native".to_string(), "native".to_string(), native(config, runs)?),
         Case::Verify => ("verify".into(), "verify".into(), verify(config, runs)?),
         Case::Cross => {
-            (format!("cross-{}", args.arch), format!("cross --arch {}", args.arch), cross(config, args.arch, runs)?)
+            let arch = args.arch.unwrap_or(Arch::Arm64);
+            (format!("cross-{arch}"), format!("cross --arch {arch}"), cross(config, arch, runs)?)
+        }
+        Case::Loop => {
+            let arch = args.arch.or(Arch::host()).context("bench loop: pass --arch (this host is no target)")?;
+            let command = match args.baseline.as_str() {
+                edit_loop::BASELINE => format!("loop --arch {arch}"),
+                other => format!("loop --arch {arch} --baseline {other}"),
+            };
+            (format!("loop-{arch}"), command, edit_loop::run(config, arch, runs, &args.baseline)?)
         }
         Case::Deb => ("deb".into(), "deb".into(), deb(config, runs)?),
         Case::AptRepo => ("apt-repo".into(), "apt-repo".into(), apt_repo(config, runs)?),

@@ -71,71 +71,10 @@ pub fn copy_repo(to: &Path) {
 /// The commit time `copy_repo` gives its repository.
 pub const COMMIT_EPOCH: u64 = 1_767_323_045;
 
-/// A stand-in for an unpacked Electron of `arch` (electron-builder's `electronDist`), made
-/// with the cross compilers from apt: `electron` links `libffmpeg.so` beside it through
-/// `$ORIGIN` as the real one does, `chrome-sandbox`, a `version` file. Real ELF for the target,
-/// so electron-builder, afterpack's arch check, verify and the .deb see what they would see in
-/// a real Electron; Electron itself cannot be downloaded on these machines.
+/// A stand-in for an unpacked Electron of `arch` (`xtask::stand_in`): real ELF of the target.
 pub fn stand_in_electron(dir: &Path, arch: &str) -> PathBuf {
-    let cc = match arch {
-        "x64" => "gcc",
-        "armv7l" => "arm-linux-gnueabihf-gcc",
-        "arm64" => "aarch64-linux-gnu-gcc",
-        other => panic!("no stand-in Electron for {other}"),
-    };
-    let out = dir.join(format!("electron-{arch}"));
-    std::fs::create_dir_all(out.join("locales")).unwrap();
-    let src = dir.join(format!("stand-in-{arch}"));
-    std::fs::create_dir_all(&src).unwrap();
-    std::fs::write(
-        src.join("ffmpeg.c"),
-        "#include <string.h>\nsize_t kt_ffmpeg(const char *s) { return strlen(s); }\n",
-    )
-    .unwrap();
-    std::fs::write(
-        src.join("electron.c"),
-        r#"#include <stdio.h>
-#include <string.h>
-#include <stddef.h>
-size_t kt_ffmpeg(const char *s);
-int main(int argc, char **argv) {
-    for (int i = 1; i < argc; i++)
-        if (strcmp(argv[i], "--version") == 0) { puts("v43.8.11"); return 0; }
-    printf("stand-in Electron 43.8.11 %zu\n", kt_ffmpeg(argv[0]));
-    return 0;
-}
-"#,
-    )
-    .unwrap();
-    let run = |args: &[&str]| {
-        let o = Command::new(cc)
-            .args(args)
-            .current_dir(&src)
-            .output()
-            .unwrap_or_else(|e| panic!("{cc} is missing ({e}): `cargo xtask test` installs the cross compilers"));
-        assert!(o.status.success(), "{cc} {args:?}: {}", String::from_utf8_lossy(&o.stderr));
-    };
-    let lib = out.join("libffmpeg.so");
-    let exe = out.join("electron");
-    // Stripped, PIE, linked with -z now and relro: as Electron ships (lintian checks these).
-    run(&["-O2", "-s", "-shared", "-fPIC", "-Wl,-z,relro,-z,now", "-o", lib.to_str().unwrap(), "ffmpeg.c"]);
-    run(&[
-        "-O2",
-        "-s",
-        "-fPIE",
-        "-pie",
-        "-Wl,-z,relro,-z,now",
-        "-o",
-        exe.to_str().unwrap(),
-        "electron.c",
-        &format!("-L{}", out.display()),
-        "-lffmpeg",
-        "-Wl,-rpath,$ORIGIN",
-    ]);
-    std::fs::copy(&exe, out.join("chrome-sandbox")).unwrap();
-    std::fs::write(out.join("version"), "43.8.11").unwrap();
-    std::fs::write(out.join("locales/en-US.pak"), b"stand-in locale").unwrap();
-    out
+    let arch: xtask::arch::Arch = arch.parse().unwrap();
+    xtask::stand_in::electron(dir, arch).unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 pub fn version(root: &Path) -> String {
