@@ -136,7 +136,7 @@ pub enum ReleaseStep {
     /// An arch this host cannot build, with the reason and where it is built instead.
     Skip { arch: Arch, why: String },
     /// RepoCheck every artifact against its manifest; write SHA256SUMS and dist-manifest.json.
-    Merge { dir: PathBuf },
+    Merge { dir: PathBuf, version: String },
     /// `gpg --detach-sign --armor` SHA256SUMS into SHA256SUMS.asc (through a temporary file).
     Sign { command: Command, from: PathBuf, to: PathBuf },
     /// `cargo xtask apt-repo`: every .deb of `dir` into dist.yaml's apt_repo.into, signed.
@@ -165,7 +165,7 @@ impl ReleasePlan {
                     write!(out, "\n[{}] dist {arch}\n    $ {}\n", i + 1, command.shell_line())
                 }
                 ReleaseStep::Skip { arch, why } => write!(out, "\n[{}] skip {arch}: {why}\n", i + 1),
-                ReleaseStep::Merge { dir } => write!(
+                ReleaseStep::Merge { dir, .. } => write!(
                     out,
                     "\n[{}] merge {}/dist-manifest.<arch>.json: check each artifact's size and sha256, write SHA256SUMS and dist-manifest.json\n",
                     i + 1,
@@ -268,7 +268,7 @@ pub fn merge_plan(config: &Config, tag: &str, dir: &Path, key: Option<&SigningKe
 /// apt_repo.into when it is set. A repository is published only signed: unsigned,
 /// `cargo xtask apt-repo --unsigned` says so.
 fn gather_steps(config: &Config, dir: &Path, key: Option<&SigningKey>) -> Result<Vec<ReleaseStep>> {
-    let mut steps = vec![ReleaseStep::Merge { dir: dir.to_path_buf() }];
+    let mut steps = vec![ReleaseStep::Merge { dir: dir.to_path_buf(), version: config.version.clone() }];
     if let Some(k) = key {
         steps.push(sign_step(dir, k));
     }
@@ -284,29 +284,16 @@ pub fn run(config: &Config, args: &ReleaseArgs) -> Result<()> {
     if let Some(dir) = &args.merge {
         check_tag(&args.tag, &config.version)?;
         let dir = if dir.is_absolute() { dir.clone() } else { std::env::current_dir()?.join(dir) };
-        let merged = merge(&dir)?;
-        if merged.manifest.version != config.version {
-            bail!(
-                "{}: the manifests are for version {}, but the tag and electron-app/package.json say {}; download the artifacts of this tag's run",
-                dir.display(),
-                merged.manifest.version,
-                config.version
-            );
-        }
         let plan = merge_plan(config, &args.tag, &dir, key.as_ref())?;
         if args.dry_run {
+            // The checks the merge step makes, without writing.
+            merged_for(&dir, &config.version)?;
             print!("{}", plan.render(&config.root));
             return Ok(());
         }
         for step in &plan.steps {
             run_step(step)?;
         }
-        eprintln!(
-            "merged {} artifacts of {} into {}",
-            merged.manifest.artifacts.len(),
-            merged.manifest.arches.iter().map(|a| a.name()).collect::<Vec<_>>().join(", "),
-            dir.display()
-        );
         return Ok(());
     }
     let facts = git_facts(&config.root, &args.tag)?;
@@ -323,6 +310,20 @@ pub fn run(config: &Config, args: &ReleaseArgs) -> Result<()> {
     Ok(())
 }
 
+/// The manifests of `dir` merged (every artifact's size and sha256 checked), refused when
+/// they are for another version than the release's.
+fn merged_for(dir: &Path, version: &str) -> Result<crate::release_record::Merged> {
+    let merged = merge(dir)?;
+    if merged.manifest.version != version {
+        bail!(
+            "{}: the manifests are for version {}, but the tag and electron-app/package.json say {version}; download the artifacts of this tag's run",
+            dir.display(),
+            merged.manifest.version,
+        );
+    }
+    Ok(merged)
+}
+
 fn run_step(step: &ReleaseStep) -> Result<()> {
     match step {
         ReleaseStep::Dist { arch, command } => {
@@ -337,9 +338,16 @@ fn run_step(step: &ReleaseStep) -> Result<()> {
             eprintln!("==> skip {arch}: {why}");
             Ok(())
         }
-        ReleaseStep::Merge { dir } => {
+        ReleaseStep::Merge { dir, version } => {
             eprintln!("==> merge {}", dir.display());
-            write_merged(dir, &merge(dir)?)
+            let merged = merged_for(dir, version)?;
+            write_merged(dir, &merged)?;
+            eprintln!(
+                "    merged {} artifacts of {}",
+                merged.manifest.artifacts.len(),
+                merged.manifest.arches.iter().map(|a| a.name()).collect::<Vec<_>>().join(", ")
+            );
+            Ok(())
         }
         ReleaseStep::Sign { command, from, to } => {
             eprintln!("==> sign {}", to.display());
