@@ -61,16 +61,23 @@ fn self_test_runs(board: &Board) -> Vec<String> {
     board.ssh(&format!("cat {SELF_TEST_LOG} 2>/dev/null || true")).lines().map(str::to_string).collect()
 }
 
+/// One emulated board with its client key, a checkout whose ssh options reach it, and a
+/// folder for test packages. The client must outlive the board's sessions.
+fn one_board(dir: &Path) -> (Client, PathBuf, Board, PathBuf) {
+    let client = Client::new(&dir.join("ssh"));
+    let root = checkout(dir, Some(&client), &[]);
+    let config = xtask::config::Config::load(&root).unwrap();
+    let board = Board::start(&rootfs_tar(&config), &client);
+    let debs = dir.join("debs");
+    std::fs::create_dir_all(&debs).unwrap();
+    (client, root, board, debs)
+}
+
 #[test]
 #[ignore = "end-to-end: `cargo xtask test --only e2e` sets up QEMU, then runs it"]
 fn one_board_upgrades_rolls_back_a_broken_release_and_refuses_another_arch() {
     let tmp = tempfile::tempdir().unwrap();
-    let client = Client::new(&tmp.path().join("ssh"));
-    let root = checkout(tmp.path(), Some(&client), &[]);
-    let config = xtask::config::Config::load(&root).unwrap();
-    let board = Board::start(&rootfs_tar(&config), &client);
-    let debs = tmp.path().join("debs");
-    std::fs::create_dir_all(&debs).unwrap();
+    let (_client, root, board, debs) = one_board(tmp.path());
     let v100 = test_deb(&debs, "1.0.0", "arm64", false);
     let v101 = test_deb(&debs, "1.0.1", "arm64", false);
     let v102 = test_deb(&debs, "1.0.2", "arm64", true);
@@ -177,12 +184,7 @@ fn two_boards_of_a_group_deploy_at_once() {
 #[ignore = "end-to-end: `cargo xtask test --only e2e` sets up QEMU, then runs it"]
 fn a_fresh_board_is_purged_and_a_board_without_its_copy_is_failed() {
     let tmp = tempfile::tempdir().unwrap();
-    let client = Client::new(&tmp.path().join("ssh"));
-    let root = checkout(tmp.path(), Some(&client), &[]);
-    let config = xtask::config::Config::load(&root).unwrap();
-    let board = Board::start(&rootfs_tar(&config), &client);
-    let debs = tmp.path().join("debs");
-    std::fs::create_dir_all(&debs).unwrap();
+    let (_client, root, board, debs) = one_board(tmp.path());
     let v100 = test_deb(&debs, "1.0.0", "arm64", false);
     let v102 = test_deb(&debs, "1.0.2", "arm64", true);
     let host = board.host();

@@ -70,6 +70,13 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// An edit: `line` appended to `file` on a line of its own.
+fn append_line(file: &Path, line: &str) -> Result<()> {
+    let mut text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let _ = write!(text, "\n{line}\n");
+    std::fs::write(file, text).with_context(|| format!("cannot write {}", file.display()))
+}
+
 /// Wall seconds of a command that must succeed (its output discarded).
 fn timed(cmd: &mut Command) -> Result<f64> {
     let t = Instant::now();
@@ -383,10 +390,7 @@ fn native(config: &Config, runs: usize) -> Result<Vec<Row>> {
     let noop = median((0..runs).map(|_| dist().map(|d| d.0)).collect::<Result<_>>()?);
     let (mut edits, mut peer_edits) = (Vec::new(), Vec::new());
     for i in 0..runs {
-        let entry = py.join("src/print_service.py");
-        let mut text = std::fs::read_to_string(&entry)?;
-        let _ = write!(text, "\n# bench edit {i}\n");
-        std::fs::write(&entry, text)?;
+        append_line(&py.join("src/print_service.py"), &format!("# bench edit {i}"))?;
         edits.push(dist()?.0);
         peer_edits.push(peer_build()?);
     }
@@ -546,10 +550,10 @@ fn cross(config: &Config, arch: Arch, runs: usize) -> Result<Vec<Row>> {
     let noop = median((0..runs).map(|_| dist("default")).collect::<Result<_>>()?);
     let mut edits = Vec::new();
     for i in 0..runs {
-        let entry = repo.join("python-service/src/print_service.py");
-        let mut text = std::fs::read_to_string(&entry)?;
-        let _ = write!(text, "\n# bench edit {i} {}\n", std::process::id());
-        std::fs::write(&entry, text)?;
+        append_line(
+            &repo.join("python-service/src/print_service.py"),
+            &format!("# bench edit {i} {}", std::process::id()),
+        )?;
         edits.push(dist("default")?);
     }
     let edit = median(edits);
@@ -559,10 +563,10 @@ fn cross(config: &Config, arch: Arch, runs: usize) -> Result<Vec<Row>> {
     // an env whose staged config it has never built, so neither hits the cache.
     for env in ["ngrok", "prod"] {
         // Unique per run, or a second bench would find both in the cache.
-        let file = repo.join(format!("python-service/config.{env}.yaml"));
-        let mut text = std::fs::read_to_string(&file)?;
-        let _ = write!(text, "\n# bench {}\n", std::process::id());
-        std::fs::write(&file, text)?;
+        append_line(
+            &repo.join(format!("python-service/config.{env}.yaml")),
+            &format!("# bench {}", std::process::id()),
+        )?;
     }
     let ours_all = dist("ngrok")?;
     // The peer: the same plan, its generated Dockerfile swapped for the sequential one.
@@ -603,9 +607,7 @@ fn cross(config: &Config, arch: Arch, runs: usize) -> Result<Vec<Row>> {
     let target = config.target(arch)?;
     let reqs =
         repo.join("python-service").join(target.requirements.as_ref().unwrap_or(&config.dist.python.requirements));
-    let mut text = std::fs::read_to_string(&reqs)?;
-    let _ = write!(text, "\n# bench {}\n", std::process::id());
-    std::fs::write(&reqs, text)?;
+    append_line(&reqs, &format!("# bench {}", std::process::id()))?;
     let wheelhouse = dist("default")?;
     Ok(vec![
         Row {
