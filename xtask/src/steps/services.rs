@@ -110,6 +110,9 @@ pub fn native_service_step(
     let entry = args.pop().expect("the entry script is the last argument");
     let cmd = Command::new(layout.venv_python().to_string_lossy(), &layout.root)
         .env("PYTHONHASHSEED", service_stages::PYTHONHASHSEED)
+        // PyInstaller caches processed binaries here only when it strips, UPX-packs or signs
+        // them. The kept work folder lets it reuse the PYZ when only the entry script changed;
+        // the analysis and the level-9 CArchive are redone on any changed input.
         .env("PYINSTALLER_CONFIG_DIR", layout.pyinstaller_cache.join(service).to_string_lossy())
         .args(["-m", "PyInstaller"])
         .args(args)
