@@ -46,7 +46,7 @@ pub enum TestSuite {
 
 /// The end-to-end test binaries (`xtask/tests/<name>.rs`): one per arch, `deploy` to emulated
 /// boards, and the upgrade through a signed repository in an arm64 rootfs.
-const E2E_TESTS: [&str; 4] = ["cross_armv7l", "cross_arm64", "boards", "upgrade"];
+const E2E_TESTS: [&str; 5] = ["cross_armv7l", "cross_arm64", "routed", "boards", "upgrade"];
 
 /// tts_service's tests speak through a real espeak-ng.
 fn python_needs() -> Vec<Prereq> {
@@ -136,9 +136,33 @@ pub fn run(config: &Config, args: &TestArgs) -> Result<()> {
         s.actions.push(Action::Run(Command::new("node", &root.join("electron-app")).args(["--test", "test/"])));
         steps.push(s);
     }
+    if wants(TestSuite::E2e) {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut s = Step::new("e2e", "end-to-end set-up: Docker, QEMU, the test binaries", StepKind::Preflight);
+        s.always = true;
+        s.actions.push(Action::Prerequisites { needs: e2e_needs() });
+        s.actions.push(Action::StartDockerd { log: root.join("target/xtask/dockerd.log") });
+        s.actions.push(Action::RegisterBinfmt { arches: vec![Arch::Armv7l, Arch::Arm64] });
+        // Every test binary the parallel steps below run is built here, so none of them
+        // compiles (and waits on cargo's lock) while another one runs.
+        let mut build = Command::new(cargo.clone(), root).args(["test", "--no-run"]);
+        if wants(TestSuite::Rust) {
+            build = build.args(["--workspace"]);
+        } else {
+            build = build.args(["-p", "xtask"]);
+            for t in E2E_TESTS {
+                build = build.args(["--test", t]);
+            }
+        }
+        s.actions.push(Action::Run(build));
+        steps.push(s);
+    }
     if wants(TestSuite::Rust) {
         let mut s = Step::new("cargo-test", "Rust tests (cargo test --workspace)", StepKind::Preflight);
         s.always = true;
+        // Beside the end-to-end binaries, not before them: those spend their first minutes
+        // downloading Debian packages for debootstrap, time the Rust suite's own builds use.
+        s.parallel = wants(TestSuite::E2e);
         s.actions.push(Action::Prerequisites { needs: rust_needs() });
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         // The native-build integration test reuses the venv synced above instead of
@@ -152,17 +176,6 @@ pub fn run(config: &Config, args: &TestArgs) -> Result<()> {
     }
     if wants(TestSuite::E2e) {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut s = Step::new("e2e", "end-to-end set-up: Docker, QEMU, the test binaries", StepKind::Preflight);
-        s.always = true;
-        s.actions.push(Action::Prerequisites { needs: e2e_needs() });
-        s.actions.push(Action::StartDockerd { log: root.join("target/xtask/dockerd.log") });
-        s.actions.push(Action::RegisterBinfmt { arches: vec![Arch::Armv7l, Arch::Arm64] });
-        let mut build = Command::new(cargo.clone(), root).args(["test", "-p", "xtask", "--no-run"]);
-        for t in E2E_TESTS {
-            build = build.args(["--test", t]);
-        }
-        s.actions.push(Action::Run(build));
-        steps.push(s);
         // One test binary per arch, at the same time: each spends most of its time in one
         // emulated process, so two keep both cores busy.
         for t in E2E_TESTS {
@@ -173,6 +186,7 @@ pub fn run(config: &Config, args: &TestArgs) -> Result<()> {
                 None if t == "boards" => {
                     (t, format!("end-to-end {t}: deploy to emulated arm64 boards over ssh (QEMU)"))
                 }
+                None if t == "routed" => (t, format!("end-to-end {t}: arm64 built on a second engine endpoint (QEMU)")),
                 None => (t, format!("end-to-end {t}: smoke-test --upgrade-from in an arm64 rootfs (QEMU)")),
             };
             let mut s = Step::new(format!("e2e-{id}"), title, StepKind::Preflight);
