@@ -267,6 +267,9 @@ fn render_failures(failed: &[(&Prereq, String)]) -> String {
     failed.iter().map(|(n, why)| format!("\n  - {}: {why}", n.describe())).collect()
 }
 
+/// Held around an install, for the runs of this tool on the machine.
+const APT_LOCK: &str = "/run/lock/kitchntabs-apt.lock";
+
 /// Probe every prerequisite; install the packages of those that fail (as root with apt-get),
 /// probe again; fail with every probe that still fails, and the command that installs them.
 pub fn ensure(needs: &[Prereq], run: &dyn Fn(&Command, &str) -> Result<()>) -> Result<()> {
@@ -299,9 +302,15 @@ pub fn ensure(needs: &[Prereq], run: &dyn Fn(&Command, &str) -> Result<()>) -> R
         render_failures(&failed),
         packages.join(" ")
     );
+    // Suites set up at the same time (`cargo xtask test` runs the Rust suite beside the
+    // end-to-end ones) may both install. apt-get waits for dpkg's lock when told to, but
+    // `apt-get update` (apt 2.6) fails at once on the lists lock: one install at a time here.
+    let _apt = crate::lock::TreeLock::wait(Path::new(APT_LOCK), "apt-get install")?;
     let here = Path::new("/");
-    run(&Command::new("apt-get", here).args(["update", "-qq"]), "apt-get update")?;
+    let lock = ["-o", "DPkg::Lock::Timeout=600"];
+    run(&Command::new("apt-get", here).args(lock).args(["update", "-qq"]), "apt-get update")?;
     let install = Command::new("apt-get", here)
+        .args(lock)
         .args(["install", "-y", "-qq", "--no-install-recommends"])
         .args(&packages)
         .env("DEBIAN_FRONTEND", "noninteractive");
@@ -448,7 +457,14 @@ mod tests {
             })
             .unwrap_err()
             .to_string();
-            assert_eq!(calls.into_inner(), ["update -qq", "install -y -qq --no-install-recommends kt-a kt-b"]);
+            // Both wait for another suite's apt lock rather than fail on it.
+            assert_eq!(
+                calls.into_inner(),
+                [
+                    "-o DPkg::Lock::Timeout=600 update -qq",
+                    "-o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends kt-a kt-b"
+                ]
+            );
             assert!(
                 err.starts_with(
                     "3 prerequisite(s) still fail after `apt-get install -y --no-install-recommends kt-a kt-b`"
