@@ -6,7 +6,7 @@
 //!   `package_json`, `prereq`;
 //! - inputs: `config` (dist.yaml), `host` (what this machine has), `layout` (every path);
 //! - readers, writers and executors: `verify`, `deb`, `engine`, `checkup`, `engine_checks`,
-//!   `electron_source`, `afterpack`, `smoke`, `release_record`, `apt_repo`;
+//!   `electron_source`, `afterpack`, `smoke`, `release_record`, `apt_repo`, `pyi_repack`;
 //! - `plan`: typed steps, freshness, the runner that dispatches to the executors;
 //! - `steps`: the steps each plan is built from;
 //! - `commands`: one module per command, named as on the command line.
@@ -31,6 +31,7 @@ pub mod package_json;
 pub mod plan;
 pub mod prereq;
 pub mod process;
+pub mod pyi_repack;
 pub mod release_record;
 pub mod rng;
 pub mod smoke;

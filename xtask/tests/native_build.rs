@@ -214,6 +214,7 @@ fn a_source_saved_during_the_build_is_built_by_the_next_run() {
 /// PyInstaller's work folder and its own cache are kept under target/ between builds. A
 /// rebuild that reuses them gives the same bytes as a build from empty folders of the same
 /// sources (with the hash seed fixed: PyInstaller orders base_library.zip by a Python set).
+/// So does the first binary with only its entry script replaced, without PyInstaller.
 #[test]
 fn a_warm_service_build_is_byte_identical_to_a_cold_one() {
     let tmp = tempfile::tempdir().unwrap();
@@ -254,6 +255,63 @@ fn a_warm_service_build_is_byte_identical_to_a_cold_one() {
         warm.len(),
         cold.len()
     );
+
+    // Without PyInstaller: the first binary with the edited script compiled by the target's
+    // Python is the binary PyInstaller built from the edit, byte for byte, and entry for entry
+    // as PyInstaller's own reader lists them.
+    let repacked = tmp.path().join("repacked");
+    let t = std::time::Instant::now();
+    repack(&venv, &bin_from(tmp.path(), "first", &first), &src, "print_service", &repacked);
+    eprintln!("print_service repacked without PyInstaller in {:.2} s", t.elapsed().as_secs_f64());
+    assert!(std::fs::read(&repacked).unwrap() == cold, "the repacked binary differs from PyInstaller's");
+    assert_eq!(toc_listing(&venv, &repacked), toc_listing(&venv, &bin));
+}
+
+fn bin_from(dir: &Path, name: &str, bytes: &[u8]) -> std::path::PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+/// `old` with the entry script `name` compiled from `src`: the script entry made by the
+/// venv's Python, the archive rewritten by `xtask::pyi_repack`, the section swapped by objcopy.
+fn repack(venv: &Path, old: &Path, src: &Path, name: &str, out: &Path) {
+    let exe = std::fs::read(old).unwrap();
+    let compress = xtask::pyi_repack::script_is_compressed(&exe, name).unwrap();
+    let stored = out.with_extension("script");
+    let py = Command::new(venv.join("bin/python"))
+        .args(["-c", xtask::pyi_repack::SCRIPT_ENTRY_PY])
+        .arg(src)
+        .args([name, if compress { "1" } else { "0" }])
+        .arg(&stored)
+        .env("PYTHONHASHSEED", "0")
+        .output()
+        .unwrap();
+    assert!(py.status.success(), "the script entry: {}", String::from_utf8_lossy(&py.stderr));
+    let size: u32 = String::from_utf8_lossy(&py.stdout).trim().parse().unwrap();
+    let pkg = xtask::pyi_repack::replace_script(&exe, name, &std::fs::read(&stored).unwrap(), size).unwrap();
+    let pkg_path = bin_from(out.parent().unwrap(), "repacked.pkg", &pkg);
+    std::fs::copy(old, out).unwrap();
+    for args in [
+        vec!["--remove-section".to_string(), "pydata".into()],
+        vec!["--add-section".into(), format!("pydata={}", pkg_path.display())],
+    ] {
+        let o = Command::new("objcopy").args(&args).arg(out).output().unwrap();
+        assert!(o.status.success(), "objcopy {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    }
+}
+
+/// Every entry as PyInstaller's `CArchiveReader` sees it: name, offset, lengths, flag,
+/// typecode and the SHA-256 of what it extracts.
+fn toc_listing(venv: &Path, bin: &Path) -> String {
+    let script = "import hashlib, sys\nfrom PyInstaller.archive.readers import CArchiveReader\n\
+                  r = CArchiveReader(sys.argv[1])\n\
+                  for n, e in r.toc.items(): print(n, e, hashlib.sha256(r.extract(n) or b'').hexdigest())\n";
+    let out = Command::new(venv.join("bin/python")).args(["-c", script]).arg(bin).output().unwrap();
+    assert!(out.status.success(), "CArchiveReader: {}", String::from_utf8_lossy(&out.stderr));
+    let listing = String::from_utf8(out.stdout).unwrap();
+    assert!(listing.lines().count() > 100, "too few entries for a one-file build:\n{listing}");
+    listing
 }
 
 /// dist.yaml decides what is built: a fourth service and a moved entry build natively, and
