@@ -93,6 +93,9 @@ pub enum Action {
     Prerequisites {
         needs: Vec<crate::prereq::Prereq>,
     },
+    /// A native one-file service build: PyInstaller, or the installed binary with only its
+    /// entry script replaced when that gives the same bytes (see `pyi_repack`).
+    BuildService(Box<crate::pyi_repack::ServiceBuild>),
     /// afterpack: check the unpacked app is for `arch`, inject the services (0755, atomic),
     /// write their manifest.json, verify the whole app.
     Afterpack(Box<crate::afterpack::Spec>),
@@ -177,6 +180,7 @@ impl Action {
                 let probes: Vec<_> = needs.iter().map(|n| n.describe()).collect();
                 format!("probe: {}", probes.join("; "))
             }
+            Action::BuildService(b) => crate::pyi_repack::describe(b),
             Action::Afterpack(spec) => format!(
                 "afterpack: check {} is a {arch} app, inject the services (0755) and manifest.json, verify the app \
                  (= cargo xtask afterpack --app-out-dir {} --arch {arch})",
@@ -915,6 +919,15 @@ fn run_action(action: &Action, title: &str, opts: &RunOptions) -> Result<()> {
             }
         }
         Action::RegisterBinfmt { arches } => crate::engine_checks::register_binfmt(arches),
+        Action::BuildService(b) => {
+            // `--force` asks for the real build.
+            let forced = match &opts.force {
+                Force::All => true,
+                Force::Step(id) => *id == b.name,
+                Force::None => false,
+            };
+            crate::pyi_repack::build(b, forced, &|cmd| crate::process::run(cmd, title, opts.verbose)).map(drop)
+        }
         Action::Afterpack(spec) => crate::afterpack::afterpack(spec).map(drop),
         Action::WriteDeb(plan) => {
             let summary = crate::deb::write_app_package(plan)?;

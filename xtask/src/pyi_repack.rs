@@ -12,10 +12,44 @@
 //! gives the bootloader back byte for byte.
 //!
 //! Reading goes through `verify::pyinstaller`, which bounds every offset and length.
+//!
+//! [`build`] is a native service build that takes this path when it is sure to give the bytes
+//! PyInstaller would: the script's imports (by Python's `ast`, in source order) and every other
+//! input are those of the build that made the installed binary, which is itself unchanged since.
+//! Anything else runs PyInstaller.
 
-use anyhow::{Result, bail};
+use std::path::PathBuf;
 
-use crate::verify::pyinstaller::{self, COOKIE_MAGIC, Location};
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    fingerprint::{Fingerprint, Stats},
+    fsx,
+    process::Command,
+    verify::pyinstaller::{self, COOKIE_MAGIC, Location},
+};
+
+/// Prints the imports of the script `argv[1]` as JSON: every `import` and `from ... import`
+/// anywhere in it, in source order (PyInstaller's analysis follows them, in that order), and
+/// the calls that import by a computed name (`__import__`, `import_module`, `exec`, `eval`),
+/// which PyInstaller may see through a hook while this cannot: any of them means PyInstaller.
+pub const IMPORTS_PY: &str = r#"import ast, json, sys
+tree = ast.parse(open(sys.argv[1], "rb").read(), sys.argv[1])
+imports, dynamic = [], []
+for node in ast.walk(tree):
+    at = (node.lineno, node.col_offset) if hasattr(node, "lineno") else (0, 0)
+    if isinstance(node, ast.Import):
+        imports.append((at, ["import", [(a.name, a.asname) for a in node.names]]))
+    elif isinstance(node, ast.ImportFrom):
+        imports.append((at, ["from", node.module, node.level, [(a.name, a.asname) for a in node.names]]))
+    elif isinstance(node, ast.Call):
+        f = node.func
+        name = f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else None
+        if name in ("__import__", "import_module", "exec", "eval"):
+            dynamic.append([node.lineno, name])
+print(json.dumps({"imports": [i for _, i in sorted(imports, key=lambda x: x[0])], "dynamic": dynamic}))
+"#;
 
 /// Writes the stored bytes of the entry script `argv[2]` compiled from `argv[1]` to `argv[4]`,
 /// zlib-compressed when `argv[3]` is `1`, and prints its uncompressed length. Standard library
@@ -38,6 +72,145 @@ with open(out, "wb") as f:
     f.write(blob)
 print(size)
 "#;
+
+/// A native one-file service build: PyInstaller, or the repack of the installed binary.
+#[derive(Clone, Debug, Serialize)]
+pub struct ServiceBuild {
+    /// The service: its entry script's name in the archive.
+    pub name: String,
+    /// The entry script.
+    pub script: PathBuf,
+    /// The target's Python (the service venv's), which compiles the script entry.
+    pub python: String,
+    pub pyinstaller: Command,
+    /// Where the build leaves the binary (PyInstaller's distpath/name).
+    pub out: PathBuf,
+    /// The installed binary of the last build.
+    pub previous: PathBuf,
+    /// What the last build was made from: its key and the binary's SHA-256.
+    pub record: PathBuf,
+    /// Every input of the build but the entry script, and the step's values.
+    pub inputs: Vec<PathBuf>,
+    pub values: Vec<(String, String)>,
+    pub root: PathBuf,
+}
+
+/// How a [`build`] made its binary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Built {
+    PyInstaller,
+    Repacked,
+}
+
+#[derive(Serialize, Deserialize, PartialEq)]
+struct Record {
+    key: String,
+    sha256: String,
+}
+
+#[derive(Deserialize)]
+struct Imports {
+    imports: serde_json::Value,
+    dynamic: Vec<serde_json::Value>,
+}
+
+/// The dry run's line for `b`.
+pub fn describe(b: &ServiceBuild) -> String {
+    format!(
+        "build {}: when the installed binary is the one {} records and only the body of {} changed (same imports, \
+         every other input the same), replace its entry script (compiled by {}, PYTHONHASHSEED=0), then \
+         `objcopy --remove-section pydata` and `--add-section pydata=<archive>`; else\n      $ {}",
+        b.out.display(),
+        b.record.display(),
+        b.script.display(),
+        b.python,
+        b.pyinstaller.shell_line()
+    )
+}
+
+/// Build `b.out`: by repack when that gives PyInstaller's bytes and the build is not `forced`,
+/// else with PyInstaller (`run` runs a command); then record what it was made from.
+pub fn build(b: &ServiceBuild, forced: bool, run: &dyn Fn(&Command) -> Result<()>) -> Result<Built> {
+    let key = key(b)?;
+    let last: Option<Record> = std::fs::read(&b.record).ok().and_then(|t| serde_json::from_slice(&t).ok());
+    // Gone first: a run stopped half-way leaves no record that vouches for its output.
+    fsx::remove_all(&b.record)?;
+    let repack = match (&key, &last) {
+        _ if forced => false,
+        (Some(k), Some(r)) if *k == r.key => {
+            crate::fingerprint::hash_file(&b.previous).is_ok_and(|sha| sha == r.sha256)
+        }
+        _ => false,
+    };
+    let built = if repack {
+        repack_into(b)?;
+        eprintln!("    {}: repacked (only the body of {} changed), PyInstaller not run", b.name, b.script.display());
+        Built::Repacked
+    } else {
+        run(&b.pyinstaller)?;
+        Built::PyInstaller
+    };
+    if let Some(key) = key {
+        let sha256 = crate::fingerprint::hash_file(&b.out)?;
+        fsx::write_atomic(&b.record, &serde_json::to_vec(&Record { key, sha256 })?)?;
+    }
+    Ok(built)
+}
+
+/// What must be unchanged for a repack, or None when the script's imports cannot be known.
+fn key(b: &ServiceBuild) -> Result<Option<String>> {
+    let py = Command::new(b.python.clone(), &b.root).args(["-c", IMPORTS_PY]).arg(&b.script);
+    let Ok(text) = py.capture() else { return Ok(None) };
+    let Ok(imports) = serde_json::from_str::<Imports>(&text) else { return Ok(None) };
+    if !imports.dynamic.is_empty() {
+        return Ok(None);
+    }
+    let mut fp = Fingerprint::default();
+    let mut stats = Stats::new(None);
+    for input in &b.inputs {
+        fp.add_path(&b.root, fsx::rel(&b.root, input), &mut stats)?;
+    }
+    for (k, v) in &b.values {
+        fp.add_value(k, v);
+    }
+    let root = b.root.to_string_lossy();
+    fp.add_value("pyinstaller", &b.pyinstaller.shell_line().replace(root.as_ref(), "<root>"));
+    fp.add_value("imports", &imports.imports.to_string());
+    Ok(Some(fp.digest()))
+}
+
+fn repack_into(b: &ServiceBuild) -> Result<()> {
+    let exe = std::fs::read(&b.previous).with_context(|| format!("cannot read {}", b.previous.display()))?;
+    let compressed = script_is_compressed(&exe, &b.name)?;
+    let dir = b.out.parent().context("the output has a folder")?;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let stored = dir.join(format!("{}.script", b.name));
+    let size = Command::new(b.python.clone(), &b.root)
+        .env("PYTHONHASHSEED", "0")
+        .args(["-c", SCRIPT_ENTRY_PY])
+        .arg(&b.script)
+        .args([b.name.as_str(), if compressed { "1" } else { "0" }])
+        .arg(&stored)
+        .capture()
+        .map_err(|e| anyhow::anyhow!("compiling the entry script {} failed: {e}", b.script.display()))?;
+    let size: u32 = size.trim().parse().with_context(|| format!("the script compiler printed `{}`", size.trim()))?;
+    let script = std::fs::read(&stored).with_context(|| format!("cannot read {}", stored.display()))?;
+    let pkg = dir.join(format!("{}.pkg", b.name));
+    fsx::write_atomic(&pkg, &replace_script(&exe, &b.name, &script, size)?)?;
+    std::fs::copy(&b.previous, &b.out).with_context(|| format!("cannot copy {}", b.previous.display()))?;
+    let objcopy = |args: Vec<String>| -> Result<()> {
+        Command::new("objcopy", &b.root)
+            .args(args)
+            .arg(&b.out)
+            .capture()
+            .map(drop)
+            .map_err(|e| anyhow::anyhow!("objcopy on {} failed: {e}", b.out.display()))
+    };
+    objcopy(vec!["--remove-section".into(), "pydata".into()])?;
+    objcopy(vec!["--add-section".into(), format!("pydata={}", pkg.display())])?;
+    fsx::remove_all(&stored)?;
+    fsx::remove_all(&pkg)
+}
 
 /// PyInstaller's typecode of an entry script.
 const SCRIPT: u8 = b's';

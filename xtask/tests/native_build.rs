@@ -214,7 +214,8 @@ fn a_source_saved_during_the_build_is_built_by_the_next_run() {
 /// PyInstaller's work folder and its own cache are kept under target/ between builds. A
 /// rebuild that reuses them gives the same bytes as a build from empty folders of the same
 /// sources (with the hash seed fixed: PyInstaller orders base_library.zip by a Python set).
-/// So does the first binary with only its entry script replaced, without PyInstaller.
+/// An edit to the entry script's body alone is not built by PyInstaller: the installed binary
+/// gets the recompiled script, and that is PyInstaller's binary of the edit, byte for byte.
 #[test]
 fn a_warm_service_build_is_byte_identical_to_a_cold_one() {
     let tmp = tempfile::tempdir().unwrap();
@@ -222,28 +223,45 @@ fn a_warm_service_build_is_byte_identical_to_a_cold_one() {
     copy_repo(&root);
     let venv = test_venv();
     let build = |extra: &[&str]| {
-        let (report, _) = build_print_service(&root, &venv, extra);
+        let (report, stderr) = build_print_service(&root, &venv, extra);
         assert_eq!(outcome(&report, "print_service"), "built", "{report:?}");
+        (stderr.contains("print_service: repacked"), stderr)
     };
     let bin = root.join("python-service/dist").join(host_arch()).join("print_service");
     let work = root.join("target/xtask/pyinstaller").join(host_arch()).join("print_service");
     let cache = root.join("target/xtask/pyinstaller-cache").join(host_arch()).join("print_service");
-    build(&[]);
+    let (repacked, _) = build(&[]);
+    assert!(!repacked, "a first build cannot be a repack");
     let first = std::fs::read(&bin).unwrap();
     assert!(work.join("print_service/PKG-00.toc").exists(), "no work folder kept at {}", work.display());
 
-    // An edit that reaches the bytecode, built on the warm folders.
+    // An edit to the body that reaches the bytecode: a repack, then PyInstaller (--force) on
+    // the warm folders, from the same sources.
     let src = root.join("python-service/src/print_service.py");
     let nonce = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
     let marker = format!("kt-warm-{nonce}");
     let text = std::fs::read_to_string(&src).unwrap();
     std::fs::write(&src, format!("{text}\nEDIT_MARKER = \"{marker}\"\n")).unwrap();
-    build(&[]);
-    let warm = std::fs::read(&bin).unwrap();
-    assert_ne!(warm, first);
-    assert!(contains(&entry_script(&venv, &bin, "print_service"), &marker), "the warm build lacks the edit");
+    let t = std::time::Instant::now();
+    let (repacked, stderr) = build(&[]);
+    eprintln!("print_service after a body edit, repacked: {:.2} s", t.elapsed().as_secs_f64());
+    assert!(repacked, "a body edit was not repacked:\n{stderr}");
+    let repack = std::fs::read(&bin).unwrap();
+    assert_ne!(repack, first);
+    assert!(contains(&entry_script(&venv, &bin, "print_service"), &marker), "the repack lacks the edit");
+    let listed = toc_listing(&venv, &bin);
+    let (repacked, _) = build(&["--force"]);
+    assert!(!repacked, "--force must run PyInstaller");
+    assert!(std::fs::read(&bin).unwrap() == repack, "the repacked binary differs from PyInstaller's of the same edit");
+    assert_eq!(listed, toc_listing(&venv, &bin), "PyInstaller's reader lists other entries");
 
-    // The same sources from empty folders.
+    // A new import is PyInstaller's to analyse: built warm, then the same sources from empty
+    // folders.
+    std::fs::write(&src, format!("{text}\nimport json as _kt_json_edit  # {marker}\n")).unwrap();
+    let (repacked, _) = build(&[]);
+    assert!(!repacked, "an edit that adds an import was repacked");
+    let warm = std::fs::read(&bin).unwrap();
+    assert!(contains(&entry_script(&venv, &bin, "print_service"), "_kt_json_edit"), "the warm build lacks the edit");
     std::fs::remove_dir_all(&work).unwrap();
     // PyInstaller fills its own cache only for binaries it processes (strip, codesign).
     let _ = std::fs::remove_dir_all(&cache);
@@ -255,50 +273,6 @@ fn a_warm_service_build_is_byte_identical_to_a_cold_one() {
         warm.len(),
         cold.len()
     );
-
-    // Without PyInstaller: the first binary with the edited script compiled by the target's
-    // Python is the binary PyInstaller built from the edit, byte for byte, and entry for entry
-    // as PyInstaller's own reader lists them.
-    let repacked = tmp.path().join("repacked");
-    let t = std::time::Instant::now();
-    repack(&venv, &bin_from(tmp.path(), "first", &first), &src, "print_service", &repacked);
-    eprintln!("print_service repacked without PyInstaller in {:.2} s", t.elapsed().as_secs_f64());
-    assert!(std::fs::read(&repacked).unwrap() == cold, "the repacked binary differs from PyInstaller's");
-    assert_eq!(toc_listing(&venv, &repacked), toc_listing(&venv, &bin));
-}
-
-fn bin_from(dir: &Path, name: &str, bytes: &[u8]) -> std::path::PathBuf {
-    let path = dir.join(name);
-    std::fs::write(&path, bytes).unwrap();
-    path
-}
-
-/// `old` with the entry script `name` compiled from `src`: the script entry made by the
-/// venv's Python, the archive rewritten by `xtask::pyi_repack`, the section swapped by objcopy.
-fn repack(venv: &Path, old: &Path, src: &Path, name: &str, out: &Path) {
-    let exe = std::fs::read(old).unwrap();
-    let compress = xtask::pyi_repack::script_is_compressed(&exe, name).unwrap();
-    let stored = out.with_extension("script");
-    let py = Command::new(venv.join("bin/python"))
-        .args(["-c", xtask::pyi_repack::SCRIPT_ENTRY_PY])
-        .arg(src)
-        .args([name, if compress { "1" } else { "0" }])
-        .arg(&stored)
-        .env("PYTHONHASHSEED", "0")
-        .output()
-        .unwrap();
-    assert!(py.status.success(), "the script entry: {}", String::from_utf8_lossy(&py.stderr));
-    let size: u32 = String::from_utf8_lossy(&py.stdout).trim().parse().unwrap();
-    let pkg = xtask::pyi_repack::replace_script(&exe, name, &std::fs::read(&stored).unwrap(), size).unwrap();
-    let pkg_path = bin_from(out.parent().unwrap(), "repacked.pkg", &pkg);
-    std::fs::copy(old, out).unwrap();
-    for args in [
-        vec!["--remove-section".to_string(), "pydata".into()],
-        vec!["--add-section".into(), format!("pydata={}", pkg_path.display())],
-    ] {
-        let o = Command::new("objcopy").args(&args).arg(out).output().unwrap();
-        assert!(o.status.success(), "objcopy {args:?}: {}", String::from_utf8_lossy(&o.stderr));
-    }
 }
 
 /// Every entry as PyInstaller's `CArchiveReader` sees it: name, offset, lengths, flag,

@@ -125,7 +125,25 @@ pub fn native_service_step(
         .arg(entry);
 
     step.actions.push(Action::Clean { path: tmp.clone() });
-    step.actions.push(Action::Run(cmd));
+    if arch.os() == crate::arch::Os::Linux {
+        // On Linux the archive is an ELF section objcopy swaps; a macOS binary is signed.
+        let script = dir.join(&svc.entry);
+        let build = crate::pyi_repack::ServiceBuild {
+            name: service.into(),
+            inputs: step.inputs.iter().filter(|p| **p != script).cloned().collect(),
+            values: step.values.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            script,
+            python: layout.venv_python().to_string_lossy().into_owned(),
+            pyinstaller: cmd,
+            out: tmp.join(service),
+            previous: layout.binary(service),
+            record: work.join("repack.json"),
+            root: layout.root.clone(),
+        };
+        step.actions.push(Action::BuildService(Box::new(build)));
+    } else {
+        step.actions.push(Action::Run(cmd));
+    }
     // Verified before it is installed: a binary that cannot run never reaches dist/.
     step.actions.push(Action::Verify { paths: vec![tmp.join(service)], arch, glibc: config.target(arch)?.glibc });
     step.actions.push(Action::Install { from: tmp.join(service), to: layout.binary(service), executable: true });
