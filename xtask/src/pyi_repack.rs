@@ -142,8 +142,17 @@ pub fn build(b: &ServiceBuild, forced: bool, run: &dyn Fn(&Command) -> Result<()
         }
         _ => false,
     };
-    let built = if repack {
-        repack_into(b)?;
+    // A repack that fails (a tool missing, a binary PyInstaller would not have written) is
+    // doubt like any other: PyInstaller builds it.
+    let repacked = repack
+        && match repack_into(b) {
+            Ok(()) => true,
+            Err(e) => {
+                eprintln!("    {}: no repack ({e:#}); PyInstaller builds it", b.name);
+                false
+            }
+        };
+    let built = if repacked {
         eprintln!("    {}: repacked (only the body of {} changed), PyInstaller not run", b.name, b.script.display());
         Built::Repacked
     } else {
@@ -299,11 +308,15 @@ mod tests {
     use crate::verify::tests::common::{PkgEntry, build_package};
 
     fn entries(script: &[u8]) -> Vec<PkgEntry> {
+        entries_named("print_service", script)
+    }
+
+    fn entries_named(name: &'static str, script: &[u8]) -> Vec<PkgEntry> {
         vec![
             PkgEntry { name: "struct", typecode: b'm', data: b"module bytes".repeat(40), compress: true },
             PkgEntry { name: "pyi-runtime-option", typecode: b'o', data: vec![], compress: false },
             PkgEntry { name: "pyiboot01_bootstrap", typecode: b's', data: b"boot".to_vec(), compress: true },
-            PkgEntry { name: "print_service", typecode: b's', data: script.to_vec(), compress: true },
+            PkgEntry { name, typecode: b's', data: script.to_vec(), compress: true },
             PkgEntry { name: "lib/a-name-long-enough-to-pad.so", typecode: b'b', data: vec![7; 300], compress: false },
         ]
     }
@@ -333,6 +346,119 @@ mod tests {
         let (built, _) = build_package(&entries(&new_code), 311, "libpython3.11.so.1.0");
         let len = new_code.len() as u32;
         assert_eq!(replace_script(&exe, "print_service", &zlib(&new_code), len).unwrap(), built);
+    }
+
+    /// A build in `dir` whose "PyInstaller" is the closure given to [`build`].
+    fn service_build(dir: &std::path::Path) -> ServiceBuild {
+        std::fs::write(dir.join("svc.py"), "import os\nfrom json import dumps\nX = 1\n").unwrap();
+        std::fs::write(dir.join("requirements.txt"), "pyinstaller==6\n").unwrap();
+        // The installed binary: a real ELF with a `pydata` archive whose script is `svc`.
+        let (pkg, _) = build_package(&entries_named("svc", b"old code"), 311, "libpython3.11.so.1.0");
+        std::fs::write(dir.join("pkg"), pkg).unwrap();
+        std::fs::copy("/bin/true", dir.join("previous")).unwrap();
+        let add = std::process::Command::new("objcopy")
+            .arg("--add-section")
+            .arg(format!("pydata={}", dir.join("pkg").display()))
+            .arg(dir.join("previous"))
+            .status()
+            .expect("objcopy (binutils) must be installed for these tests");
+        assert!(add.success());
+        ServiceBuild {
+            name: "svc".into(),
+            script: dir.join("svc.py"),
+            python: "python3".into(),
+            pyinstaller: Command::new("pyinstaller", dir),
+            out: dir.join("tmp/svc"),
+            previous: dir.join("previous"),
+            record: dir.join("work/repack.json"),
+            inputs: vec![dir.join("requirements.txt")],
+            values: vec![("python".into(), "Python 3.11.2".into())],
+            root: dir.to_path_buf(),
+        }
+    }
+
+    /// Runs `build` with a "PyInstaller" that copies the installed binary, then installs the
+    /// output as the real step does: whether PyInstaller ran.
+    fn ran_pyinstaller(b: &ServiceBuild, forced: bool) -> bool {
+        let ran = std::cell::Cell::new(false);
+        let built = build(b, forced, &|_| {
+            ran.set(true);
+            std::fs::create_dir_all(b.out.parent().unwrap()).unwrap();
+            std::fs::copy(&b.previous, &b.out).unwrap();
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(built == Built::PyInstaller, ran.get());
+        std::fs::rename(&b.out, &b.previous).unwrap();
+        ran.get()
+    }
+
+    /// The stored script entry `svc` of the installed binary, inflated.
+    fn installed_script(b: &ServiceBuild) -> Vec<u8> {
+        let exe = std::fs::read(&b.previous).unwrap();
+        let archive = archive(&exe).unwrap();
+        let e = script_entry(&archive, "svc").unwrap();
+        archive.entry_data(&exe, e).unwrap().into_owned()
+    }
+
+    #[test]
+    fn pyinstaller_runs_unless_only_the_scripts_body_changed_since_the_recorded_build() {
+        let d = tempfile::tempdir().unwrap();
+        let b = service_build(d.path());
+        assert!(ran_pyinstaller(&b, false), "no record: PyInstaller");
+        assert!(b.record.exists());
+        // Same imports, a new body: repacked, with the script compiled by the Python given.
+        std::fs::write(&b.script, "import os\nfrom json import dumps\nX = 'kt-new-body'\n").unwrap();
+        assert!(!ran_pyinstaller(&b, false), "a body edit ran PyInstaller");
+        let script = installed_script(&b);
+        assert!(script.windows(11).any(|w| w == b"kt-new-body"), "the repack lacks the edit");
+        assert!(!ran_pyinstaller(&b, false), "the repack's record vouches for its binary");
+        assert!(ran_pyinstaller(&b, true), "--force is PyInstaller's");
+        assert!(!ran_pyinstaller(&b, false), "a forced build's record vouches for its binary too");
+        // A binary PyInstaller would not write (its script entry gone): PyInstaller builds it.
+        let (pkg, _) = build_package(&entries_named("other", b"x"), 311, "libpython3.11.so.1.0");
+        std::fs::write(d.path().join("pkg"), pkg).unwrap();
+        let swap = std::process::Command::new("objcopy")
+            .arg("--update-section")
+            .arg(format!("pydata={}", d.path().join("pkg").display()))
+            .arg(&b.previous)
+            .status()
+            .unwrap();
+        assert!(swap.success());
+        let record: Record = serde_json::from_slice(&std::fs::read(&b.record).unwrap()).unwrap();
+        let sha256 = crate::fingerprint::hash_file(&b.previous).unwrap();
+        fsx::write_atomic(&b.record, &serde_json::to_vec(&Record { sha256, ..record }).unwrap()).unwrap();
+        assert!(ran_pyinstaller(&b, false), "a failed repack did not fall back to PyInstaller");
+
+        type Edit<'a> = &'a dyn Fn(&ServiceBuild);
+        let edits: [(&str, Edit); 6] = [
+            ("another import", &|b| {
+                std::fs::write(&b.script, "import os\nimport sys\nfrom json import dumps\n").unwrap()
+            }),
+            ("imports reordered", &|b| std::fs::write(&b.script, "from json import dumps\nimport os\n").unwrap()),
+            ("an import inside a function", &|b| {
+                std::fs::write(&b.script, "import os\nfrom json import dumps\ndef f():\n    import ssl\n").unwrap()
+            }),
+            ("an import by computed name", &|b| {
+                std::fs::write(&b.script, "import os\nfrom json import dumps\n__import__('s' + 'sl')\n").unwrap()
+            }),
+            ("another input", &|b| std::fs::write(&b.inputs[0], "pyinstaller==7\n").unwrap()),
+            ("the installed binary", &|b| std::fs::write(&b.previous, b"edited by hand").unwrap()),
+        ];
+        for (what, edit) in edits {
+            let d = tempfile::tempdir().unwrap();
+            let b = service_build(d.path());
+            assert!(ran_pyinstaller(&b, false));
+            edit(&b);
+            assert!(ran_pyinstaller(&b, false), "{what} did not run PyInstaller");
+        }
+        // A script that does not parse is PyInstaller's to report.
+        let d = tempfile::tempdir().unwrap();
+        let b = service_build(d.path());
+        assert!(ran_pyinstaller(&b, false));
+        std::fs::write(&b.script, "import os\nfrom json import dumps\ndef (:\n").unwrap();
+        assert!(ran_pyinstaller(&b, false));
+        assert!(!b.record.exists(), "a script whose imports are unknown got a record");
     }
 
     #[test]
