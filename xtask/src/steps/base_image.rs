@@ -59,6 +59,10 @@ pub fn steps(
         expect: digest.clone(),
         missing: format!("{image_tag} is missing or was built from another rootfs"),
     });
+    // The build context is in the shared cache (beside the rootfs it hard-links), and two runs
+    // for two engines (a second endpoint) build this image at once: one at a time, or one
+    // removes the context the other's `docker build` is reading.
+    image.lock = Some(cache.join("base-image").join(format!("{name}.lock")));
     image.actions.push(Action::Clean { path: context.clone() });
     image.actions.push(Action::Link { from: tar, to: context.join("rootfs.tar") });
     image.actions.push(Action::WriteFile {
