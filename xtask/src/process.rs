@@ -111,6 +111,10 @@ pub fn exec(cmd: &Command) -> Result<Output> {
 /// Run through xshell (no shell, no quoting bugs). Output is captured and shown only when the
 /// command fails, so a green run stays readable; `--verbose` streams it instead.
 pub fn run(cmd: &Command, title: &str, verbose: bool) -> Result<()> {
+    // A missing working folder fails the spawn as "not found", which reads as a missing program.
+    if !cmd.cwd.is_dir() {
+        anyhow::bail!("cannot run `{}`: its working folder {} does not exist", cmd.program, cmd.cwd.display());
+    }
     let sh = xshell::Shell::new()?;
     sh.change_dir(&cmd.cwd);
     let mut c = sh.cmd(&cmd.program).args(&cmd.args).quiet();
@@ -163,5 +167,15 @@ mod tests {
             c.shell_line(),
             "cd '/r/my dir' && DOCKER_BUILDKIT=1 python3 -m PyInstaller --add-data '/a b/config.yaml:.'"
         );
+    }
+
+    #[test]
+    fn a_missing_working_folder_is_named_not_taken_for_a_missing_program() {
+        let d = tempfile::tempdir().unwrap();
+        let gone = d.path().join("context");
+        let err = run(&Command::new("true", &gone), "t", true).unwrap_err().to_string();
+        assert_eq!(err, format!("cannot run `true`: its working folder {} does not exist", gone.display()));
+        std::fs::create_dir(&gone).unwrap();
+        run(&Command::new("true", &gone), "t", true).unwrap();
     }
 }
