@@ -190,7 +190,8 @@ fn key(b: &ServiceBuild) -> Result<Option<String>> {
 
 fn repack_into(b: &ServiceBuild) -> Result<()> {
     let exe = std::fs::read(&b.previous).with_context(|| format!("cannot read {}", b.previous.display()))?;
-    let compressed = script_is_compressed(&exe, &b.name)?;
+    let archive = archive(&exe)?;
+    let compressed = script_entry(&archive, &b.name)?.compressed;
     let dir = b.out.parent().context("the output has a folder")?;
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let stored = dir.join(format!("{}.script", b.name));
@@ -202,10 +203,10 @@ fn repack_into(b: &ServiceBuild) -> Result<()> {
         .arg(&stored)
         .capture()
         .map_err(|e| anyhow::anyhow!("compiling the entry script {} failed: {e}", b.script.display()))?;
-    let size: u32 = size.trim().parse().with_context(|| format!("the script compiler printed `{}`", size.trim()))?;
+    let size: u32 = size.parse().with_context(|| format!("the script compiler printed `{size}`"))?;
     let script = std::fs::read(&stored).with_context(|| format!("cannot read {}", stored.display()))?;
     let pkg = dir.join(format!("{}.pkg", b.name));
-    fsx::write_atomic(&pkg, &replace_script(&exe, &b.name, &script, size)?)?;
+    fsx::write_atomic(&pkg, &replace_script(&exe, &archive, &b.name, &script, size)?)?;
     std::fs::copy(&b.previous, &b.out).with_context(|| format!("cannot copy {}", b.previous.display()))?;
     let objcopy = |args: Vec<String>| -> Result<()> {
         Command::new("objcopy", &b.root)
@@ -228,18 +229,16 @@ const RECORD_ALIGN: usize = 16;
 /// entry_length, data_offset, stored_length, uncompressed_length (u32 each), compressed, typecode.
 const RECORD_HEADER: usize = 18;
 
-/// Whether the script entry `name` of the archive in `exe` is stored compressed: what
-/// [`SCRIPT_ENTRY_PY`] is told. Fails when there is no archive or no such script entry.
-pub fn script_is_compressed(exe: &[u8], name: &str) -> Result<bool> {
-    let archive = archive(exe)?;
-    Ok(script_entry(&archive, name)?.compressed)
-}
-
-/// The CArchive of `exe` with the entry script `name` holding `stored` (`uncompressed_len`
-/// once inflated), every other entry copied as stored, in the same order.
-pub fn replace_script(exe: &[u8], name: &str, stored: &[u8], uncompressed_len: u32) -> Result<Vec<u8>> {
-    let archive = archive(exe)?;
-    script_entry(&archive, name)?;
+/// The CArchive `archive` of `exe` with the entry script `name` holding `stored`
+/// (`uncompressed_len` once inflated), every other entry copied as stored, in the same order.
+fn replace_script(
+    exe: &[u8],
+    archive: &pyinstaller::Archive,
+    name: &str,
+    stored: &[u8],
+    uncompressed_len: u32,
+) -> Result<Vec<u8>> {
+    script_entry(archive, name)?;
     let mut pkg = Vec::with_capacity(archive.cookie.pkg_length as usize);
     let mut toc = Vec::new();
     for e in &archive.entries {
@@ -339,13 +338,14 @@ mod tests {
     fn the_same_script_gives_the_archive_back_and_another_one_the_archive_built_with_it() {
         let (old, _) = build_package(&entries(b"old code"), 311, "libpython3.11.so.1.0");
         let exe = exe(&old);
-        assert!(script_is_compressed(&exe, "print_service").unwrap());
-        let same = replace_script(&exe, "print_service", &zlib(b"old code"), 8).unwrap();
+        let a = archive(&exe).unwrap();
+        assert!(script_entry(&a, "print_service").unwrap().compressed);
+        let same = replace_script(&exe, &a, "print_service", &zlib(b"old code"), 8).unwrap();
         assert_eq!(same, old);
         let new_code = b"new code, longer than the old one".repeat(3);
         let (built, _) = build_package(&entries(&new_code), 311, "libpython3.11.so.1.0");
         let len = new_code.len() as u32;
-        assert_eq!(replace_script(&exe, "print_service", &zlib(&new_code), len).unwrap(), built);
+        assert_eq!(replace_script(&exe, &a, "print_service", &zlib(&new_code), len).unwrap(), built);
     }
 
     /// A build in `dir` whose "PyInstaller" is the closure given to [`build`].
@@ -464,15 +464,17 @@ mod tests {
     #[test]
     fn a_missing_script_or_archive_is_refused_by_name() {
         let (pkg, _) = build_package(&entries(b"x"), 311, "libpython3.11.so.1.0");
-        let err = replace_script(&exe(&pkg), "kt_service", b"", 0).unwrap_err().to_string();
+        let exe = exe(&pkg);
+        let a = archive(&exe).unwrap();
+        let err = replace_script(&exe, &a, "kt_service", b"", 0).unwrap_err().to_string();
         assert!(
             err.contains("no entry script `kt_service` (its scripts: pyiboot01_bootstrap, print_service)"),
             "{err}"
         );
         // A module of that name is not the script.
-        let err = replace_script(&exe(&pkg), "struct", b"", 0).unwrap_err().to_string();
+        let err = replace_script(&exe, &a, "struct", b"", 0).unwrap_err().to_string();
         assert!(err.contains("no entry script `struct`"), "{err}");
-        let err = script_is_compressed(b"\x7fELF no archive", "print_service").unwrap_err().to_string();
+        let err = archive(b"\x7fELF no archive").unwrap_err().to_string();
         assert!(err.contains("no PyInstaller archive"), "{err}");
     }
 }

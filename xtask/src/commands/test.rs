@@ -110,6 +110,7 @@ pub fn run(config: &Config, args: &TestArgs) -> Result<()> {
     let tools = Host::probe(config);
     let layout = Layout::new(config, host, "default", &tools);
 
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     // The venv serves pytest and the native-build test in the Rust suite.
     let mut steps = Vec::new();
     if wants(TestSuite::Python) || wants(TestSuite::Rust) {
@@ -137,7 +138,6 @@ pub fn run(config: &Config, args: &TestArgs) -> Result<()> {
         steps.push(s);
     }
     if wants(TestSuite::E2e) {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut s = Step::new("e2e", "end-to-end set-up: Docker, QEMU, the test binaries", StepKind::Preflight);
         s.always = true;
         s.actions.push(Action::Prerequisites { needs: e2e_needs() });
@@ -164,18 +164,16 @@ pub fn run(config: &Config, args: &TestArgs) -> Result<()> {
         // downloading Debian packages for debootstrap, time the Rust suite's own builds use.
         s.parallel = wants(TestSuite::E2e);
         s.actions.push(Action::Prerequisites { needs: rust_needs() });
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         // The native-build integration test reuses the venv synced above instead of
         // downloading its own.
         s.actions.push(Action::Run(
-            Command::new(cargo, root)
+            Command::new(cargo.clone(), root)
                 .args(["test", "--workspace", "--no-fail-fast"])
                 .env("KT_VENV", layout.venv.to_string_lossy()),
         ));
         steps.push(s);
     }
     if wants(TestSuite::E2e) {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         // One test binary per arch, at the same time: each spends most of its time in one
         // emulated process, so two keep both cores busy.
         for t in E2E_TESTS {
