@@ -97,6 +97,7 @@ impl fmt::Display for NoEngine {
 impl std::error::Error for NoEngine {}
 
 /// Everything a container build needs besides the engine.
+#[derive(Clone)]
 pub struct ContainerBuild<'a> {
     pub arch: Arch,
     pub root: &'a Path,
@@ -251,6 +252,54 @@ impl Engine {
             cmd = cmd.arg("--label").arg(format!("{k}={v}"));
         }
         Some(cmd.args(["--tag", tag]).arg(context))
+    }
+
+    /// `python3` in a container of `image` for `platform` (QEMU runs it), with no network, with
+    /// `env` set and host folders mounted at the paths given (read-only when marked); the
+    /// arguments come after it. None for a route to another machine, which cannot see this
+    /// host's folders. What it writes belongs to the container's user (root under rootful
+    /// docker): the folder it writes to is the caller's, so the caller can still remove it.
+    pub fn python_in_image(
+        &self,
+        platform: &str,
+        image: &str,
+        mounts: &[(&Path, &str, bool)],
+        env: &[(&str, &str)],
+        cwd: &Path,
+    ) -> Option<Command> {
+        let mut cmd = match self {
+            Engine::Native => return None,
+            Engine::Buildx { route, .. } | Engine::DockerBuildkit { route, .. }
+                if route.context.is_some() || route.docker_host.is_some() =>
+            {
+                return None;
+            }
+            Engine::Buildx { docker, route, .. } | Engine::DockerBuildkit { docker, route } => {
+                docker_cmd(docker, route, cwd).arg("run")
+            }
+            Engine::Podman { podman } => Command::new(podman.clone(), cwd).arg("run"),
+        };
+        cmd = cmd.args(["--rm", "--platform", platform, "--network", "none"]);
+        for (host, inside, read_only) in mounts {
+            let ro = if *read_only { ":ro" } else { "" };
+            cmd = cmd.arg("--volume").arg(format!("{}:{inside}{ro}", host.display()));
+        }
+        for (k, v) in env {
+            cmd = cmd.arg("--env").arg(format!("{k}={v}"));
+        }
+        Some(cmd.args([image, "python3"]))
+    }
+
+    /// Prints the id of image `tag` (fails when there is no such image).
+    pub fn image_id(&self, tag: &str, cwd: &Path) -> Option<Command> {
+        let cmd = match self {
+            Engine::Native => return None,
+            Engine::Buildx { docker, route, .. } | Engine::DockerBuildkit { docker, route } => {
+                docker_cmd(docker, route, cwd)
+            }
+            Engine::Podman { podman } => Command::new(podman.clone(), cwd),
+        };
+        Some(cmd.args(["image", "inspect", "--format", "{{.Id}}", tag]))
     }
 
     /// Prints the value of `label` on image `tag` (fails when there is no such image).

@@ -96,6 +96,9 @@ pub enum Action {
     /// A native one-file service build: PyInstaller, or the installed binary with only its
     /// entry script replaced when that gives the same bytes (see `pyi_repack`).
     BuildService(Box<crate::pyi_repack::ServiceBuild>),
+    /// A container build of several services: each one whose entry script alone changed is
+    /// repacked from its installed binary, the others are built (see `pyi_repack`).
+    CrossBuild(Box<crate::pyi_repack::CrossBuild>),
     /// afterpack: check the unpacked app is for `arch`, inject the services (0755, atomic),
     /// write their manifest.json, verify the whole app.
     Afterpack(Box<crate::afterpack::Spec>),
@@ -181,6 +184,7 @@ impl Action {
                 format!("probe: {}", probes.join("; "))
             }
             Action::BuildService(b) => crate::pyi_repack::describe(b),
+            Action::CrossBuild(c) => crate::pyi_repack::describe_cross(c),
             Action::Afterpack(spec) => format!(
                 "afterpack: check {} is a {arch} app, inject the services (0755) and manifest.json, verify the app \
                  (= cargo xtask afterpack --app-out-dir {} --arch {arch})",
@@ -923,10 +927,18 @@ fn run_action(action: &Action, title: &str, opts: &RunOptions) -> Result<()> {
             // `--force` asks for the real build.
             let forced = match &opts.force {
                 Force::All => true,
-                Force::Step(id) => *id == b.name,
+                Force::Step(id) => *id == b.service.name,
                 Force::None => false,
             };
             crate::pyi_repack::build(b, forced, &|cmd| crate::process::run(cmd, title, opts.verbose)).map(drop)
+        }
+        Action::CrossBuild(c) => {
+            let forced = match &opts.force {
+                Force::All => true,
+                Force::Step(id) => id == "cross-build" || c.services.iter().any(|s| s.name == *id),
+                Force::None => false,
+            };
+            crate::pyi_repack::cross_build(c, forced, &|cmd| crate::process::run(cmd, title, opts.verbose)).map(drop)
         }
         Action::Afterpack(spec) => crate::afterpack::afterpack(spec).map(drop),
         Action::WriteDeb(plan) => {

@@ -13,12 +13,14 @@
 //!
 //! Reading goes through `verify::pyinstaller`, which bounds every offset and length.
 //!
-//! [`build`] is a native service build that takes this path when it is sure to give the bytes
-//! PyInstaller would: the script's imports (by Python's `ast`, in source order) and every other
-//! input are those of the build that made the installed binary, which is itself unchanged since.
-//! Anything else runs PyInstaller.
+//! [`build`] (native) and [`cross_build`] (a container build of several services) take this
+//! path when it is sure to give the bytes PyInstaller would: the script's imports (by Python's
+//! `ast`, in source order) and every other input are those of the build that made the
+//! installed binary, which is itself unchanged since. Anything else runs PyInstaller. For a
+//! container build the script is compiled in the build's base image under QEMU (the deps
+//! venv is made from that image's `python3`), and the host's cross `objcopy` swaps the section.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
@@ -30,60 +32,72 @@ use crate::{
     verify::pyinstaller::{self, COOKIE_MAGIC, Location},
 };
 
-/// Prints the imports of the script `argv[1]` as JSON: every `import` and `from ... import`
-/// anywhere in it, in source order (PyInstaller's analysis follows them, in that order), and
-/// the calls that import by a computed name (`__import__`, `import_module`, `exec`, `eval`),
-/// which PyInstaller may see through a hook while this cannot: any of them means PyInstaller.
-pub const IMPORTS_PY: &str = r#"import ast, json, sys
-tree = ast.parse(open(sys.argv[1], "rb").read(), sys.argv[1])
-imports, dynamic = [], []
-for node in ast.walk(tree):
-    at = (node.lineno, node.col_offset) if hasattr(node, "lineno") else (0, 0)
-    if isinstance(node, ast.Import):
-        imports.append((at, ["import", [(a.name, a.asname) for a in node.names]]))
-    elif isinstance(node, ast.ImportFrom):
-        imports.append((at, ["from", node.module, node.level, [(a.name, a.asname) for a in node.names]]))
-    elif isinstance(node, ast.Call):
-        f = node.func
-        name = f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else None
-        if name in ("__import__", "import_module", "exec", "eval"):
-            dynamic.append([node.lineno, name])
-print(json.dumps({"imports": [i for _, i in sorted(imports, key=lambda x: x[0])], "dynamic": dynamic}))
-"#;
+/// The analysis a repack needs, for every `[script, name, out]` of the JSON list `argv[1]`:
+/// the script's imports, and its entry as PyInstaller stores it, written to `out`. Prints
+/// `{name: {"imports", "dynamic", "size"} or {"error"}}`. Standard library only: it runs in
+/// a base image without PyInstaller.
+///
+/// - `imports`: every `import` and `from ... import` anywhere in the script, in source order
+///   (PyInstaller's analysis follows them, in that order); `dynamic`: the calls that import by
+///   a computed name (`__import__`, `import_module`, `exec`, `eval`), which PyInstaller may see
+///   through a hook while this cannot, so any of them means PyInstaller.
+/// - The entry: `marshal.dumps` of the script compiled at optimization level 0 (the builds
+///   pass no `--optimize`) with every `co_filename` set to `<name>.py`, zlib level 9
+///   (`PYINSTALLER_ZLIB_COMPRESSION_LEVEL`, unset in the builds); `size` is its length before
+///   compression. Run it with `PYTHONHASHSEED=0`, as the builds run PyInstaller: set constants
+///   are marshalled in hash order.
+pub const TOOL_PY: &str = r#"import ast, json, marshal, os, sys, types, zlib
 
-/// Writes the stored bytes of the entry script `argv[2]` compiled from `argv[1]` to `argv[4]`,
-/// zlib-compressed when `argv[3]` is `1`, and prints its uncompressed length. Standard library
-/// only: it runs in a base image without PyInstaller. Run it with `PYTHONHASHSEED=0`, as the
-/// builds run PyInstaller: set constants are marshalled in hash order.
-pub const SCRIPT_ENTRY_PY: &str = r#"import marshal, os, sys, types, zlib
-src, name, compress, out = sys.argv[1:5]
-with open(src, "rb") as f:
-    source = f.read()
-code = compile(source, src, "exec", optimize=0)
+def imports(tree):
+    found, dynamic = [], []
+    for node in ast.walk(tree):
+        at = (node.lineno, node.col_offset) if hasattr(node, "lineno") else (0, 0)
+        if isinstance(node, ast.Import):
+            found.append((at, ["import", [(a.name, a.asname) for a in node.names]]))
+        elif isinstance(node, ast.ImportFrom):
+            found.append((at, ["from", node.module, node.level, [(a.name, a.asname) for a in node.names]]))
+        elif isinstance(node, ast.Call):
+            f = node.func
+            name = f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else None
+            if name in ("__import__", "import_module", "exec", "eval"):
+                dynamic.append([node.lineno, name])
+    return [i for _, i in sorted(found, key=lambda x: x[0])], dynamic
+
 def rename(co, filename):
     consts = tuple(rename(c, filename) if isinstance(c, types.CodeType) else c for c in co.co_consts)
     return co.replace(co_consts=consts, co_filename=filename)
-code = rename(code, os.path.splitext(name)[0] + os.path.splitext(code.co_filename)[1])
-blob = marshal.dumps(code)
-size = len(blob)
-if compress == "1":
-    blob = zlib.compress(blob, level=int(os.environ.get("PYINSTALLER_ZLIB_COMPRESSION_LEVEL", 9)))
-with open(out, "wb") as f:
-    f.write(blob)
-print(size)
+
+result = {}
+for script, name, out in json.loads(sys.argv[1]):
+    if os.environ.get("PYTHONHASHSEED") != "0":
+        result[name] = {"error": "PYTHONHASHSEED is not 0: set constants would be in another order"}
+        continue
+    try:
+        with open(script, "rb") as f:
+            source = f.read()
+        found, dynamic = imports(ast.parse(source, script))
+        code = compile(source, script, "exec", optimize=0)
+        code = rename(code, os.path.splitext(name)[0] + os.path.splitext(code.co_filename)[1])
+        blob = marshal.dumps(code)
+        level = int(os.environ.get("PYINSTALLER_ZLIB_COMPRESSION_LEVEL", 9))
+        with open(out, "wb") as f:
+            f.write(zlib.compress(blob, level=level))
+        result[name] = {"imports": found, "dynamic": dynamic, "size": len(blob)}
+    except (OSError, SyntaxError, ValueError) as e:
+        result[name] = {"error": "%s: %s" % (type(e).__name__, e)}
+print(json.dumps(result))
 "#;
 
-/// A native one-file service build: PyInstaller, or the repack of the installed binary.
+/// One service's part of a build that may be a repack.
 #[derive(Clone, Debug, Serialize)]
-pub struct ServiceBuild {
+pub struct Service {
     /// The service: its entry script's name in the archive.
     pub name: String,
     /// The entry script.
     pub script: PathBuf,
-    /// The target's Python (the service venv's), which compiles the script entry.
-    pub python: String,
-    pub pyinstaller: Command,
-    /// Where the build leaves the binary (PyInstaller's distpath/name).
+    /// Where [`TOOL_PY`] writes the compiled entry script.
+    pub compiled: PathBuf,
+    /// Where the build leaves the binary.
     pub out: PathBuf,
     /// The installed binary of the last build.
     pub previous: PathBuf,
@@ -92,134 +106,337 @@ pub struct ServiceBuild {
     /// Every input of the build but the entry script, and the step's values.
     pub inputs: Vec<PathBuf>,
     pub values: Vec<(String, String)>,
+}
+
+/// How the target's Python runs [`TOOL_PY`].
+#[derive(Clone, Debug, Serialize)]
+pub struct Analysis {
+    /// The whole command: the target's Python on [`Analysis::tool`] and the jobs.
+    pub command: Command,
+    /// Where [`TOOL_PY`] is written first (a host path the command reads).
+    pub tool: PathBuf,
+    /// Prints the identity of the image the command runs in (container builds).
+    pub image: Option<Command>,
+}
+
+impl Analysis {
+    /// `python tool jobs`: `python` is the target's Python with the arguments appended, run
+    /// with `PYTHONHASHSEED=0` (the tool refuses to work without it), and `path` gives a host
+    /// path as that Python sees it.
+    pub fn new(
+        python: Command,
+        tool: PathBuf,
+        services: &[Service],
+        path: &dyn Fn(&Path) -> String,
+        image: Option<Command>,
+    ) -> Analysis {
+        let jobs: Vec<[String; 3]> =
+            services.iter().map(|s| [path(&s.script), s.name.clone(), path(&s.compiled)]).collect();
+        let jobs = serde_json::to_string(&jobs).expect("strings serialise");
+        Analysis { command: python.arg(path(&tool)).arg(jobs), tool, image }
+    }
+}
+
+/// What replaces the section of a repacked binary: `objcopy`, or the target's cross one.
+#[derive(Clone, Debug, Serialize)]
+pub struct Objcopy {
+    pub program: String,
+    /// The Debian package that has it, for the note when it does not run.
+    pub package: String,
+}
+
+/// A native one-file service build: PyInstaller, or the repack of the installed binary.
+#[derive(Clone, Debug, Serialize)]
+pub struct ServiceBuild {
+    pub service: Service,
+    pub analysis: Analysis,
+    pub objcopy: Objcopy,
+    pub pyinstaller: Command,
     pub root: PathBuf,
 }
 
-/// How a [`build`] made its binary.
+/// A container build of several services: a repack of each one that can be, one build of
+/// the others.
+#[derive(Clone, Debug, Serialize)]
+pub struct CrossBuild {
+    pub services: Vec<Service>,
+    /// None when no repack can be trusted here, with the reason in `no_repack`.
+    pub analysis: Option<Analysis>,
+    pub no_repack: Option<String>,
+    pub objcopy: Objcopy,
+    /// Builds every service (the step's export stage).
+    pub all: Command,
+    /// Builds one service each, in the order of `services`: for a part of them.
+    pub each: Vec<Command>,
+    /// What else the binaries are made from: the generated Dockerfile, the build command.
+    pub values: Vec<(String, String)>,
+    pub root: PathBuf,
+}
+
+/// How a build made a binary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Built {
     PyInstaller,
     Repacked,
+    /// Made from exactly the inputs of the installed binary: that binary, copied.
+    Kept,
 }
 
 #[derive(Serialize, Deserialize, PartialEq)]
 struct Record {
     key: String,
+    /// The entry script's SHA-256: the same one with the same key is the same binary.
+    script: String,
     sha256: String,
 }
 
 #[derive(Deserialize)]
-struct Imports {
+struct Analysed {
+    #[serde(default)]
     imports: serde_json::Value,
+    #[serde(default)]
     dynamic: Vec<serde_json::Value>,
+    size: Option<u32>,
+    error: Option<String>,
+}
+
+fn describe_repack(services: &[Service], analysis: &Analysis, objcopy: &Objcopy) -> String {
+    let names: Vec<_> = services.iter().map(|s| s.name.as_str()).collect();
+    let mut out = format!(
+        "repack {} when its installed binary is the one its record ({}) names and only the body of its script changed \
+         (same imports, every other input the same):\n      write {}\n      $ {}",
+        names.join(", "),
+        services.iter().map(|s| s.record.display().to_string()).collect::<Vec<_>>().join(", "),
+        analysis.tool.display(),
+        analysis.command.shell_line()
+    );
+    if let Some(image) = &analysis.image {
+        out.push_str(&format!("\n      $ {}", image.shell_line()));
+    }
+    for s in services {
+        out.push_str(&format!(
+            "\n      {}: its archive with {} as the entry script, then\n      $ {p} --remove-section pydata {o}\n      $ {p} --add-section pydata=<archive> {o}",
+            s.name,
+            s.compiled.display(),
+            p = objcopy.program,
+            o = s.out.display()
+        ));
+    }
+    out
 }
 
 /// The dry run's line for `b`.
 pub fn describe(b: &ServiceBuild) -> String {
     format!(
-        "build {}: when the installed binary is the one {} records and only the body of {} changed (same imports, \
-         every other input the same), replace its entry script (compiled by {}, PYTHONHASHSEED=0), then \
-         `objcopy --remove-section pydata` and `--add-section pydata=<archive>`; else\n      $ {}",
-        b.out.display(),
-        b.record.display(),
-        b.script.display(),
-        b.python,
+        "{}\n      else\n      $ {}",
+        describe_repack(std::slice::from_ref(&b.service), &b.analysis, &b.objcopy),
         b.pyinstaller.shell_line()
     )
 }
 
-/// Build `b.out`: by repack when that gives PyInstaller's bytes and the build is not `forced`,
-/// else with PyInstaller (`run` runs a command); then record what it was made from.
-pub fn build(b: &ServiceBuild, forced: bool, run: &dyn Fn(&Command) -> Result<()>) -> Result<Built> {
-    let key = key(b)?;
-    let last: Option<Record> = std::fs::read(&b.record).ok().and_then(|t| serde_json::from_slice(&t).ok());
-    // Gone first: a run stopped half-way leaves no record that vouches for its output.
-    fsx::remove_all(&b.record)?;
-    let repack = match (&key, &last) {
-        _ if forced => false,
-        (Some(k), Some(r)) if *k == r.key => {
-            crate::fingerprint::hash_file(&b.previous).is_ok_and(|sha| sha == r.sha256)
-        }
-        _ => false,
-    };
-    // A repack that fails (a tool missing, a binary PyInstaller would not have written) is
-    // doubt like any other: PyInstaller builds it.
-    let repacked = repack
-        && match repack_into(b) {
-            Ok(()) => true,
-            Err(e) => {
-                eprintln!("    {}: no repack ({e:#}); PyInstaller builds it", b.name);
-                false
+/// The dry run's line for `c`.
+pub fn describe_cross(c: &CrossBuild) -> String {
+    let all = format!("$ {}", c.all.shell_line());
+    match (&c.analysis, &c.no_repack) {
+        (Some(a), _) => {
+            let mut out = format!(
+                "{}\n      then the others: all of them by\n      {all}",
+                describe_repack(&c.services, a, &c.objcopy)
+            );
+            if c.services.len() > 1 {
+                out.push_str("\n      or each one by");
+                for cmd in &c.each {
+                    out.push_str(&format!("\n      $ {}", cmd.shell_line()));
+                }
             }
-        };
-    let built = if repacked {
-        eprintln!("    {}: repacked (only the body of {} changed), PyInstaller not run", b.name, b.script.display());
-        Built::Repacked
-    } else {
-        run(&b.pyinstaller)?;
-        Built::PyInstaller
+            out
+        }
+        (None, Some(why)) => format!("{all}\n      (no repack: {why})"),
+        (None, None) => all,
+    }
+}
+
+/// Build `b`'s binary: by repack when that gives PyInstaller's bytes and the build is not
+/// `forced`, else with PyInstaller (`run` runs a command); then record what it was made from.
+pub fn build(b: &ServiceBuild, forced: bool, run: &dyn Fn(&Command) -> Result<()>) -> Result<Built> {
+    let services = std::slice::from_ref(&b.service);
+    let extra = [("pyinstaller".to_string(), b.pyinstaller.shell_line().replace(&*b.root.to_string_lossy(), "<root>"))];
+    let built = build_all(services, Some(&b.analysis), &b.objcopy, &extra, forced, &b.root, &|_| run(&b.pyinstaller))?;
+    Ok(built[0])
+}
+
+/// Build `c`'s binaries: a repack of each that can be (not when `forced`), then one build of
+/// the others (all of them by `c.all`, a part of them one by one).
+pub fn cross_build(c: &CrossBuild, forced: bool, run: &dyn Fn(&Command) -> Result<()>) -> Result<Vec<Built>> {
+    build_all(&c.services, c.analysis.as_ref(), &c.objcopy, &c.values, forced, &c.root, &|left| {
+        if left.len() == c.services.len() {
+            return run(&c.all);
+        }
+        left.iter().try_for_each(|&i| run(&c.each[i]))
+    })
+}
+
+fn build_all(
+    services: &[Service],
+    analysis: Option<&Analysis>,
+    objcopy: &Objcopy,
+    extra: &[(String, String)],
+    forced: bool,
+    root: &Path,
+    pyinstaller: &dyn Fn(&[usize]) -> Result<()>,
+) -> Result<Vec<Built>> {
+    let mut last = Vec::new();
+    for s in services {
+        last.push(std::fs::read(&s.record).ok().and_then(|t| serde_json::from_slice::<Record>(&t).ok()));
+        // Gone first: a run stopped half-way leaves no record that vouches for its output.
+        fsx::remove_all(&s.record)?;
+    }
+    // Hashed before the analysis reads them: a script edited later is never vouched for.
+    let scripts: Vec<Option<String>> = services.iter().map(|s| crate::fingerprint::hash_file(&s.script).ok()).collect();
+    let keys = match analysis {
+        Some(a) => keys(services, a, extra, root),
+        None => vec![None; services.len()],
     };
-    if let Some(key) = key {
-        let sha256 = crate::fingerprint::hash_file(&b.out)?;
-        fsx::write_atomic(&b.record, &serde_json::to_vec(&Record { key, sha256 })?)?;
+    let mut built = Vec::new();
+    let mut left = Vec::new();
+    for (i, s) in services.iter().enumerate() {
+        let vouched = match (&keys[i], &last[i]) {
+            (Some((k, _)), Some(r)) if !forced && *k == r.key => {
+                crate::fingerprint::hash_file(&s.previous).is_ok_and(|sha| sha == r.sha256)
+            }
+            _ => false,
+        };
+        let same_script = vouched && last[i].as_ref().is_some_and(|r| scripts[i].as_ref() == Some(&r.script));
+        // A repack that fails (a tool missing, a binary PyInstaller would not have written) is
+        // doubt like any other: PyInstaller builds it.
+        let made = if same_script {
+            keep(s).map(|()| Built::Kept)
+        } else if vouched {
+            repack_into(s, keys[i].as_ref().map(|(_, size)| *size).unwrap_or(0), objcopy, root)
+                .map(|()| Built::Repacked)
+        } else {
+            Ok(Built::PyInstaller)
+        };
+        built.push(*made.as_ref().unwrap_or(&Built::PyInstaller));
+        match made {
+            Ok(Built::Repacked) => {
+                eprintln!(
+                    "    {}: repacked (only the body of {} changed), PyInstaller not run",
+                    s.name,
+                    s.script.display()
+                )
+            }
+            Ok(Built::Kept) => eprintln!("    {}: unchanged since its recorded build, kept", s.name),
+            Ok(Built::PyInstaller) => left.push(i),
+            Err(e) => {
+                eprintln!("    {}: no repack ({e:#}); PyInstaller builds it", s.name);
+                left.push(i);
+            }
+        }
+    }
+    if !left.is_empty() {
+        pyinstaller(&left)?;
+    }
+    for ((s, key), script) in services.iter().zip(keys).zip(scripts) {
+        if let (Some((key, _)), Some(script)) = (key, script) {
+            let sha256 = crate::fingerprint::hash_file(&s.out)?;
+            fsx::write_atomic(&s.record, &serde_json::to_vec(&Record { key, script, sha256 })?)?;
+        }
     }
     Ok(built)
 }
 
-/// What must be unchanged for a repack, or None when the script's imports cannot be known.
-fn key(b: &ServiceBuild) -> Result<Option<String>> {
-    let py = Command::new(b.python.clone(), &b.root).args(["-c", IMPORTS_PY]).arg(&b.script);
-    let Ok(text) = py.capture() else { return Ok(None) };
-    let Ok(imports) = serde_json::from_str::<Imports>(&text) else { return Ok(None) };
-    if !imports.dynamic.is_empty() {
-        return Ok(None);
-    }
-    let mut fp = Fingerprint::default();
-    let mut stats = Stats::new(None);
-    for input in &b.inputs {
-        fp.add_path(&b.root, fsx::rel(&b.root, input), &mut stats)?;
-    }
-    for (k, v) in &b.values {
-        fp.add_value(k, v);
-    }
-    let root = b.root.to_string_lossy();
-    fp.add_value("pyinstaller", &b.pyinstaller.shell_line().replace(root.as_ref(), "<root>"));
-    fp.add_value("imports", &imports.imports.to_string());
-    Ok(Some(fp.digest()))
+/// Runs the analysis; for each service what must be unchanged for a repack and the entry
+/// script's length, or None when the script's imports or the image cannot be known.
+fn keys(services: &[Service], a: &Analysis, extra: &[(String, String)], root: &Path) -> Vec<Option<(String, u32)>> {
+    let none = vec![None; services.len()];
+    let analysed = (|| -> Result<(std::collections::BTreeMap<String, Analysed>, Option<String>)> {
+        for s in services {
+            let dir = s.compiled.parent().context("the compiled script has a folder")?;
+            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        fsx::write_atomic(&a.tool, TOOL_PY.as_bytes())?;
+        let text = a.command.capture().map_err(|e| anyhow::anyhow!("{e}"))?;
+        let analysed = serde_json::from_str(&text).with_context(|| format!("the analysis printed `{text}`"))?;
+        let image = match &a.image {
+            Some(cmd) => Some(cmd.capture().map_err(|e| anyhow::anyhow!("{e}"))?),
+            None => None,
+        };
+        Ok((analysed, image))
+    })();
+    let (analysed, image) = match analysed {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("    no repack: the scripts' analysis failed ({e:#}); PyInstaller builds them");
+            return none;
+        }
+    };
+    services
+        .iter()
+        .map(|s| {
+            let found = analysed.get(&s.name)?;
+            if found.error.is_some() || !found.dynamic.is_empty() {
+                return None;
+            }
+            let mut fp = Fingerprint::default();
+            let mut stats = Stats::new(None);
+            for input in &s.inputs {
+                fp.add_path(root, fsx::rel(root, input), &mut stats).ok()?;
+            }
+            for (k, v) in s.values.iter().chain(extra) {
+                fp.add_value(k, v);
+            }
+            if let Some(id) = &image {
+                fp.add_value("image", id);
+            }
+            fp.add_value("imports", &found.imports.to_string());
+            Some((fp.digest(), found.size?))
+        })
+        .collect()
 }
 
-fn repack_into(b: &ServiceBuild) -> Result<()> {
-    let exe = std::fs::read(&b.previous).with_context(|| format!("cannot read {}", b.previous.display()))?;
-    let archive = archive(&exe)?;
-    let compressed = script_entry(&archive, &b.name)?.compressed;
-    let dir = b.out.parent().context("the output has a folder")?;
+/// The installed binary as the build's output.
+fn keep(s: &Service) -> Result<()> {
+    let dir = s.out.parent().context("the output has a folder")?;
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let stored = dir.join(format!("{}.script", b.name));
-    let size = Command::new(b.python.clone(), &b.root)
-        .env("PYTHONHASHSEED", "0")
-        .args(["-c", SCRIPT_ENTRY_PY])
-        .arg(&b.script)
-        .args([b.name.as_str(), if compressed { "1" } else { "0" }])
-        .arg(&stored)
-        .capture()
-        .map_err(|e| anyhow::anyhow!("compiling the entry script {} failed: {e}", b.script.display()))?;
-    let size: u32 = size.parse().with_context(|| format!("the script compiler printed `{size}`"))?;
-    let script = std::fs::read(&stored).with_context(|| format!("cannot read {}", stored.display()))?;
-    let pkg = dir.join(format!("{}.pkg", b.name));
-    fsx::write_atomic(&pkg, &replace_script(&exe, &archive, &b.name, &script, size)?)?;
-    std::fs::copy(&b.previous, &b.out).with_context(|| format!("cannot copy {}", b.previous.display()))?;
-    let objcopy = |args: Vec<String>| -> Result<()> {
-        Command::new("objcopy", &b.root)
-            .args(args)
-            .arg(&b.out)
-            .capture()
-            .map(drop)
-            .map_err(|e| anyhow::anyhow!("objcopy on {} failed: {e}", b.out.display()))
+    std::fs::copy(&s.previous, &s.out).map(drop).with_context(|| format!("cannot copy {}", s.previous.display()))
+}
+
+fn repack_into(s: &Service, size: u32, objcopy: &Objcopy, root: &Path) -> Result<()> {
+    let exe = std::fs::read(&s.previous).with_context(|| format!("cannot read {}", s.previous.display()))?;
+    let archive = archive(&exe)?;
+    let compressed = script_entry(&archive, &s.name)?.compressed;
+    let zlib = std::fs::read(&s.compiled).with_context(|| format!("cannot read {}", s.compiled.display()))?;
+    let script = if compressed {
+        zlib
+    } else {
+        let mut raw = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::ZlibDecoder::new(&zlib[..]), &mut raw)
+            .with_context(|| format!("{} is not a zlib stream", s.compiled.display()))?;
+        raw
     };
-    objcopy(vec!["--remove-section".into(), "pydata".into()])?;
-    objcopy(vec!["--add-section".into(), format!("pydata={}", pkg.display())])?;
-    fsx::remove_all(&stored)?;
-    fsx::remove_all(&pkg)
+    let dir = s.out.parent().context("the output has a folder")?;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let pkg = dir.join(format!("{}.pkg", s.name));
+    fsx::write_atomic(&pkg, &replace_script(&exe, &archive, &s.name, &script, size)?)?;
+    std::fs::copy(&s.previous, &s.out).with_context(|| format!("cannot copy {}", s.previous.display()))?;
+    let run = |args: Vec<String>| -> Result<()> {
+        Command::new(objcopy.program.clone(), root).args(args).arg(&s.out).capture().map(drop).map_err(|e| {
+            anyhow::anyhow!(
+                "{} on {} failed ({e}); it is in Debian's {}",
+                objcopy.program,
+                s.out.display(),
+                objcopy.package
+            )
+        })
+    };
+    let swapped = run(vec!["--remove-section".into(), "pydata".into()])
+        .and_then(|()| run(vec!["--add-section".into(), format!("pydata={}", pkg.display())]));
+    fsx::remove_all(&pkg)?;
+    if swapped.is_err() {
+        fsx::remove_all(&s.out)?;
+    }
+    swapped
 }
 
 /// PyInstaller's typecode of an entry script.
@@ -363,16 +580,29 @@ mod tests {
             .status()
             .expect("objcopy (binutils) must be installed for these tests");
         assert!(add.success());
-        ServiceBuild {
+        let service = Service {
             name: "svc".into(),
             script: dir.join("svc.py"),
-            python: "python3".into(),
-            pyinstaller: Command::new("pyinstaller", dir),
+            compiled: dir.join("tmp/svc.script"),
             out: dir.join("tmp/svc"),
             previous: dir.join("previous"),
             record: dir.join("work/repack.json"),
             inputs: vec![dir.join("requirements.txt")],
             values: vec![("python".into(), "Python 3.11.2".into())],
+        };
+        let python = Command::new("python3", dir).env("PYTHONHASHSEED", "0");
+        let analysis = Analysis::new(
+            python,
+            dir.join("tmp/tool.py"),
+            std::slice::from_ref(&service),
+            &|p| p.to_string_lossy().into_owned(),
+            None,
+        );
+        ServiceBuild {
+            service,
+            analysis,
+            objcopy: Objcopy { program: "objcopy".into(), package: "binutils".into() },
+            pyinstaller: Command::new("pyinstaller", dir),
             root: dir.to_path_buf(),
         }
     }
@@ -380,22 +610,26 @@ mod tests {
     /// Runs `build` with a "PyInstaller" that copies the installed binary, then installs the
     /// output as the real step does: whether PyInstaller ran.
     fn ran_pyinstaller(b: &ServiceBuild, forced: bool) -> bool {
+        built_by(b, forced) == Built::PyInstaller
+    }
+
+    fn built_by(b: &ServiceBuild, forced: bool) -> Built {
         let ran = std::cell::Cell::new(false);
         let built = build(b, forced, &|_| {
             ran.set(true);
-            std::fs::create_dir_all(b.out.parent().unwrap()).unwrap();
-            std::fs::copy(&b.previous, &b.out).unwrap();
+            std::fs::create_dir_all(b.service.out.parent().unwrap()).unwrap();
+            std::fs::copy(&b.service.previous, &b.service.out).unwrap();
             Ok(())
         })
         .unwrap();
         assert_eq!(built == Built::PyInstaller, ran.get());
-        std::fs::rename(&b.out, &b.previous).unwrap();
-        ran.get()
+        std::fs::rename(&b.service.out, &b.service.previous).unwrap();
+        built
     }
 
     /// The stored script entry `svc` of the installed binary, inflated.
     fn installed_script(b: &ServiceBuild) -> Vec<u8> {
-        let exe = std::fs::read(&b.previous).unwrap();
+        let exe = std::fs::read(&b.service.previous).unwrap();
         let archive = archive(&exe).unwrap();
         let e = script_entry(&archive, "svc").unwrap();
         archive.entry_data(&exe, e).unwrap().into_owned()
@@ -406,44 +640,53 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let b = service_build(d.path());
         assert!(ran_pyinstaller(&b, false), "no record: PyInstaller");
-        assert!(b.record.exists());
+        assert!(b.service.record.exists());
         // Same imports, a new body: repacked, with the script compiled by the Python given.
-        std::fs::write(&b.script, "import os\nfrom json import dumps\nX = 'kt-new-body'\n").unwrap();
+        std::fs::write(&b.service.script, "import os\nfrom json import dumps\nX = 'kt-new-body'\n").unwrap();
         assert!(!ran_pyinstaller(&b, false), "a body edit ran PyInstaller");
         let script = installed_script(&b);
         assert!(script.windows(11).any(|w| w == b"kt-new-body"), "the repack lacks the edit");
-        assert!(!ran_pyinstaller(&b, false), "the repack's record vouches for its binary");
+        let repacked = std::fs::read(&b.service.previous).unwrap();
+        assert_eq!(built_by(&b, false), Built::Kept, "the repack's record vouches for its binary");
+        assert_eq!(std::fs::read(&b.service.previous).unwrap(), repacked, "a kept binary changed");
         assert!(ran_pyinstaller(&b, true), "--force is PyInstaller's");
-        assert!(!ran_pyinstaller(&b, false), "a forced build's record vouches for its binary too");
+        assert_eq!(built_by(&b, false), Built::Kept, "a forced build's record vouches for its binary too");
+        std::fs::write(&b.service.script, "import os\nfrom json import dumps\nX = 'kt-newer-body'\n").unwrap();
+        assert_eq!(built_by(&b, false), Built::Repacked);
         // A binary PyInstaller would not write (its script entry gone): PyInstaller builds it.
         let (pkg, _) = build_package(&entries_named("other", b"x"), 311, "libpython3.11.so.1.0");
         std::fs::write(d.path().join("pkg"), pkg).unwrap();
         let swap = std::process::Command::new("objcopy")
             .arg("--update-section")
             .arg(format!("pydata={}", d.path().join("pkg").display()))
-            .arg(&b.previous)
+            .arg(&b.service.previous)
             .status()
             .unwrap();
         assert!(swap.success());
-        let record: Record = serde_json::from_slice(&std::fs::read(&b.record).unwrap()).unwrap();
-        let sha256 = crate::fingerprint::hash_file(&b.previous).unwrap();
-        fsx::write_atomic(&b.record, &serde_json::to_vec(&Record { sha256, ..record }).unwrap()).unwrap();
+        let record: Record = serde_json::from_slice(&std::fs::read(&b.service.record).unwrap()).unwrap();
+        let sha256 = crate::fingerprint::hash_file(&b.service.previous).unwrap();
+        fsx::write_atomic(&b.service.record, &serde_json::to_vec(&Record { sha256, ..record }).unwrap()).unwrap();
+        std::fs::write(&b.service.script, "import os\nfrom json import dumps\nX = 'kt-newest-body'\n").unwrap();
         assert!(ran_pyinstaller(&b, false), "a failed repack did not fall back to PyInstaller");
 
         type Edit<'a> = &'a dyn Fn(&ServiceBuild);
         let edits: [(&str, Edit); 6] = [
             ("another import", &|b| {
-                std::fs::write(&b.script, "import os\nimport sys\nfrom json import dumps\n").unwrap()
+                std::fs::write(&b.service.script, "import os\nimport sys\nfrom json import dumps\n").unwrap()
             }),
-            ("imports reordered", &|b| std::fs::write(&b.script, "from json import dumps\nimport os\n").unwrap()),
+            ("imports reordered", &|b| {
+                std::fs::write(&b.service.script, "from json import dumps\nimport os\n").unwrap()
+            }),
             ("an import inside a function", &|b| {
-                std::fs::write(&b.script, "import os\nfrom json import dumps\ndef f():\n    import ssl\n").unwrap()
+                std::fs::write(&b.service.script, "import os\nfrom json import dumps\ndef f():\n    import ssl\n")
+                    .unwrap()
             }),
             ("an import by computed name", &|b| {
-                std::fs::write(&b.script, "import os\nfrom json import dumps\n__import__('s' + 'sl')\n").unwrap()
+                std::fs::write(&b.service.script, "import os\nfrom json import dumps\n__import__('s' + 'sl')\n")
+                    .unwrap()
             }),
-            ("another input", &|b| std::fs::write(&b.inputs[0], "pyinstaller==7\n").unwrap()),
-            ("the installed binary", &|b| std::fs::write(&b.previous, b"edited by hand").unwrap()),
+            ("another input", &|b| std::fs::write(&b.service.inputs[0], "pyinstaller==7\n").unwrap()),
+            ("the installed binary", &|b| std::fs::write(&b.service.previous, b"edited by hand").unwrap()),
         ];
         for (what, edit) in edits {
             let d = tempfile::tempdir().unwrap();
@@ -456,9 +699,113 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let b = service_build(d.path());
         assert!(ran_pyinstaller(&b, false));
-        std::fs::write(&b.script, "import os\nfrom json import dumps\ndef (:\n").unwrap();
+        std::fs::write(&b.service.script, "import os\nfrom json import dumps\ndef (:\n").unwrap();
         assert!(ran_pyinstaller(&b, false));
-        assert!(!b.record.exists(), "a script whose imports are unknown got a record");
+        assert!(!b.service.record.exists(), "a script whose imports are unknown got a record");
+    }
+
+    /// A container build of services a, b and c in `dir`, each installed as a real ELF whose
+    /// `pydata` archive has its script; `shared` is an input of all three.
+    fn cross(dir: &std::path::Path) -> CrossBuild {
+        std::fs::write(dir.join("shared.txt"), "v1\n").unwrap();
+        let names = ["a", "b", "c"];
+        let services: Vec<Service> = names
+            .iter()
+            .map(|n| {
+                std::fs::write(dir.join(format!("{n}.py")), "import os\nX = 1\n").unwrap();
+                let (pkg, _) = build_package(&entries_named(n, b"old code"), 311, "libpython3.11.so.1.0");
+                std::fs::write(dir.join(format!("{n}.pkg")), pkg).unwrap();
+                std::fs::create_dir_all(dir.join("dist")).unwrap();
+                std::fs::copy("/bin/true", dir.join("dist").join(n)).unwrap();
+                let add = std::process::Command::new("objcopy")
+                    .arg("--add-section")
+                    .arg(format!("pydata={}", dir.join(format!("{n}.pkg")).display()))
+                    .arg(dir.join("dist").join(n))
+                    .status()
+                    .expect("objcopy (binutils) must be installed for these tests");
+                assert!(add.success());
+                Service {
+                    name: n.to_string(),
+                    script: dir.join(format!("{n}.py")),
+                    compiled: dir.join(format!("scratch/{n}.script")),
+                    out: dir.join(format!("tmp/{n}")),
+                    previous: dir.join("dist").join(n),
+                    record: dir.join(format!("work/{n}/repack.json")),
+                    inputs: vec![dir.join("shared.txt")],
+                    values: vec![],
+                }
+            })
+            .collect();
+        let python = Command::new("python3", dir).env("PYTHONHASHSEED", "0");
+        let host = |p: &std::path::Path| p.to_string_lossy().into_owned();
+        let analysis = Analysis::new(python, dir.join("scratch/tool.py"), &services, &host, None);
+        CrossBuild {
+            services,
+            analysis: Some(analysis),
+            no_repack: None,
+            objcopy: Objcopy { program: "objcopy".into(), package: "binutils".into() },
+            all: Command::new("build", dir).arg("all"),
+            each: names.iter().map(|n| Command::new("build", dir).arg(n)).collect(),
+            values: vec![("dockerfile".into(), "FROM scratch".into())],
+            root: dir.to_path_buf(),
+        }
+    }
+
+    /// Runs `cross_build` with a "container build" that copies the installed binaries it is
+    /// asked for, installs the outputs as the step does: the build commands run, and how each
+    /// binary was made.
+    fn cross_run(c: &CrossBuild, forced: bool) -> (Vec<String>, Vec<Built>) {
+        let ran = std::cell::RefCell::new(Vec::new());
+        let built = cross_build(c, forced, &|cmd| {
+            let what = cmd.args[0].clone();
+            for s in c.services.iter().filter(|s| what == "all" || what == s.name) {
+                std::fs::create_dir_all(s.out.parent().unwrap()).unwrap();
+                std::fs::copy(&s.previous, &s.out).unwrap();
+            }
+            ran.borrow_mut().push(what);
+            Ok(())
+        })
+        .unwrap();
+        for s in &c.services {
+            std::fs::rename(&s.out, &s.previous).unwrap();
+        }
+        (ran.into_inner(), built)
+    }
+
+    #[test]
+    fn a_container_build_repacks_what_it_can_and_builds_only_the_rest() {
+        use Built::{Kept, PyInstaller as Py, Repacked};
+        let d = tempfile::tempdir().unwrap();
+        let c = cross(d.path());
+        let script = |n: &str, text: &str| std::fs::write(d.path().join(format!("{n}.py")), text).unwrap();
+        assert_eq!(cross_run(&c, false), (vec!["all".into()], vec![Py, Py, Py]), "no records: one build of all");
+        script("b", "import os\nX = 'kt-b-body'\n");
+        assert_eq!(cross_run(&c, false), (vec![], vec![Kept, Repacked, Kept]), "a body edit built something");
+        let exe = std::fs::read(&c.services[1].previous).unwrap();
+        let a = archive(&exe).unwrap();
+        let entry = a.entry_data(&exe, script_entry(&a, "b").unwrap()).unwrap().into_owned();
+        assert!(entry.windows(9).any(|w| w == b"kt-b-body"), "b's repack lacks the edit");
+        // An import in b, a body edit in a: b alone is built, by its own command.
+        script("b", "import os\nimport sys\n");
+        script("a", "import os\nX = 2\n");
+        assert_eq!(cross_run(&c, false), (vec!["b".into()], vec![Repacked, Py, Kept]));
+        // Imports in a and c: each built by its own command, in order.
+        script("a", "import json\n");
+        script("c", "import json\n");
+        assert_eq!(cross_run(&c, false), (vec!["a".into(), "c".into()], vec![Py, Kept, Py]));
+        // An input they share, and --force: one build of all.
+        std::fs::write(d.path().join("shared.txt"), "v2\n").unwrap();
+        assert_eq!(cross_run(&c, false), (vec!["all".into()], vec![Py, Py, Py]));
+        assert_eq!(cross_run(&c, true), (vec!["all".into()], vec![Py, Py, Py]));
+        assert_eq!(cross_run(&c, false), (vec![], vec![Kept, Kept, Kept]));
+        // Another Dockerfile: every binary is PyInstaller's again.
+        let other = CrossBuild { values: vec![("dockerfile".into(), "FROM other".into())], ..c.clone() };
+        assert_eq!(cross_run(&other, false), (vec!["all".into()], vec![Py, Py, Py]));
+        // No analysis (a tag that can move): all built, and no record left to vouch for them.
+        let none = CrossBuild { analysis: None, no_repack: Some("a tag".into()), ..c.clone() };
+        assert_eq!(cross_run(&none, false), (vec!["all".into()], vec![Py, Py, Py]));
+        assert!(c.services.iter().all(|s| !s.record.exists()), "a build without analysis left records");
+        assert_eq!(cross_run(&c, false), (vec!["all".into()], vec![Py, Py, Py]));
     }
 
     #[test]

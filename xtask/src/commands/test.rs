@@ -81,7 +81,7 @@ fn rust_needs() -> Vec<Prereq> {
 }
 
 /// The cross-builds run Docker (client and daemon) with QEMU, debootstrap their base images and
-/// smoke-test rootfs, and compile the stand-in Electron of each arch.
+/// smoke-test rootfs, compile the stand-in Electron of each arch and repack an edited service.
 fn e2e_needs() -> Vec<Prereq> {
     vec![
         Prereq::runs("dockerd", &["--version"], &["docker.io"]),
@@ -91,6 +91,9 @@ fn e2e_needs() -> Vec<Prereq> {
         Prereq::runs("debootstrap", &["--version"], &["debootstrap"]),
         Prereq::cross_for(Arch::Armv7l, false),
         Prereq::cross_for(Arch::Arm64, false),
+        // A service edit is repacked: the cross objcopy swaps the archive section.
+        Prereq::runs("arm-linux-gnueabihf-objcopy", &["--version"], &["binutils-arm-linux-gnueabihf"]),
+        Prereq::runs("aarch64-linux-gnu-objcopy", &["--version"], &["binutils-aarch64-linux-gnu"]),
         Prereq::runs("dpkg-deb", &["--version"], &["dpkg"]),
         Prereq::runs("tar", &["--version"], &["tar"]),
         Prereq::node(),

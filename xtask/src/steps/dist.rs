@@ -303,8 +303,42 @@ mod tests {
         assert_eq!(steps[7]["after"], serde_json::json!(["electron-builder", "cross-build"]));
         let cross = &steps[4];
         assert_eq!(cross["services"], serde_json::json!(["kt_service", "print_service", "tts_service"]));
-        let run = cross["actions"].as_array().unwrap().iter().find(|a| a["action"] == "run").unwrap();
+        let build = cross["actions"].as_array().unwrap().iter().find(|a| a["action"] == "cross_build").unwrap();
+        let run = &build["all"];
         assert_eq!(run["env"], serde_json::json!([["DOCKER_BUILDKIT", "1"]]));
+        // The repack's analysis: the base image's python3 under QEMU, sources read-only, no network.
+        let analysis: Vec<_> =
+            build["analysis"]["command"]["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+        let tail = analysis.iter().position(|a| *a == "--rm").unwrap();
+        let py = config.python_dir().to_string_lossy().into_owned();
+        let scratch = config.root.join("target/xtask/tmp/armv7l/repack").to_string_lossy().into_owned();
+        assert_eq!(
+            analysis[tail..analysis.len() - 1],
+            [
+                "--rm",
+                "--platform",
+                "linux/arm/v7",
+                "--network",
+                "none",
+                "--volume",
+                &format!("{py}:/src:ro"),
+                "--volume",
+                &format!("{scratch}:/work"),
+                "--env",
+                "PYTHONHASHSEED=0",
+                "kitchntabs-build-base:bookworm-armv7l",
+                "python3",
+                "/work/repack_tool.py"
+            ]
+        );
+        let jobs: serde_json::Value = serde_json::from_str(analysis.last().unwrap()).unwrap();
+        assert_eq!(
+            jobs[1],
+            serde_json::json!(["/src/src/print_service.py", "print_service", "/work/print_service.script"])
+        );
+        assert_eq!(build["objcopy"]["program"], "arm-linux-gnueabihf-objcopy");
+        let each: Vec<_> = build["each"].as_array().unwrap().iter().map(|c| c["args"][6].as_str().unwrap()).collect();
+        assert_eq!(each, ["export-service-kt_service", "export-service-print_service", "export-service-tts_service"]);
         let args: Vec<_> = run["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
         assert_eq!(&args[..3], ["build", "--platform", "linux/arm/v7"]);
         assert!(args.contains(&"REQUIREMENTS=requirements-armv7l.txt"), "{args:?}");

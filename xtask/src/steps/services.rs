@@ -9,11 +9,12 @@ use anyhow::{Context, Result};
 use crate::layout::Layout;
 use crate::{
     arch::Arch,
-    config::Config,
+    config::{Base, Config},
     engine::{ContainerBuild, Engine},
     host::Host,
     plan::{Action, Step, StepKind},
     process::Command,
+    pyi_repack::{Analysis, CrossBuild, Objcopy, Service, ServiceBuild},
     steps::service_stages::{self, Paths},
 };
 
@@ -128,18 +129,23 @@ pub fn native_service_step(
     if arch.os() == crate::arch::Os::Linux {
         // On Linux the archive is an ELF section objcopy swaps; a macOS binary is signed.
         let script = dir.join(&svc.entry);
-        let build = crate::pyi_repack::ServiceBuild {
+        let service = Service {
             name: service.into(),
             inputs: step.inputs.iter().filter(|p| **p != script).cloned().collect(),
             values: step.values.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             script,
-            python: layout.venv_python().to_string_lossy().into_owned(),
-            pyinstaller: cmd,
+            compiled: tmp.join(format!("{service}.script")),
             out: tmp.join(service),
             previous: layout.binary(service),
             record: work.join("repack.json"),
-            root: layout.root.clone(),
         };
+        let python = Command::new(layout.venv_python().to_string_lossy(), &layout.root)
+            .env("PYTHONHASHSEED", service_stages::PYTHONHASHSEED);
+        let host_path = |p: &Path| p.to_string_lossy().into_owned();
+        let tool = tmp.join("repack_tool.py");
+        let analysis = Analysis::new(python, tool, std::slice::from_ref(&service), &host_path, None);
+        let objcopy = Objcopy { program: "objcopy".into(), package: "binutils".into() };
+        let build = ServiceBuild { service, analysis, objcopy, pyinstaller: cmd, root: layout.root.clone() };
         step.actions.push(Action::BuildService(Box::new(build)));
     } else {
         step.actions.push(Action::Run(cmd));
@@ -205,7 +211,7 @@ pub fn cross_build_step(
             _ => "export".into(),
         },
         build_args: vec![
-            ("BASE_IMAGE".into(), base),
+            ("BASE_IMAGE".into(), base.clone()),
             ("REQUIREMENTS".into(), requirements.to_string_lossy().into_owned()),
             ("BUILD_REQUIREMENTS".into(), py.build_requirements.to_string_lossy().into_owned()),
             ("STAGE".into(), rel(&layout.stage)),
@@ -213,14 +219,59 @@ pub fn cross_build_step(
         ca_bundle: tools.ca_bundle.as_deref(),
         dest: &tmp,
     };
-    let cmd = engine.container_build(&build).expect("cross builds use a container engine");
+    let all = engine.container_build(&build).expect("cross builds use a container engine");
+    let each = services
+        .iter()
+        .map(|s| {
+            let target = format!("export-{}", service_stages::stage_name(s));
+            engine.container_build(&ContainerBuild { target, ..build.clone() }).expect("a container engine")
+        })
+        .collect();
+    let root = layout.root.to_string_lossy();
+    let values = vec![
+        ("dockerfile".to_string(), dockerfile_text.clone()),
+        ("build".to_string(), all.shell_line().replace(root.as_ref(), "<root>")),
+    ];
+    let scratch = layout.tmp.join("repack");
+    let repack = services
+        .iter()
+        .map(|s| {
+            let svc = &config.dist.services[s];
+            let mut inputs = vec![fixed_path.clone()];
+            inputs.extend(svc.add_data.iter().map(|d| dir.join(&d.src)));
+            inputs.extend(shared_inputs(config, env, &[requirements.clone(), py.build_requirements.clone()])?);
+            Ok(Service {
+                name: s.clone(),
+                script: dir.join(&svc.entry),
+                compiled: scratch.join(format!("{s}.script")),
+                out: tmp.join(s),
+                previous: layout.binary(s),
+                record: layout.work.join(s).join("repack.json"),
+                inputs,
+                values: step.values.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let (analysis, no_repack) = cross_analysis(&repack, arch, &base, &target.base, engine, &dir, &scratch, layout);
+    let triplet = arch.gnu_triplet().expect("a container target is a Linux arch");
+    let cross = CrossBuild {
+        services: repack,
+        analysis,
+        no_repack,
+        objcopy: Objcopy { program: format!("{triplet}-objcopy"), package: format!("binutils-{triplet}") },
+        all,
+        each,
+        values,
+        root: layout.root.clone(),
+    };
     step.actions.push(Action::WriteFile { path: generated.clone(), contents: dockerfile_text });
     step.actions.push(Action::WriteFile {
         path: ignore.clone(),
         contents: service_stages::dockerignore(config, &copied, &rel(&layout.root.join("target/xtask/stage"))),
     });
     step.actions.push(Action::Clean { path: tmp.clone() });
-    step.actions.push(Action::Run(cmd));
+    step.actions.push(Action::Clean { path: scratch.clone() });
+    step.actions.push(Action::CrossBuild(Box::new(cross)));
     step.actions.push(Action::Verify {
         paths: services.iter().map(|s| tmp.join(s)).collect(),
         arch,
@@ -230,5 +281,53 @@ pub fn cross_build_step(
         step.actions.push(Action::Install { from: tmp.join(s), to: layout.binary(s), executable: true });
     }
     step.actions.push(Action::Clean { path: tmp });
+    step.actions.push(Action::Clean { path: scratch });
     Ok(step)
+}
+
+/// How a container build analyses its services' scripts for a repack: `python3` of the base
+/// image under QEMU, with `python.dir` at /src and the scratch folder at /work. None, with the
+/// reason, where a repack could not vouch for its bytes.
+#[allow(clippy::too_many_arguments)]
+fn cross_analysis(
+    services: &[Service],
+    arch: Arch,
+    image: &str,
+    base: &Base,
+    engine: &Engine,
+    python_dir: &Path,
+    scratch: &Path,
+    layout: &Layout,
+) -> (Option<Analysis>, Option<String>) {
+    // A tag such as python:3.11-slim-bookworm can move between two builds: BuildKit then
+    // builds on the new image while a repack would keep the old one's files.
+    if let Base::Image(i) = base
+        && !i.contains("@sha256:")
+    {
+        return (
+            None,
+            Some(format!(
+                "the base image `{i}` is a tag that can move; pin it by digest (`@sha256:`) or use `base: debootstrap:`"
+            )),
+        );
+    }
+    let platform = arch.docker_platform().expect("a container target has a platform");
+    let mounts = [(python_dir, "/src", true), (scratch, "/work", false)];
+    let seed = [("PYTHONHASHSEED", service_stages::PYTHONHASHSEED)];
+    let Some(python) = engine.python_in_image(platform, image, &mounts, &seed, &layout.root) else {
+        return (
+            None,
+            Some(format!("the builds run on another machine ({engine}), which cannot see this one's files")),
+        );
+    };
+    let path = |p: &Path| {
+        for (host, inside, _) in &mounts {
+            if let Ok(rest) = p.strip_prefix(host) {
+                return Path::new(inside).join(rest).to_string_lossy().into_owned();
+            }
+        }
+        p.to_string_lossy().into_owned()
+    };
+    let image_id = engine.image_id(image, &layout.root);
+    (Some(Analysis::new(python, scratch.join("repack_tool.py"), services, &path, image_id)), None)
 }

@@ -2,8 +2,9 @@
 //! dist` for an ARM arch, the three services through Docker BuildKit under QEMU, checked as
 //! ELF for the right machine and run on their platform, then the app (a stand-in Electron of
 //! the arch), the .deb and release/<version>/; the .deb is installed into a Debian rootfs of
-//! the arch and used there (`cargo xtask smoke-test`). A real one-service edit rebuilds that
-//! service alone, a no-op second run builds nothing; a second engine endpoint (another dockerd
+//! the arch and used there (`cargo xtask smoke-test`). A real edit to one service's script is
+//! repacked without a container build, and PyInstaller's build of the same edit must give the
+//! same bytes; a no-op second run builds nothing; a second engine endpoint (another dockerd
 //! on its own socket) serves one arch. On armv7l, a kiosk board on the first build upgrades to
 //! the edited one through the signed repository (`smoke-test --upgrade-from`); arm64's upgrade
 //! runs in `upgrade.rs` on a small package, which keeps the two binaries' times close.
@@ -127,10 +128,17 @@ pub fn cross_build(arch: &str, platform: &str, class: u8, machine: u16, upgrade:
 
     // A real edit of one service: the step runs again, BuildKit rebuilds that stage alone,
     // so the other two binaries come back byte for byte.
+    // It changes the body of the entry script alone, so the installed binary is repacked:
+    // the script compiled in the base image under QEMU, no container build at all. The last
+    // check below builds it with PyInstaller and compares the bytes.
     let before: Vec<String> = SERVICES.iter().map(|s| sha256(&dist_dir.join(s))).collect();
     edit(&root.join("python-service/src/print_service.py"));
+    std::fs::write(&log, "").unwrap();
     let edited = xtask_json(&root, &["dist", "--arch", arch], &env);
     assert_eq!(outcome(&outcomes(&edited), "cross-build"), "built");
+    let calls = std::fs::read_to_string(&log).unwrap();
+    assert!(!calls.lines().any(|l| l.starts_with("build ")), "a body edit ran a container build:\n{calls}");
+    assert!(calls.lines().any(|l| l.starts_with("run ") && l.contains("repack_tool.py")), "no analysis:\n{calls}");
     let after: Vec<String> = SERVICES.iter().map(|s| sha256(&dist_dir.join(s))).collect();
     assert_eq!(before[0], after[0], "kt_service was rebuilt");
     assert_ne!(before[1], after[1], "print_service was not rebuilt");
@@ -188,12 +196,18 @@ pub fn cross_build(arch: &str, platform: &str, class: u8, machine: u16, upgrade:
         );
     }
 
-    // Builds are reproducible: PyInstaller run again on the same sources gives the same bytes.
+    // The repack is PyInstaller's binary: PyInstaller run on the edited sources gives the
+    // same bytes (and so builds are reproducible too).
     let built = std::fs::read(dist_dir.join("print_service")).unwrap();
     let t = std::time::Instant::now();
     let again = rebuilt_in_container(&root, arch, &real, tmp.path(), "print_service");
     eprintln!("{arch}: print_service built again from the same sources {:.1} s", t.elapsed().as_secs_f64());
-    assert!(built == again, "{arch}: two builds of the same sources differ ({} vs {} bytes)", built.len(), again.len());
+    assert!(
+        built == again,
+        "{arch}: the repacked print_service differs from PyInstaller's build of the same sources ({} vs {} bytes)",
+        built.len(),
+        again.len()
+    );
 }
 
 /// `deb` as version `<version>~prev1`: unpacked and built again by dpkg-deb, with the
@@ -222,12 +236,12 @@ fn rebuilt_in_container(root: &Path, arch: &str, docker: &str, scratch: &Path, s
     let plan =
         xtask_json(root, &["build-services", "--arch", arch, "--service", service, "--dry-run"], &[("DOCKER", docker)]);
     let step = plan["steps"].as_array().unwrap().iter().find(|s| s["id"] == "cross-build").expect("a cross-build step");
-    let run = step["actions"]
+    let run = &step["actions"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|a| a["action"] == "run")
-        .unwrap_or_else(|| panic!("no build command in {step}"));
+        .find(|a| a["action"] == "cross_build")
+        .unwrap_or_else(|| panic!("no build command in {step}"))["all"];
     let generated = root.join("target/xtask/docker/Dockerfile.services");
     let text = std::fs::read_to_string(&generated).unwrap();
     let nonce = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
