@@ -816,8 +816,7 @@ impl Plan {
     fn build_suite(&self, dir: &Path) -> Result<()> {
         for (name, bytes) in &self.files {
             let path = dir.join(name);
-            std::fs::create_dir_all(path.parent().context("index path has no parent")?)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
+            crate::fsx::create_parent(&path)?;
             std::fs::write(&path, bytes).with_context(|| format!("cannot write {}", path.display()))?;
         }
         for c in &self.sign {

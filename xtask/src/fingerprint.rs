@@ -175,6 +175,14 @@ impl Stats {
 
     fn hash(&mut self, name: &str, path: &Path, meta: &std::fs::Metadata) -> Result<String> {
         let stat = FileStat::of(meta);
+        // A file that several fingerprints of this run share is hashed once: a write since
+        // then changes its ctime.
+        if let Some((old, hash)) = self.now.files.get(name)
+            && *old == stat
+        {
+            self.reused += 1;
+            return Ok(hash.clone());
+        }
         let reusable = self.prior.files.get(name).filter(|(old, _)| {
             *old == stat
                 && stat.mtime_ns < self.prior.taken_ns - RACY_NS
@@ -320,6 +328,29 @@ mod tests {
         // Just hashed (racy): read again even though nothing changed.
         let (_, _, reused, hashed) = fp_with(dir.path(), Some(&cache));
         assert_eq!((reused, hashed), (0, 2));
+    }
+
+    #[test]
+    fn fingerprints_sharing_stats_hash_a_shared_file_once_until_it_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        std::fs::create_dir_all(&src).unwrap();
+        std::fs::write(src.join("a.py"), "A = 1\n").unwrap();
+        let mut stats = Stats::new(None);
+        let mut first = Fingerprint::default();
+        first.add_path(dir.path(), Path::new("src"), &mut stats).unwrap();
+        let mut second = Fingerprint::default();
+        second.add_path(dir.path(), Path::new("src"), &mut stats).unwrap();
+        assert_eq!((stats.hashed, stats.reused), (1, 1));
+        assert_eq!(first, second);
+
+        // Written in between, even to the same size: hashed again, with the new content.
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        std::fs::write(src.join("a.py"), "A = 2\n").unwrap();
+        let mut third = Fingerprint::default();
+        third.add_path(dir.path(), Path::new("src"), &mut stats).unwrap();
+        assert_eq!(stats.hashed, 2);
+        assert_ne!(third, first);
     }
 
     #[test]

@@ -16,10 +16,15 @@ pub fn tmp_sibling(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{name}.tmp"))
 }
 
+/// Create the folder `path` goes in, and the folders above it.
+pub fn create_parent(path: &Path) -> Result<()> {
+    let dir = path.parent().with_context(|| format!("{} has no parent folder", path.display()))?;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))
+}
+
 /// Write `bytes` to `path` through a temporary file and a rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().context("path has no parent")?;
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    create_parent(path)?;
     let tmp = tmp_sibling(path);
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;
@@ -35,9 +40,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 
 /// Move a finished file or folder into place, replacing what was there.
 pub fn install(from: &Path, to: &Path) -> Result<()> {
-    if let Some(dir) = to.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    }
+    create_parent(to)?;
     if to.is_dir() {
         // rename(2) cannot replace a non-empty folder: move the old one aside first.
         let old = tmp_sibling(to);
@@ -110,7 +113,7 @@ pub fn copy_tree(from: &Path, to: &Path, tops: &[&str]) -> Result<()> {
             if e.file_type().is_dir() {
                 std::fs::create_dir_all(&dest)?;
             } else {
-                std::fs::create_dir_all(dest.parent().context("no parent")?)?;
+                create_parent(&dest)?;
                 std::fs::copy(e.path(), &dest).with_context(|| format!("cannot copy {}", e.path().display()))?;
             }
         }

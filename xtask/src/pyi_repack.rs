@@ -160,9 +160,7 @@ pub struct ServiceBuild {
 #[derive(Clone, Debug, Serialize)]
 pub struct CrossBuild {
     pub services: Vec<Service>,
-    /// None when no repack can be trusted here, with the reason in `no_repack`.
-    pub analysis: Option<Analysis>,
-    pub no_repack: Option<String>,
+    pub repack: Repack,
     pub objcopy: Objcopy,
     /// Builds every service (the step's export stage).
     pub all: Command,
@@ -171,6 +169,17 @@ pub struct CrossBuild {
     /// What else the binaries are made from: the generated Dockerfile, the build command.
     pub values: Vec<(String, String)>,
     pub root: PathBuf,
+}
+
+/// Whether a container build may repack its services.
+#[derive(Clone, Debug, Serialize)]
+pub enum Repack {
+    /// The scripts are analysed by this, and a vouched-for service is repacked.
+    #[serde(rename = "analysis")]
+    By(Analysis),
+    /// No repack could vouch for its bytes here, for this reason: every service is built.
+    #[serde(rename = "no_repack")]
+    Refused(String),
 }
 
 /// How a build made a binary.
@@ -237,8 +246,8 @@ pub fn describe(b: &ServiceBuild) -> String {
 /// The dry run's line for `c`.
 pub fn describe_cross(c: &CrossBuild) -> String {
     let all = format!("$ {}", c.all.shell_line());
-    match (&c.analysis, &c.no_repack) {
-        (Some(a), _) => {
+    match &c.repack {
+        Repack::By(a) => {
             let mut out = format!(
                 "{}\n      then the others: all of them by\n      {all}",
                 describe_repack(&c.services, a, &c.objcopy)
@@ -251,8 +260,7 @@ pub fn describe_cross(c: &CrossBuild) -> String {
             }
             out
         }
-        (None, Some(why)) => format!("{all}\n      (no repack: {why})"),
-        (None, None) => all,
+        Repack::Refused(why) => format!("{all}\n      (no repack: {why})"),
     }
 }
 
@@ -268,7 +276,11 @@ pub fn build(b: &ServiceBuild, forced: bool, run: &dyn Fn(&Command) -> Result<()
 /// Build `c`'s binaries: a repack of each that can be (not when `forced`), then one build of
 /// the others (all of them by `c.all`, a part of them one by one).
 pub fn cross_build(c: &CrossBuild, forced: bool, run: &dyn Fn(&Command) -> Result<()>) -> Result<Vec<Built>> {
-    build_all(&c.services, c.analysis.as_ref(), &c.objcopy, &c.values, forced, &c.root, &|left| {
+    let analysis = match &c.repack {
+        Repack::By(a) => Some(a),
+        Repack::Refused(_) => None,
+    };
+    build_all(&c.services, analysis, &c.objcopy, &c.values, forced, &c.root, &|left| {
         if left.len() == c.services.len() {
             return run(&c.all);
         }
@@ -351,10 +363,7 @@ fn build_all(
 fn keys(services: &[Service], a: &Analysis, extra: &[(String, String)], root: &Path) -> Vec<Option<(String, u32)>> {
     let none = vec![None; services.len()];
     let analysed = (|| -> Result<(std::collections::BTreeMap<String, Analysed>, Option<String>)> {
-        for s in services {
-            let dir = s.compiled.parent().context("the compiled script has a folder")?;
-            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        }
+        services.iter().try_for_each(|s| fsx::create_parent(&s.compiled))?;
         fsx::write_atomic(&a.tool, TOOL_PY.as_bytes())?;
         let text = a.command.capture().map_err(|e| anyhow::anyhow!("{e}"))?;
         let analysed = serde_json::from_str(&text).with_context(|| format!("the analysis printed `{text}`"))?;
@@ -371,6 +380,8 @@ fn keys(services: &[Service], a: &Analysis, extra: &[(String, String)], root: &P
             return none;
         }
     };
+    // One for all services: the inputs they share are hashed once.
+    let mut stats = Stats::new(None);
     services
         .iter()
         .map(|s| {
@@ -379,7 +390,6 @@ fn keys(services: &[Service], a: &Analysis, extra: &[(String, String)], root: &P
                 return None;
             }
             let mut fp = Fingerprint::default();
-            let mut stats = Stats::new(None);
             for input in &s.inputs {
                 fp.add_path(root, fsx::rel(root, input), &mut stats).ok()?;
             }
@@ -397,8 +407,7 @@ fn keys(services: &[Service], a: &Analysis, extra: &[(String, String)], root: &P
 
 /// The installed binary as the build's output.
 fn keep(s: &Service) -> Result<()> {
-    let dir = s.out.parent().context("the output has a folder")?;
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    fsx::create_parent(&s.out)?;
     std::fs::copy(&s.previous, &s.out).map(drop).with_context(|| format!("cannot copy {}", s.previous.display()))
 }
 
@@ -415,9 +424,8 @@ fn repack_into(s: &Service, size: u32, objcopy: &Objcopy, root: &Path) -> Result
             .with_context(|| format!("{} is not a zlib stream", s.compiled.display()))?;
         raw
     };
-    let dir = s.out.parent().context("the output has a folder")?;
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let pkg = dir.join(format!("{}.pkg", s.name));
+    fsx::create_parent(&s.out)?;
+    let pkg = s.out.with_file_name(format!("{}.pkg", s.name));
     fsx::write_atomic(&pkg, &replace_script(&exe, &archive, &s.name, &script, size)?)?;
     std::fs::copy(&s.previous, &s.out).with_context(|| format!("cannot copy {}", s.previous.display()))?;
     let run = |args: Vec<String>| -> Result<()> {
@@ -741,8 +749,7 @@ mod tests {
         let analysis = Analysis::new(python, dir.join("scratch/tool.py"), &services, &host, None);
         CrossBuild {
             services,
-            analysis: Some(analysis),
-            no_repack: None,
+            repack: Repack::By(analysis),
             objcopy: Objcopy { program: "objcopy".into(), package: "binutils".into() },
             all: Command::new("build", dir).arg("all"),
             each: names.iter().map(|n| Command::new("build", dir).arg(n)).collect(),
@@ -802,7 +809,7 @@ mod tests {
         let other = CrossBuild { values: vec![("dockerfile".into(), "FROM other".into())], ..c.clone() };
         assert_eq!(cross_run(&other, false), (vec!["all".into()], vec![Py, Py, Py]));
         // No analysis (a tag that can move): all built, and no record left to vouch for them.
-        let none = CrossBuild { analysis: None, no_repack: Some("a tag".into()), ..c.clone() };
+        let none = CrossBuild { repack: Repack::Refused("a tag".into()), ..c.clone() };
         assert_eq!(cross_run(&none, false), (vec!["all".into()], vec![Py, Py, Py]));
         assert!(c.services.iter().all(|s| !s.record.exists()), "a build without analysis left records");
         assert_eq!(cross_run(&c, false), (vec!["all".into()], vec![Py, Py, Py]));

@@ -307,8 +307,12 @@ mod tests {
         let run = &build["all"];
         assert_eq!(run["env"], serde_json::json!([["DOCKER_BUILDKIT", "1"]]));
         // The repack's analysis: the base image's python3 under QEMU, sources read-only, no network.
-        let analysis: Vec<_> =
-            build["analysis"]["command"]["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+        let analysis: Vec<_> = build["repack"]["analysis"]["command"]["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap())
+            .collect();
         let tail = analysis.iter().position(|a| *a == "--rm").unwrap();
         let py = config.python_dir().to_string_lossy().into_owned();
         let scratch = config.root.join("target/xtask/tmp/armv7l/repack").to_string_lossy().into_owned();

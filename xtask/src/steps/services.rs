@@ -14,7 +14,7 @@ use crate::{
     host::Host,
     plan::{Action, Step, StepKind},
     process::Command,
-    pyi_repack::{Analysis, CrossBuild, Objcopy, Service, ServiceBuild},
+    pyi_repack::{Analysis, CrossBuild, Objcopy, Repack, Service, ServiceBuild},
     steps::service_stages::{self, Paths},
 };
 
@@ -94,7 +94,7 @@ pub fn native_service_step(
     let work = layout.work.join(service);
     let mut step = Step::new(
         service,
-        format!("build {service} (PyInstaller, native {arch})"),
+        format!("build {service} (native {arch})"),
         StepKind::BuildService { service: service.into() },
     );
     // The services share nothing but their inputs: build them side by side.
@@ -233,7 +233,7 @@ pub fn cross_build_step(
         ("build".to_string(), all.shell_line().replace(root.as_ref(), "<root>")),
     ];
     let scratch = layout.tmp.join("repack");
-    let repack = services
+    let built = services
         .iter()
         .map(|s| {
             let svc = &config.dist.services[s];
@@ -252,12 +252,11 @@ pub fn cross_build_step(
             })
         })
         .collect::<Result<Vec<_>>>()?;
-    let (analysis, no_repack) = cross_analysis(&repack, arch, &base, &target.base, engine, &dir, &scratch, layout);
+    let repack = cross_analysis(&built, arch, &base, &target.base, engine, &dir, &scratch, layout);
     let triplet = arch.gnu_triplet().expect("a container target is a Linux arch");
     let cross = CrossBuild {
-        services: repack,
-        analysis,
-        no_repack,
+        services: built,
+        repack,
         objcopy: Objcopy { program: format!("{triplet}-objcopy"), package: format!("binutils-{triplet}") },
         all,
         each,
@@ -286,8 +285,8 @@ pub fn cross_build_step(
 }
 
 /// How a container build analyses its services' scripts for a repack: `python3` of the base
-/// image under QEMU, with `python.dir` at /src and the scratch folder at /work. None, with the
-/// reason, where a repack could not vouch for its bytes.
+/// image under QEMU, with `python.dir` at /src and the scratch folder at /work; refused, with
+/// the reason, where a repack could not vouch for its bytes.
 #[allow(clippy::too_many_arguments)]
 fn cross_analysis(
     services: &[Service],
@@ -298,27 +297,23 @@ fn cross_analysis(
     python_dir: &Path,
     scratch: &Path,
     layout: &Layout,
-) -> (Option<Analysis>, Option<String>) {
+) -> Repack {
     // A tag such as python:3.11-slim-bookworm can move between two builds: BuildKit then
     // builds on the new image while a repack would keep the old one's files.
     if let Base::Image(i) = base
         && !i.contains("@sha256:")
     {
-        return (
-            None,
-            Some(format!(
-                "the base image `{i}` is a tag that can move; pin it by digest (`@sha256:`) or use `base: debootstrap:`"
-            )),
-        );
+        return Repack::Refused(format!(
+            "the base image `{i}` is a tag that can move; pin it by digest (`@sha256:`) or use `base: debootstrap:`"
+        ));
     }
     let platform = arch.docker_platform().expect("a container target has a platform");
     let mounts = [(python_dir, "/src", true), (scratch, "/work", false)];
     let seed = [("PYTHONHASHSEED", service_stages::PYTHONHASHSEED)];
     let Some(python) = engine.python_in_image(platform, image, &mounts, &seed, &layout.root) else {
-        return (
-            None,
-            Some(format!("the builds run on another machine ({engine}), which cannot see this one's files")),
-        );
+        return Repack::Refused(format!(
+            "the builds run on another machine ({engine}), which cannot see this one's files"
+        ));
     };
     let path = |p: &Path| {
         for (host, inside, _) in &mounts {
@@ -329,5 +324,5 @@ fn cross_analysis(
         p.to_string_lossy().into_owned()
     };
     let image_id = engine.image_id(image, &layout.root);
-    (Some(Analysis::new(python, scratch.join("repack_tool.py"), services, &path, image_id)), None)
+    Repack::By(Analysis::new(python, scratch.join("repack_tool.py"), services, &path, image_id))
 }
