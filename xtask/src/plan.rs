@@ -947,8 +947,8 @@ fn run_action(action: &Action, title: &str, opts: &RunOptions) -> Result<()> {
                 eprintln!("    {} ({} bytes, sha256 {})", summary.path.display(), summary.bytes, summary.sha256);
                 if let Some(b) = summary.xz_blocks {
                     eprintln!(
-                        "    data.tar.xz: {} blocks, {} compressed, {} from the block cache ({} corrupt, rebuilt)",
-                        b.blocks, b.compressed, b.reused, b.corrupt
+                        "    data.tar.xz: {} blocks, {} compressed ({} stored: incompressible), {} from the block cache ({} corrupt, rebuilt)",
+                        b.blocks, b.compressed, b.stored, b.reused, b.corrupt
                     );
                 }
             }

@@ -82,18 +82,20 @@ fn full_pack_equals_warm_repack_and_repack_compresses_only_changed_blocks() {
 
     let (full, s) = pack(&fx, &spec(&fx, None, 2), "full.deb");
     assert!(s.blocks >= 20, "expected >= 20 blocks on a ~4 MiB tree, got {s:?}");
-    assert_eq!((s.compressed, s.reused, s.corrupt), (s.blocks, 0, 0), "{s:?}");
+    assert_eq!((s.compressed + s.stored, s.reused, s.corrupt), (s.blocks, 0, 0), "{s:?}");
+    // The fixture's app.asar is 300 000 random bytes: a large entry of two pieces, stored.
+    assert_eq!(s.stored, 2, "{s:?}");
 
     // Cold cache: same bytes, everything compressed and stored.
     let (cold, s) = pack(&fx, &spec(&fx, Some(&cache), 2), "cold.deb");
     assert!(cold == full, "a pack that fills the cache differs from a pack without it");
-    assert_eq!(s.compressed, s.blocks);
-    assert_eq!(cache_entries(&cache).len() as u64, s.blocks);
+    assert_eq!(s.compressed + s.stored, s.blocks);
+    assert_eq!(cache_entries(&cache).len() as u64, s.compressed, "stored blocks are not cached");
     // Warm cache, other thread counts: same bytes, nothing compressed.
     for threads in [1, 5] {
         let (warm, s) = pack(&fx, &spec(&fx, Some(&cache), threads), "warm.deb");
         assert!(warm == full, "warm repack with {threads} threads differs from the full pack");
-        assert_eq!((s.compressed, s.reused), (0, s.blocks), "{s:?}");
+        assert_eq!((s.compressed, s.reused + s.stored), (0, s.blocks), "{s:?}");
     }
 
     // One file edited: the repack compresses its block (and at most one neighbour) and
@@ -105,7 +107,7 @@ fn full_pack_equals_warm_repack_and_repack_compresses_only_changed_blocks() {
     assert!(repack == full2, "repack with a warm cache differs from a full pack of the same tree");
     assert!(repack != full, "the edit did not change the package");
     assert!((1..=2).contains(&s.compressed), "one edit recompressed {} of {} blocks", s.compressed, s.blocks);
-    assert_eq!(s.reused, s.blocks - s.compressed);
+    assert_eq!(s.reused, s.blocks - s.compressed - s.stored);
 
     // The real tools accept the result.
     let deb = fx.out("repack.deb");
@@ -198,7 +200,7 @@ fn corrupt_cache_entries_are_detected_and_rebuilt() {
     // Rebuilt: the next pack reuses everything.
     let (again, s) = pack(&fx, &spec(&fx, Some(&cache), 2), "again.deb");
     assert!(again == full);
-    assert_eq!((s.corrupt, s.compressed, s.reused), (0, 0, s.blocks), "{s:?}");
+    assert_eq!((s.corrupt, s.compressed, s.reused + s.stored), (0, 0, s.blocks), "{s:?}");
 }
 
 #[test]
@@ -228,4 +230,71 @@ fn cache_is_trimmed_to_its_limit_and_leaves_no_temp_files() {
     assert!(size(&cache) <= 100_000, "cache {} > 100000", size(&cache));
     let (full, _) = pack(&fx, &spec(&fx, None, 2), "full.deb");
     assert!(bytes == full);
+}
+
+/// xz --robot -lvv's block lines: (uncompressed size, total size) of each block.
+fn listed_blocks(data: &Path) -> Vec<(u64, u64)> {
+    let robot = run("xz", "xz-utils", &[&"--robot", &"-lvv", &data]);
+    // block <stream> <block in stream> <block in file> <comp off> <uncomp off> <total size>
+    // <uncomp size> ...
+    robot
+        .lines()
+        .filter(|l| l.starts_with("block\t"))
+        .map(|l| {
+            let f: Vec<u64> = l.split('\t').skip(1).take(7).map(|n| n.parse().unwrap()).collect();
+            (f[6], f[5])
+        })
+        .collect()
+}
+
+#[test]
+fn the_store_rule_tells_compressed_bytes_from_code() {
+    use std::io::Write as _;
+    let js = code(1 << 20, 5);
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+    z.write_all(&code(4 << 20, 6)).unwrap();
+    let zlib = z.finish().unwrap();
+    assert!(zlib.len() > 256 << 10, "{}", zlib.len());
+    assert!(super::super::xzblocks::incompressible(&pseudo_random(1 << 20, 3)));
+    assert!(super::super::xzblocks::incompressible(&zlib), "zlib output is what PyInstaller archives hold");
+    assert!(!super::super::xzblocks::incompressible(&js));
+    assert!(!super::super::xzblocks::incompressible(&[]));
+    // Half random, half code: compressed as a whole.
+    let mixed = [&pseudo_random(512 << 10, 4)[..], &js[..512 << 10]].concat();
+    assert!(!super::super::xzblocks::incompressible(&mixed));
+}
+
+#[test]
+fn incompressible_blocks_are_stored_uncached_and_packs_stay_identical() {
+    let fx = Fixture::new();
+    code_tree(&fx);
+    // A large entry (more than max / 2) of random bytes: the blocks of its pieces are stored.
+    const BIN: &str = "resources/python-service/print_service";
+    put(&fx.unpacked(), BIN, &pseudo_random(600 << 10, 77), 0o755);
+    let cache = fx.dir.path().join("deb-blocks");
+
+    // Pieces of 256 KiB: 3 of this file, 2 of the fixture's random app.asar (300 000 bytes).
+    let (full, s) = pack(&fx, &spec(&fx, None, 1), "full.deb");
+    assert_eq!(s.stored, 5, "{s:?}");
+    let (cold, s) = pack(&fx, &spec(&fx, Some(&cache), 2), "cold.deb");
+    assert!(cold == full, "a pack that fills the cache differs from a pack without it");
+    assert_eq!(cache_entries(&cache).len() as u64, s.blocks - s.stored, "stored blocks are not cached");
+    let (warm, s) = pack(&fx, &spec(&fx, Some(&cache), 2), "warm.deb");
+    assert!(warm == full, "warm repack differs from the full pack");
+    assert_eq!((s.stored, s.compressed, s.reused), (5, 0, s.blocks - 5), "{s:?}");
+
+    // xz itself sees five blocks no smaller than their bytes (LZMA2 uncompressed chunks)
+    // and every other block compressed; the file comes back whole.
+    let deb = fx.out("warm.deb");
+    let data = fx.dir.path().join("data.tar.xz");
+    fs::write(&data, run_raw("ar", "binutils", &[&"p", &deb, &"data.tar.xz"]).stdout).unwrap();
+    run("xz", "xz-utils", &[&"-t", &data]);
+    let blocks = listed_blocks(&data);
+    assert_eq!(blocks.len() as u64, s.blocks);
+    let stored: Vec<_> = blocks.iter().filter(|(u, t)| t >= u).collect();
+    assert_eq!(stored.len(), 5, "{blocks:?}");
+    assert!(stored.iter().all(|(u, t)| t - u < 64), "uncompressed chunks cost 3 bytes per 64 KiB: {stored:?}");
+    let x = fx.dir.path().join("x");
+    run("dpkg-deb", "dpkg", &[&"-x", &deb, &x]);
+    assert_eq!(fs::read(x.join("opt/KitchnTabs").join(BIN)).unwrap(), fs::read(fx.unpacked().join(BIN)).unwrap());
 }
