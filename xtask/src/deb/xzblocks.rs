@@ -108,43 +108,15 @@ pub(super) fn incompressible(data: &[u8]) -> bool {
     !data.is_empty() && 256 * 64 * collisions <= 65 * n * n
 }
 
-/// `data` as one xz block of LZMA2 uncompressed chunks (CRC64 check): 3 bytes per 64 KiB
-/// chunk over the data itself.
-pub(super) fn store_block(data: &[u8]) -> Result<EncodedBlock> {
-    // SAFETY: a zeroed lzma_block with version and check set, as lzma_block_buffer_encode
-    // takes it (liblzma sets its own filter chain for uncompressed chunks); `out` has
-    // `bound` bytes of capacity and liblzma writes at most `bound`, reporting it in `pos`.
-    unsafe {
-        let mut block: sys::lzma_block = std::mem::zeroed();
-        block.version = 0;
-        block.check = sys::LZMA_CHECK_CRC64;
-        let bound = sys::lzma_block_buffer_bound(data.len());
-        let mut out: Vec<u8> = Vec::with_capacity(bound);
-        let mut pos = 0usize;
-        let ret =
-            sys::lzma_block_uncomp_encode(&mut block, data.as_ptr(), data.len(), out.as_mut_ptr(), &mut pos, bound);
-        if ret != sys::LZMA_OK {
-            bail!("liblzma could not store a {} byte block (lzma_ret {ret})", data.len());
-        }
-        out.set_len(pos);
-        let unpadded = sys::lzma_block_unpadded_size(&block);
-        if unpadded == 0 || unpadded > pos as u64 {
-            bail!("liblzma returned an invalid stored block (unpadded size {unpadded} of {pos} bytes)");
-        }
-        Ok(EncodedBlock { bytes: out, unpadded, uncompressed: data.len() as u64 })
-    }
-}
-
-/// Compress `data` as one xz block (LZMA2 at `level`, CRC64 check).
-pub(super) fn encode_block(level: u32, data: &[u8]) -> Result<EncodedBlock> {
+/// `data` as one xz block with a CRC64 check: LZMA2 at `preset`, or with `None` LZMA2
+/// uncompressed chunks (the store rule: 3 bytes per 64 KiB chunk over the data itself).
+fn write_block(data: &[u8], preset: Option<u32>) -> Result<EncodedBlock> {
     // SAFETY: plain C structs, zero-initialised as liblzma's own LZMA_*_INIT macros do;
-    // `opts` and `filters` outlive the call that reads them; `out` has `bound` bytes of
-    // capacity and liblzma writes at most `bound`, reporting the count in `pos`.
+    // `opts` and `filters` outlive the call that reads them (uncompressed chunks need no
+    // filter chain: liblzma sets its own); `out` has `bound` bytes of capacity and liblzma
+    // writes at most `bound`, reporting the count in `pos`.
     unsafe {
         let mut opts: sys::lzma_options_lzma = std::mem::zeroed();
-        if sys::lzma_lzma_preset(&mut opts, level) != 0 {
-            bail!("liblzma does not know xz preset {level}");
-        }
         let mut filters = [
             sys::lzma_filter { id: sys::LZMA_FILTER_LZMA2, options: (&raw mut opts).cast() },
             sys::lzma_filter { id: sys::LZMA_VLI_UNKNOWN, options: std::ptr::null_mut() },
@@ -152,21 +124,40 @@ pub(super) fn encode_block(level: u32, data: &[u8]) -> Result<EncodedBlock> {
         let mut block: sys::lzma_block = std::mem::zeroed();
         block.version = 0;
         block.check = sys::LZMA_CHECK_CRC64;
-        block.filters = filters.as_mut_ptr();
         let bound = sys::lzma_block_buffer_bound(data.len());
         let mut out: Vec<u8> = Vec::with_capacity(bound);
         let mut pos = 0usize;
-        let ret = sys::lzma_block_buffer_encode(
-            &mut block,
-            std::ptr::null(),
-            data.as_ptr(),
-            data.len(),
-            out.as_mut_ptr(),
-            &mut pos,
-            bound,
-        );
+        let (ret, what) = match preset {
+            Some(level) => {
+                if sys::lzma_lzma_preset(&mut opts, level) != 0 {
+                    bail!("liblzma does not know xz preset {level}");
+                }
+                block.filters = filters.as_mut_ptr();
+                let ret = sys::lzma_block_buffer_encode(
+                    &mut block,
+                    std::ptr::null(),
+                    data.as_ptr(),
+                    data.len(),
+                    out.as_mut_ptr(),
+                    &mut pos,
+                    bound,
+                );
+                (ret, "compress")
+            }
+            None => {
+                let ret = sys::lzma_block_uncomp_encode(
+                    &mut block,
+                    data.as_ptr(),
+                    data.len(),
+                    out.as_mut_ptr(),
+                    &mut pos,
+                    bound,
+                );
+                (ret, "store")
+            }
+        };
         if ret != sys::LZMA_OK {
-            bail!("liblzma could not compress a {} byte block (lzma_ret {ret}; out of memory?)", data.len());
+            bail!("liblzma could not {what} a {} byte block (lzma_ret {ret}; out of memory?)", data.len());
         }
         out.set_len(pos);
         let unpadded = sys::lzma_block_unpadded_size(&block);
@@ -261,12 +252,12 @@ impl Drop for Pool {
     }
 }
 
-/// A block by the store rule: stored or compressed.
+/// A block by the store rule: stored or compressed at `level`.
 fn encode(level: u32, data: &[u8]) -> Result<(EncodedBlock, Source)> {
     if incompressible(data) {
-        Ok((store_block(data)?, Source::Stored))
+        Ok((write_block(data, None)?, Source::Stored))
     } else {
-        Ok((encode_block(level, data)?, Source::Compressed))
+        Ok((write_block(data, Some(level))?, Source::Compressed))
     }
 }
 
@@ -280,14 +271,15 @@ fn process(level: u32, tag: &str, cache: Option<&BlockCache>, data: &[u8]) -> Re
         Lookup::Miss => false,
         Lookup::Corrupt => true,
     };
-    // Storing costs a copy and a CRC, no more than reading a cache entry back: stored
-    // blocks are not cached.
-    if incompressible(data) {
-        return Ok((store_block(data)?, Source::Stored));
+    match encode(level, data)? {
+        // Storing costs a copy and a CRC, no more than reading a cache entry back: stored
+        // blocks are not cached.
+        (block, Source::Stored) => Ok((block, Source::Stored)),
+        (block, _) => {
+            cache.put(&key, &block)?;
+            Ok((block, if repaired { Source::Repaired } else { Source::Compressed }))
+        }
     }
-    let block = encode_block(level, data)?;
-    cache.put(&key, &block)?;
-    Ok((block, if repaired { Source::Repaired } else { Source::Compressed }))
 }
 
 /// A writer of data.tar bytes that cuts them into blocks (see the module docs), has them
