@@ -354,25 +354,40 @@ impl Detected {
         } else {
             which::which_in_all(docker, Some(path), &cwd).map(|it| it.collect()).unwrap_or_default()
         };
+        // A merged /usr makes /bin/docker and /usr/bin/docker one client: probe it once.
+        let mut seen = std::collections::HashSet::new();
+        let candidates: Vec<PathBuf> = candidates
+            .into_iter()
+            .filter(|c| seen.insert(std::fs::canonicalize(c).unwrap_or_else(|_| c.clone())))
+            .collect();
+        let runs = |c: &Path, args: &[&str]| {
+            std::process::Command::new(c)
+                .args(args)
+                .env("PATH", path)
+                .stdin(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        };
+        // Every client answers both questions at once (each is a process start of ~10-25 ms,
+        // paid by every `dist`); the answers are then read in PATH order.
+        let answers: Vec<(Option<String>, Option<String>)> = std::thread::scope(|s| {
+            let asked: Vec<_> = candidates
+                .iter()
+                .map(|c| (s.spawn(|| runs(c, &["buildx", "version"])), s.spawn(|| runs(c, &["--version"]))))
+                .collect();
+            asked.into_iter().map(|(b, v)| (b.join().unwrap_or(None), v.join().unwrap_or(None))).collect()
+        });
         let mut found = Detected::default();
-        for c in candidates {
+        for (c, (buildx, version)) in candidates.iter().zip(answers) {
             let name = c.to_string_lossy().into_owned();
-            let runs = |args: &[&str]| {
-                std::process::Command::new(&c)
-                    .args(args)
-                    .env("PATH", path)
-                    .stdin(std::process::Stdio::null())
-                    .stderr(std::process::Stdio::null())
-                    .output()
-                    .ok()
-                    .filter(|o| o.status.success())
-                    .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            };
-            if found.buildx.is_none() && runs(&["buildx", "version"]).is_some() {
+            if found.buildx.is_none() && buildx.is_some() {
                 found.buildx = Some(name);
                 continue;
             }
-            match runs(&["--version"]).as_deref().and_then(docker_major) {
+            match version.as_deref().and_then(docker_major) {
                 Some(major) if major < 23 => {
                     found.builtin.get_or_insert(name);
                 }

@@ -149,6 +149,21 @@ pub struct StatCache {
     pub files: BTreeMap<String, (FileStat, String)>,
 }
 
+impl StatCache {
+    /// Whether `self`, taken now over the same inputs as `prior`, would save the next run
+    /// some hashing: a file's stat changed (a `touch`), or a file was too recent to trust
+    /// by stat when `prior` was taken (the output of the step that ran just before). Without
+    /// rewriting the stamp, such a file is read again on every run until the step itself
+    /// runs.
+    pub fn fresher_than(&self, prior: &StatCache) -> bool {
+        self.files.iter().any(|(name, (stat, _))| {
+            prior.files.get(name).is_none_or(|(old, _)| old != stat)
+                || stat.mtime_ns >= prior.taken_ns - RACY_NS
+                || stat.ctime_ns >= prior.taken_ns - RACY_NS
+        })
+    }
+}
+
 /// A file modified this close before its hash was taken may have been written again in the
 /// same timestamp tick; one second covers filesystems with coarse timestamps too.
 const RACY_NS: i64 = 1_000_000_000;
@@ -302,6 +317,24 @@ mod tests {
     fn settled(mut cache: StatCache) -> StatCache {
         cache.taken_ns += 2 * RACY_NS;
         cache
+    }
+
+    #[test]
+    fn stats_are_fresher_when_a_file_was_racy_or_its_stat_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        std::fs::create_dir_all(&src).unwrap();
+        std::fs::write(src.join("a.py"), "A = 1\n").unwrap();
+        let (_, racy, _, _) = fp_with(dir.path(), None);
+        let (_, later, _, _) = fp_with(dir.path(), Some(&racy));
+        let later = settled(later);
+        assert!(later.fresher_than(&racy), "a.py was written within a second of its first hashing");
+        let (_, same, _, _) = fp_with(dir.path(), Some(&later));
+        assert!(!same.fresher_than(&later), "nothing changed since settled stats");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        std::fs::write(src.join("a.py"), "A = 1\n").unwrap();
+        let (_, touched, _, _) = fp_with(dir.path(), Some(&later));
+        assert!(touched.fresher_than(&later), "a rewrite with the same bytes changes the stat");
     }
 
     #[test]

@@ -442,6 +442,13 @@ impl Plan {
     }
 
     pub fn freshness(&self, step: &Step) -> Result<Freshness> {
+        self.check_freshness(step, false)
+    }
+
+    /// `freshness`; with `refresh`, an up-to-date step whose files were hashed again (see
+    /// `StatCache::fresher_than`) gets its stamp rewritten with the new stats, same digest,
+    /// so the next run reuses those hashes. Only runs refresh: a dry run writes nothing.
+    fn check_freshness(&self, step: &Step, refresh: bool) -> Result<Freshness> {
         if step.always {
             return Ok(Freshness::Always);
         }
@@ -457,8 +464,17 @@ impl Plan {
         if let Some(missing) = step.outputs.iter().find(|o| !o.exists()) {
             return Ok(Freshness::Stale(format!("{} is missing", fsx::rel(&self.root, missing).display())));
         }
-        let (fp, _) = step.fingerprint(&self.root, Some(&stamp.stats))?;
+        let (fp, stats) = step.fingerprint(&self.root, Some(&stamp.stats))?;
         if fp.digest() == stamp.digest {
+            let path = self.stamp_path(step);
+            // Read again just before writing: a concurrent run that rebuilt the step meanwhile
+            // wrote a stamp of its own, which is kept.
+            if refresh
+                && stats.fresher_than(&stamp.stats)
+                && Stamp::read(&path).is_some_and(|now| now.digest == stamp.digest)
+            {
+                Stamp::write(&path, &fp, &stats)?;
+            }
             return Ok(Freshness::UpToDate);
         }
         let mut changed = fp.changed_since(&stamp.fingerprint);
@@ -474,6 +490,10 @@ impl Plan {
     /// Every step's freshness, `--force` applied, a step stale when a step it comes `after`
     /// is due to run (the outputs it consumes will change).
     pub fn all_freshness(&self, force: Option<&Force>) -> Result<Vec<Freshness>> {
+        self.all_freshness_with(force, false)
+    }
+
+    fn all_freshness_with(&self, force: Option<&Force>, refresh: bool) -> Result<Vec<Freshness>> {
         let mut all: Vec<Freshness> = Vec::with_capacity(self.steps.len());
         for (i, step) in self.steps.iter().enumerate() {
             let upstream = step.after.iter().find(|id| {
@@ -482,7 +502,7 @@ impl Plan {
             let f = match (force, upstream) {
                 (Some(force), _) if force.covers(step) => Freshness::Stale("forced".into()),
                 (_, Some(id)) if !step.always => Freshness::Stale(format!("{id} runs first")),
-                _ => self.freshness(step)?,
+                _ => self.check_freshness(step, refresh)?,
             };
             all.push(f);
         }
@@ -695,7 +715,7 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<RunReport> {
     // Decided once, before anything runs: a step's freshness depends on its own inputs and
     // outputs, and on whether a step it comes `after` runs; hashing or probing an engine
     // twice would be wasted.
-    let freshness = plan.all_freshness(Some(&opts.force))?;
+    let freshness = plan.all_freshness_with(Some(&opts.force), true)?;
     // Checks guard long steps: when every other step is up to date there is nothing to guard,
     // and a no-op run should not start containers to find that out.
     let work = plan.steps.iter().zip(&freshness).any(|(s, f)| !s.guard && *f != Freshness::UpToDate);
@@ -826,16 +846,21 @@ fn run_step(plan: &Plan, step: &Step, opts: &RunOptions) -> Result<bool> {
     };
     run_actions(step, opts)?;
     if let Some((before, stats)) = before {
-        let (after, _) = step.fingerprint(&plan.root, Some(&stats))?;
-        if after.digest() != before.digest() {
+        let (after, after_stats) = step.fingerprint(&plan.root, Some(&stats))?;
+        if after.digest() == before.digest() {
+            // The same content, with stats taken later: an input written just before the
+            // step started (the previous step's output) was too recent to trust by stat
+            // then, and may not be now, so the next run need not read it again.
+            Stamp::write(&plan.stamp_path(step), &before, &after_stats)?;
+        } else {
             let changed = after.changed_since(&before);
             eprintln!(
                 "    note: {} changed while `{}` ran; the output was built from the earlier content, so the next run builds it again",
                 changed.join(", "),
                 step.id
             );
+            Stamp::write(&plan.stamp_path(step), &before, &stats)?;
         }
-        Stamp::write(&plan.stamp_path(step), &before, &stats)?;
     }
     Ok(true)
 }
@@ -1069,6 +1094,38 @@ mod tests {
         let bad = RunOptions { force: Force::Step("nope".into()), verbose: false, keep_going: false };
         let err = run(&plan, &bad).unwrap_err().to_string();
         assert_eq!(err, "--force nope: no such step in this plan; steps are: hello, after");
+    }
+
+    #[test]
+    fn an_up_to_date_run_records_the_stats_of_inputs_that_were_too_recent_to_trust() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("in.txt"), "v1").unwrap();
+        let mut plan = plan_in(d.path());
+        plan.steps.truncate(1);
+        let opts = RunOptions { force: Force::None, verbose: false, keep_going: false };
+        assert_eq!(run(&plan, &opts).unwrap().outcome("hello"), Some(Outcome::Built));
+        let stamp = || Stamp::read(&plan.stamp_path(&plan.steps[0])).unwrap();
+        let first = stamp();
+        // in.txt was written within a second of its hashing: the stamp cannot vouch for it.
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        let (_, now) = plan.steps[0].fingerprint(d.path(), Some(&first.stats)).unwrap();
+        assert!(now.fresher_than(&first.stats), "in.txt should have been racy in the first stamp");
+
+        // Checking, rendering and dry runs write nothing.
+        assert_eq!(plan.freshness(&plan.steps[0]).unwrap(), Freshness::UpToDate);
+        plan.render(&Force::None).unwrap();
+        assert_eq!(stamp().stats.taken_ns, first.stats.taken_ns);
+
+        // A run that finds the step up to date keeps its digest and records the new stats,
+        // so the run after it reads no file; that run has nothing to rewrite.
+        assert_eq!(run(&plan, &opts).unwrap().outcome("hello"), Some(Outcome::UpToDate));
+        let second = stamp();
+        assert_eq!(second.digest, first.digest);
+        assert!(second.stats.taken_ns > first.stats.taken_ns);
+        let (_, again) = plan.steps[0].fingerprint(d.path(), Some(&second.stats)).unwrap();
+        assert!(!again.fresher_than(&second.stats), "{:?} vs {:?}", again, second.stats);
+        run(&plan, &opts).unwrap();
+        assert_eq!(stamp().stats.taken_ns, second.stats.taken_ns);
     }
 
     #[test]
