@@ -150,17 +150,24 @@ pub struct StatCache {
 }
 
 impl StatCache {
+    /// The hash recorded for `name` when it can be trusted for a file with `stat`: the stat
+    /// is the recorded one and was not too recent when the hash was taken.
+    fn vouches_for(&self, name: &str, stat: &FileStat) -> Option<&String> {
+        self.files
+            .get(name)
+            .filter(|(old, _)| {
+                old == stat && stat.mtime_ns < self.taken_ns - RACY_NS && stat.ctime_ns < self.taken_ns - RACY_NS
+            })
+            .map(|(_, hash)| hash)
+    }
+
     /// Whether `self`, taken now over the same inputs as `prior`, would save the next run
-    /// some hashing: a file's stat changed (a `touch`), or a file was too recent to trust
-    /// by stat when `prior` was taken (the output of the step that ran just before). Without
-    /// rewriting the stamp, such a file is read again on every run until the step itself
-    /// runs.
+    /// some hashing: `prior` cannot vouch for one of its files, because the file's stat
+    /// changed (a `touch`) or was too recent when `prior` was taken (the output of the step
+    /// that ran just before). Without rewriting the stamp, such a file is read again on
+    /// every run until the step itself runs.
     pub fn fresher_than(&self, prior: &StatCache) -> bool {
-        self.files.iter().any(|(name, (stat, _))| {
-            prior.files.get(name).is_none_or(|(old, _)| old != stat)
-                || stat.mtime_ns >= prior.taken_ns - RACY_NS
-                || stat.ctime_ns >= prior.taken_ns - RACY_NS
-        })
+        self.files.iter().any(|(name, (stat, _))| prior.vouches_for(name, stat).is_none())
     }
 }
 
@@ -198,13 +205,8 @@ impl Stats {
             self.reused += 1;
             return Ok(hash.clone());
         }
-        let reusable = self.prior.files.get(name).filter(|(old, _)| {
-            *old == stat
-                && stat.mtime_ns < self.prior.taken_ns - RACY_NS
-                && stat.ctime_ns < self.prior.taken_ns - RACY_NS
-        });
-        let hash = match reusable {
-            Some((_, hash)) => {
+        let hash = match self.prior.vouches_for(name, &stat) {
+            Some(hash) => {
                 self.reused += 1;
                 hash.clone()
             }

@@ -458,7 +458,8 @@ impl Plan {
                 _ => Freshness::Stale(probe.missing.clone()),
             });
         }
-        let Some(stamp) = Stamp::read(&self.stamp_path(step)) else {
+        let path = self.stamp_path(step);
+        let Some(stamp) = Stamp::read(&path) else {
             return Ok(Freshness::Stale("never built".into()));
         };
         if let Some(missing) = step.outputs.iter().find(|o| !o.exists()) {
@@ -466,7 +467,6 @@ impl Plan {
         }
         let (fp, stats) = step.fingerprint(&self.root, Some(&stamp.stats))?;
         if fp.digest() == stamp.digest {
-            let path = self.stamp_path(step);
             // Read again just before writing: a concurrent run that rebuilt the step meanwhile
             // wrote a stamp of its own, which is kept.
             if refresh
@@ -847,11 +847,11 @@ fn run_step(plan: &Plan, step: &Step, opts: &RunOptions) -> Result<bool> {
     run_actions(step, opts)?;
     if let Some((before, stats)) = before {
         let (after, after_stats) = step.fingerprint(&plan.root, Some(&stats))?;
-        if after.digest() == before.digest() {
-            // The same content, with stats taken later: an input written just before the
-            // step started (the previous step's output) was too recent to trust by stat
-            // then, and may not be now, so the next run need not read it again.
-            Stamp::write(&plan.stamp_path(step), &before, &after_stats)?;
+        // The same content: keep the stats taken after the step, because an input written
+        // just before it started (the previous step's output) was too recent to trust by
+        // stat then, and may not be now, so the next run need not read it again.
+        let stats = if after.digest() == before.digest() {
+            after_stats
         } else {
             let changed = after.changed_since(&before);
             eprintln!(
@@ -859,8 +859,9 @@ fn run_step(plan: &Plan, step: &Step, opts: &RunOptions) -> Result<bool> {
                 changed.join(", "),
                 step.id
             );
-            Stamp::write(&plan.stamp_path(step), &before, &stats)?;
-        }
+            stats
+        };
+        Stamp::write(&plan.stamp_path(step), &before, &stats)?;
     }
     Ok(true)
 }
