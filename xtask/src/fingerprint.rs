@@ -37,32 +37,60 @@ fn ignored(name: &str) -> bool {
 
 impl Fingerprint {
     /// Hash a file, or every file under a folder (sorted, so the order of the walk does not
-    /// matter). `rel` is relative to `root` and is the name recorded in the stamp. A symbolic
-    /// link is an input by its target (never followed): retargeting one changes the digest.
-    /// Hashes come from `stats` where a file's stat allows it.
+    /// matter). `rel` is relative to `root` and is the name recorded in the stamp. A file is an
+    /// input by its content and its permission bits (a package records the mode, so a
+    /// `chmod +x` changes what ships). A symbolic link is an input by its target path (a
+    /// package keeps the link) and by what it resolves to (PyInstaller and the container
+    /// build's COPY read through it): editing the file it points at, or anything under the
+    /// folder it points at, changes the digest as retargeting it does. A dangling link is an
+    /// input by its target alone; a link loop is an error naming it. Hashes come from `stats`
+    /// where a file's stat allows it.
     pub fn add_path(&mut self, root: &Path, rel: &Path, stats: &mut Stats) -> Result<()> {
         let path = root.join(rel);
+        let name_of = |file: &Path| file.strip_prefix(root).unwrap_or(file).to_string_lossy().into_owned();
         for entry in walkdir::WalkDir::new(&path)
+            .follow_links(true)
             .sort_by_file_name()
             .into_iter()
             .filter_entry(|e| !ignored(&e.file_name().to_string_lossy()))
         {
-            let entry = entry.with_context(|| format!("cannot read input {}", path.display()))?;
+            let entry = match entry {
+                Ok(entry) => entry,
+                Err(err) => {
+                    // Following a link whose target is missing: the link itself is the input.
+                    let dangling = err.loop_ancestor().is_none()
+                        && err
+                            .path()
+                            .is_some_and(|p| p.symlink_metadata().is_ok_and(|m| m.is_symlink()) && !p.exists());
+                    match err.path() {
+                        Some(file) if dangling => {
+                            let target = read_link(file)?;
+                            self.inputs.insert(name_of(file), link_hash(&target, "dangling"));
+                            continue;
+                        }
+                        _ => {
+                            return Err(err)
+                                .with_context(|| format!("cannot read input {} (a link loop?)", path.display()));
+                        }
+                    }
+                }
+            };
             let file = entry.path();
-            let name = file.strip_prefix(root).unwrap_or(file).to_string_lossy().into_owned();
-            let hash = if entry.file_type().is_file() {
+            let name = name_of(file);
+            let what = if entry.file_type().is_file() {
                 let meta = entry.metadata().with_context(|| format!("cannot read {}", file.display()))?;
-                stats.hash(&name, file, &meta)?
-            } else if entry.file_type().is_symlink() {
-                let target =
-                    std::fs::read_link(file).with_context(|| format!("cannot read link {}", file.display()))?;
-                let mut h = Sha256::new();
-                h.update(b"symlink\0");
-                h.update(target.as_os_str().as_encoded_bytes());
-                hex(&h.finalize())
+                let mode = std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o7777;
+                format!("{} mode {mode:04o}", stats.hash(&name, file, &meta)?)
+            } else if entry.file_type().is_dir() {
+                // A folder is an input through its files; a link to one also by its target.
+                if !entry.path_is_symlink() {
+                    continue;
+                }
+                "folder".to_string()
             } else {
                 continue;
             };
+            let hash = if entry.path_is_symlink() { link_hash(&read_link(file)?, &what) } else { what };
             self.inputs.insert(name, hash);
         }
         Ok(())
@@ -92,6 +120,20 @@ impl Fingerprint {
         changed.extend(old.inputs.keys().filter(|k| !self.inputs.contains_key(*k)).map(|k| format!("{k} (removed)")));
         changed
     }
+}
+
+fn read_link(file: &Path) -> Result<std::path::PathBuf> {
+    std::fs::read_link(file).with_context(|| format!("cannot read link {}", file.display()))
+}
+
+/// A link's input: its target path and what it resolves to.
+fn link_hash(target: &Path, resolved: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(b"symlink\0");
+    h.update(target.as_os_str().as_encoded_bytes());
+    h.update(b"\0");
+    h.update(resolved.as_bytes());
+    hex(&h.finalize())
 }
 
 pub fn hash_file(path: &Path) -> Result<String> {
@@ -354,7 +396,7 @@ mod tests {
         planted.files.get_mut("src/a.py").unwrap().1 = "planted".into();
         let (f, _, reused, hashed) = fp_with(dir.path(), Some(&planted));
         assert_eq!((reused, hashed), (2, 0));
-        assert_eq!(f.inputs["src/a.py"], "planted");
+        assert_eq!(f.inputs["src/a.py"], "planted mode 0644");
 
         // Unchanged and settled: the same digest without reading anything.
         let (f, _, reused, _) = fp_with(dir.path(), Some(&settled(cache.clone())));
@@ -406,7 +448,7 @@ mod tests {
         std::fs::File::options().write(true).open(&a).unwrap().set_modified(mtime).unwrap();
         let (f, _, reused, hashed) = fp_with(dir.path(), Some(&cache));
         assert_eq!((reused, hashed), (0, 1));
-        assert_eq!(f.inputs["src/a.py"], hash_file(&a).unwrap());
+        assert_eq!(f.inputs["src/a.py"], format!("{} mode 0644", hash_file(&a).unwrap()));
 
         // Replaced by another file (a new inode) of the same size and mtime.
         let (_, cache, _, _) = fp_with(dir.path(), None);
@@ -416,7 +458,7 @@ mod tests {
         std::fs::File::options().write(true).open(&a).unwrap().set_modified(mtime).unwrap();
         let (f, _, _, hashed) = fp_with(dir.path(), Some(&cache));
         assert_eq!(hashed, 1);
-        assert_eq!(f.inputs["src/a.py"], hash_file(&a).unwrap());
+        assert_eq!(f.inputs["src/a.py"], format!("{} mode 0644", hash_file(&a).unwrap()));
     }
 
     #[test]
@@ -435,6 +477,46 @@ mod tests {
         // A dangling link is still an input, not an error.
         std::os::unix::fs::symlink("gone", src.join("dangling")).unwrap();
         assert!(fp(dir.path()).inputs.contains_key("src/dangling"));
+    }
+
+    #[test]
+    fn a_symlink_is_an_input_by_what_it_resolves_to() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        let elsewhere = dir.path().join("elsewhere");
+        std::fs::create_dir_all(&src).unwrap();
+        std::fs::create_dir_all(elsewhere.join("pkg")).unwrap();
+        std::fs::write(elsewhere.join("mod.py"), "X = 1\n").unwrap();
+        std::fs::write(elsewhere.join("pkg/__init__.py"), "Y = 1\n").unwrap();
+        std::os::unix::fs::symlink(elsewhere.join("mod.py"), src.join("mod.py")).unwrap();
+        std::os::unix::fs::symlink(elsewhere.join("pkg"), src.join("pkg")).unwrap();
+        let before = fp(dir.path());
+        // The same size, the old mtime put back: only the content tells.
+        let mtime = std::fs::metadata(elsewhere.join("mod.py")).unwrap().modified().unwrap();
+        std::fs::write(elsewhere.join("mod.py"), "X = 2\n").unwrap();
+        std::fs::File::options().write(true).open(elsewhere.join("mod.py")).unwrap().set_modified(mtime).unwrap();
+        let edited = fp(dir.path());
+        assert_eq!(edited.changed_since(&before), vec!["src/mod.py".to_string()]);
+        // A file under a linked folder is an input under the link's name.
+        std::fs::write(elsewhere.join("pkg/__init__.py"), "Y = 2\n").unwrap();
+        assert_eq!(fp(dir.path()).changed_since(&edited), vec!["src/pkg/__init__.py".to_string()]);
+        // A loop is an error that names the input, never a silent pass.
+        std::os::unix::fs::symlink(".", src.join("self")).unwrap();
+        let err = Fingerprint::default().add_path(dir.path(), Path::new("src"), &mut Stats::new(None)).unwrap_err();
+        assert!(format!("{err:#}").contains("src"), "{err:#}");
+    }
+
+    #[test]
+    fn a_mode_change_is_an_input_change() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        std::fs::create_dir_all(&src).unwrap();
+        std::fs::write(src.join("run.sh"), "echo hi\n").unwrap();
+        std::fs::set_permissions(src.join("run.sh"), std::fs::Permissions::from_mode(0o644)).unwrap();
+        let before = fp(dir.path());
+        std::fs::set_permissions(src.join("run.sh"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert_eq!(fp(dir.path()).changed_since(&before), vec!["src/run.sh".to_string()]);
     }
 
     #[test]
