@@ -34,13 +34,22 @@ use crate::{
 
 /// The analysis a repack needs, for every `[script, name, out]` of the JSON list `argv[1]`:
 /// the script's imports, and its entry as PyInstaller stores it, written to `out`. Prints
-/// `{name: {"imports", "dynamic", "size"} or {"error"}}`. Standard library only: it runs in
+/// `{name: {"imports", "dynamic", "calls", "size"} or {"error"}}`. Standard library only: it runs in
 /// a base image without PyInstaller.
 ///
 /// - `imports`: every `import` and `from ... import` anywhere in the script, in source order
 ///   (PyInstaller's analysis follows them, in that order); `dynamic`: the calls that import by
 ///   a computed name (`__import__`, `import_module`, `exec`, `eval`), which PyInstaller may see
 ///   through a hook while this cannot, so any of them means PyInstaller.
+/// - `calls`: every call on constant arguments anywhere in the script (`f("x")`,
+///   `a.b.c("x", 2)`), with its dotted name and arguments, in source order, and every
+///   attribute read through a ctypes loader (`ctypes.cdll.libc`). PyInstaller reads the same
+///   calls out of the bytecode (`recursive_function_calls`) and acts on them: metadata
+///   lookups (`version("PyYAML")`) bundle a dist-info, `ctypes.CDLL("libx.so.1")` and
+///   `find_library("x")` bundle a library and its dependencies, hooks look for their own
+///   names. This list is a superset of what any of them can see (an argument with no name in
+///   it is one the compiler folds into a constant), so a body edit that changes none of them
+///   changes nothing PyInstaller's analysis collects.
 /// - The entry: `marshal.dumps` of the script compiled at optimization level 0 (the builds
 ///   pass no `--optimize`) with every `co_filename` set to `<name>.py`, zlib level 9
 ///   (`PYINSTALLER_ZLIB_COMPRESSION_LEVEL`, unset in the builds); `size` is its length before
@@ -48,8 +57,23 @@ use crate::{
 ///   are marshalled in hash order.
 pub const TOOL_PY: &str = r#"import ast, json, marshal, os, sys, types, zlib
 
+def dotted(node):
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if isinstance(node, ast.Name):
+        parts.append(node.id)
+        return ".".join(reversed(parts))
+    return None
+
+def constant(node):
+    return not any(isinstance(n, ast.Name) for n in ast.walk(node))
+
+LOADERS = {"cdll", "windll", "oledll", "pydll"}
+
 def imports(tree):
-    found, dynamic = [], []
+    found, dynamic, calls = [], [], []
     for node in ast.walk(tree):
         at = (node.lineno, node.col_offset) if hasattr(node, "lineno") else (0, 0)
         if isinstance(node, ast.Import):
@@ -61,7 +85,13 @@ def imports(tree):
             name = f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else None
             if name in ("__import__", "import_module", "exec", "eval"):
                 dynamic.append([node.lineno, name])
-    return [i for _, i in sorted(found, key=lambda x: x[0])], dynamic
+            args = node.args + [k.value for k in node.keywords]
+            if dotted(f) is not None and all(constant(a) for a in args):
+                calls.append((at, [dotted(f), [ast.dump(a) for a in node.args], [[k.arg, ast.dump(k.value)] for k in node.keywords]]))
+        elif isinstance(node, ast.Attribute) and LOADERS & set((dotted(node) or "").split(".")[:-1]):
+            calls.append((at, ["attribute", dotted(node)]))
+    ordered = lambda xs: [i for _, i in sorted(xs, key=lambda x: x[0])]
+    return ordered(found), dynamic, ordered(calls)
 
 def rename(co, filename):
     consts = tuple(rename(c, filename) if isinstance(c, types.CodeType) else c for c in co.co_consts)
@@ -75,14 +105,14 @@ for script, name, out in json.loads(sys.argv[1]):
     try:
         with open(script, "rb") as f:
             source = f.read()
-        found, dynamic = imports(ast.parse(source, script))
+        found, dynamic, calls = imports(ast.parse(source, script))
         code = compile(source, script, "exec", optimize=0)
         code = rename(code, os.path.splitext(name)[0] + os.path.splitext(code.co_filename)[1])
         blob = marshal.dumps(code)
         level = int(os.environ.get("PYINSTALLER_ZLIB_COMPRESSION_LEVEL", 9))
         with open(out, "wb") as f:
             f.write(zlib.compress(blob, level=level))
-        result[name] = {"imports": found, "dynamic": dynamic, "size": len(blob)}
+        result[name] = {"imports": found, "dynamic": dynamic, "calls": calls, "size": len(blob)}
     except (OSError, SyntaxError, ValueError) as e:
         result[name] = {"error": "%s: %s" % (type(e).__name__, e)}
 print(json.dumps(result))
@@ -205,6 +235,8 @@ struct Analysed {
     imports: serde_json::Value,
     #[serde(default)]
     dynamic: Vec<serde_json::Value>,
+    /// Absent: the analysis cannot vouch for a repack.
+    calls: Option<serde_json::Value>,
     size: Option<u32>,
     error: Option<String>,
 }
@@ -213,7 +245,7 @@ fn describe_repack(services: &[Service], analysis: &Analysis, objcopy: &Objcopy)
     let names: Vec<_> = services.iter().map(|s| s.name.as_str()).collect();
     let mut out = format!(
         "repack {} when its installed binary is the one its record ({}) names and only the body of its script changed \
-         (same imports, every other input the same):\n      write {}\n      $ {}",
+         (same imports and calls on constant arguments, every other input the same):\n      write {}\n      $ {}",
         names.join(", "),
         services.iter().map(|s| s.record.display().to_string()).collect::<Vec<_>>().join(", "),
         analysis.tool.display(),
@@ -400,6 +432,7 @@ fn keys(services: &[Service], a: &Analysis, extra: &[(String, String)], root: &P
                 fp.add_value("image", id);
             }
             fp.add_value("imports", &found.imports.to_string());
+            fp.add_value("calls", &found.calls.as_ref()?.to_string());
             Some((fp.digest(), found.size?))
         })
         .collect()
@@ -703,6 +736,27 @@ mod tests {
             edit(&b);
             assert!(ran_pyinstaller(&b, false), "{what} did not run PyInstaller");
         }
+        // Calls that PyInstaller's analysis acts on, with every import they need already
+        // there: the imports are the same, yet PyInstaller would bundle more.
+        let base = "import ctypes\nfrom importlib.metadata import version\nX = 1\n";
+        let calls = [
+            ("a metadata lookup", "", "V = version('PyYAML')\n"),
+            ("a ctypes library", "", "def speak():\n    return ctypes.CDLL('libespeak-ng.so.1')\n"),
+            ("a library found by name", "", "L = ctypes.util.find_library('espeak-' + 'ng')\n"),
+            ("a library by a loader's attribute", "", "L = ctypes.cdll.libespeak\n"),
+            ("a call's constant argument", "V = version('PyYAML')\n", "V = version('pyyaml')\n"),
+        ];
+        for (what, before, after) in calls {
+            let d = tempfile::tempdir().unwrap();
+            let b = service_build(d.path());
+            std::fs::write(&b.service.script, format!("{base}{before}")).unwrap();
+            assert!(ran_pyinstaller(&b, false));
+            std::fs::write(&b.service.script, format!("{base}{before}Y = 2\n")).unwrap();
+            assert_eq!(built_by(&b, false), Built::Repacked, "{what}: an edit beside it");
+            std::fs::write(&b.service.script, format!("{base}{after}Y = 2\n")).unwrap();
+            assert!(ran_pyinstaller(&b, false), "{what} did not run PyInstaller");
+        }
+
         // A script that does not parse is PyInstaller's to report.
         let d = tempfile::tempdir().unwrap();
         let b = service_build(d.path());
