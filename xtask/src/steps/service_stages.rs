@@ -8,7 +8,7 @@
 
 use std::path::{Component, Path};
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 
 use crate::config::Config;
 
@@ -61,6 +61,96 @@ pub fn pyinstaller_args(config: &Config, service: &str, p: &Paths) -> Vec<String
     }
     args.push(s(&p.python.join(&svc.entry)));
     args
+}
+
+/// The modules beside a service's entry script that its build can bundle, relative to
+/// `python.dir`: PyInstaller puts the entry's folder first on the search path, so any `*.py`
+/// file, extension module or package folder there is importable by name (`import kt_extra`)
+/// and an edit to it changes the binary. Not the service's own entry nor the shared sources
+/// (inputs already); another service's entry script only when one of this service's sources
+/// names it on an import line, since an edit to one service must not rebuild the others.
+/// Sorted; `__pycache__` and dot-files are never modules.
+pub fn beside_modules(config: &Config, service: &str) -> Result<Vec<std::path::PathBuf>> {
+    let svc = &config.dist.services[service];
+    let dir_rel = svc.entry.parent().unwrap_or(Path::new("")).to_path_buf();
+    let dir = config.python_dir().join(&dir_rel);
+    let listing = match std::fs::read_dir(&dir) {
+        Ok(l) => l,
+        // A missing entry folder is the preflight's and PyInstaller's to report.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("cannot list {} (services.{service}.entry)", dir.display())),
+    };
+    let entries: Vec<std::path::PathBuf> = config.dist.services.values().map(|s| s.entry.clone()).collect();
+    let mut modules = Vec::new();
+    for e in listing {
+        let e = e.with_context(|| format!("cannot list {}", dir.display()))?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        let rel = dir_rel.join(&name);
+        let path = e.path();
+        let module = if path.is_dir() {
+            name != "__pycache__"
+        } else {
+            name.ends_with(".py") || name.ends_with(".so") || name.ends_with(".pyd")
+        };
+        if !module || name.starts_with('.') || rel == svc.entry || config.dist.shared_sources.contains(&rel) {
+            continue;
+        }
+        modules.push(rel);
+    }
+    modules.sort();
+    // The sources whose import lines decide which other entry scripts are modules too.
+    let python = config.python_dir();
+    let mut texts = vec![std::fs::read_to_string(python.join(&svc.entry)).unwrap_or_default()];
+    for m in modules.iter().filter(|m| !entries.contains(m)) {
+        for f in walkdir::WalkDir::new(python.join(m)).into_iter().filter_map(|f| f.ok()) {
+            if f.file_type().is_file() && f.path().extension().is_some_and(|x| x == "py") {
+                texts.push(std::fs::read_to_string(f.path()).unwrap_or_default());
+            }
+        }
+    }
+    modules.retain(|m| {
+        if !entries.contains(m) {
+            return true;
+        }
+        let name = m.file_stem().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        texts.iter().any(|t| imports_name(t, &name))
+    });
+    Ok(modules)
+}
+
+/// Whether a line of `source` that holds the word `import` (with the lines a bracket or a
+/// backslash continues it onto) names `module` or a submodule of it. A superset of what
+/// PyInstaller's analysis follows: a docstring that mentions it counts too.
+fn imports_name(source: &str, module: &str) -> bool {
+    let mut lines = source.lines();
+    while let Some(line) = lines.next() {
+        if !line.split(|c: char| !c.is_alphanumeric() && c != '_').any(|w| w == "import") {
+            continue;
+        }
+        let mut statement = line.to_string();
+        let mut depth: i32 = 0;
+        loop {
+            let last = statement.lines().last().unwrap_or("");
+            depth += last.matches(['(', '[']).count() as i32 - last.matches([')', ']']).count() as i32;
+            if depth <= 0 && !last.trim_end().ends_with('\\') {
+                break;
+            }
+            match lines.next() {
+                Some(next) => {
+                    statement.push('\n');
+                    statement.push_str(next);
+                }
+                None => break,
+            }
+        }
+        let named = statement
+            .split(|c: char| !c.is_alphanumeric() && c != '_' && c != '.')
+            .any(|w| w == module || w.strip_prefix(module).is_some_and(|rest| rest.starts_with('.')));
+        if named {
+            return true;
+        }
+    }
+    false
 }
 
 /// A path dist.yaml gives relative to `python.dir` that a container build can copy: inside
@@ -124,7 +214,9 @@ pub fn generated_stages(config: &Config) -> Result<(String, Vec<String>)> {
         // and under QEMU it saved nothing measurable, since PyInstaller analyses an edited
         // entry script again from the start.
         out.push_str(&format!("\nFROM common AS {stage}\n"));
+        let beside = beside_modules(config, name)?;
         let mut files = vec![&svc.entry];
+        files.extend(beside.iter());
         for d in &svc.add_data {
             inside(&format!("services.{name}.add_data"), &d.src)?;
             files.push(&d.src);
@@ -221,6 +313,61 @@ mod tests {
         // Our Dockerfile rules hold for the generated file too.
         let problems = crate::commands::check::dockerfile::rules("Dockerfile", &text);
         assert!(problems.is_empty(), "{problems:?}");
+    }
+
+    #[test]
+    fn modules_beside_an_entry_are_inputs_and_another_entry_only_when_imported() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path();
+        let src = root.join("python-service/src");
+        for dir in ["kt_common", "pkg", "__pycache__", ".hidden"] {
+            std::fs::create_dir_all(src.join(dir)).unwrap();
+        }
+        let files = [
+            ("kt_common/__init__.py", ""),
+            ("kt_service.py", "import json\nfrom kt_extra import helper\n"),
+            ("print_service.py", "\"\"\"Prints what kt_service sends.\"\"\"\nimport os\n"),
+            ("tts_service.py", "import os, \\\n    kt_service\nfrom json import (\n    dumps,\n)\n"),
+            ("kt_extra.py", "X = 1\n"),
+            ("pkg/__init__.py", "from print_service.x import y\n"),
+            ("notes.txt", "not a module\n"),
+            ("native.so", ""),
+            ("__pycache__/kt_extra.cpython-311.pyc", ""),
+        ];
+        for (f, text) in files {
+            std::fs::write(src.join(f), text).unwrap();
+        }
+        // This checkout's dist.yaml over that folder.
+        let mut config = repo();
+        let checkout = config.root.clone();
+        config.root = root.to_path_buf();
+        let got = |s: &str| -> Vec<String> {
+            beside_modules(&config, s).unwrap().iter().map(|p| p.to_string_lossy().into_owned()).collect()
+        };
+        // pkg names print_service on an import line; tts_service continues one onto kt_service.
+        let shared = ["src/kt_extra.py", "src/native.so", "src/pkg"];
+        let with = |extra: &[&str]| {
+            let mut v: Vec<String> = shared.iter().chain(extra).map(|s| s.to_string()).collect();
+            v.sort();
+            v
+        };
+        assert_eq!(got("kt_service"), with(&["src/print_service.py"]));
+        assert_eq!(got("print_service"), with(&[]));
+        assert_eq!(got("tts_service"), with(&["src/kt_service.py", "src/print_service.py"]));
+        // The container build copies them into each service's stage.
+        let fixed = std::fs::read_to_string(checkout.join(&config.dist.docker.dockerfile)).unwrap();
+        let (text, copied) = dockerfile(&config, &fixed).unwrap();
+        assert!(text.contains("COPY [\"python-service/src/kt_extra.py\",\"/build/src/kt_extra.py\"]"), "{text}");
+        assert!(copied.contains(&"python-service/src/pkg".to_string()), "{copied:?}");
+        // This checkout's services import no other service: an edit to one rebuilds it alone.
+        for s in ["kt_service", "print_service", "tts_service"] {
+            assert!(
+                beside_modules(&repo(), s).unwrap().iter().all(|m| !m.starts_with("src/kt_service.py")
+                    && !m.ends_with("print_service.py")
+                    && !m.ends_with("tts_service.py")),
+                "{s}"
+            );
+        }
     }
 
     #[test]
