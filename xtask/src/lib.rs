@@ -18,6 +18,8 @@ pub mod checkup;
 pub mod commands;
 pub mod config;
 pub mod deb;
+#[cfg(test)]
+mod differential;
 pub mod electron_source;
 pub mod engine;
 pub mod engine_checks;
