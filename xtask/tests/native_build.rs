@@ -211,9 +211,9 @@ fn a_source_saved_during_the_build_is_built_by_the_next_run() {
     assert_eq!(outcome(&report, "print_service"), "up_to_date", "{report:?}");
 }
 
-/// PyInstaller's work folder and its own cache are kept under target/ between builds. A
-/// rebuild that reuses them gives the same bytes as a build from empty folders of the same
-/// sources (with the hash seed fixed: PyInstaller orders base_library.zip by a Python set).
+/// PyInstaller runs with `--clean`: a build after an edit that keeps size and mtime holds the
+/// edit, and gives the same bytes as a build from empty folders of the same sources (with the
+/// hash seed fixed: PyInstaller orders base_library.zip by a Python set).
 /// An edit to the entry script's body alone is not built by PyInstaller: the installed binary
 /// gets the recompiled script, and that is PyInstaller's binary of the edit, byte for byte.
 #[test]
@@ -232,8 +232,22 @@ fn a_warm_service_build_is_byte_identical_to_a_cold_one() {
     let cache = root.join("target/xtask/pyinstaller-cache").join(host_arch()).join("print_service");
     let (repacked, _) = build(&[]);
     assert!(!repacked, "a first build cannot be a repack");
+    assert!(work.join("print_service/PKG-00.toc").exists(), "no work folder at {}", work.display());
+
+    // A same-size edit to the shared code with its mtime put back (`cp -p`, `rsync -t`,
+    // `tar -x`): PyInstaller's work folder keeps compiled modules by mtime and size, so the
+    // binary must come from a clean work folder to hold the edit.
+    let shared = root.join("python-service/src/kt_common/__init__.py");
+    let mtime = std::fs::metadata(&shared).unwrap().modified().unwrap();
+    let text = std::fs::read_to_string(&shared).unwrap();
+    assert!(text.contains("\"must not be empty\""), "the edit's anchor is gone from {}", shared.display());
+    std::fs::write(&shared, text.replace("\"must not be empty\"", "\"must not be EMPTY\"")).unwrap();
+    std::fs::File::options().write(true).open(&shared).unwrap().set_modified(mtime).unwrap();
+    let (repacked, _) = build(&[]);
+    assert!(!repacked, "an edit to the shared code was repacked");
+    let module = pyz_module(&venv, &bin, "kt_common");
+    assert!(contains(&module, "must not be EMPTY"), "the binary holds kt_common from before the edit");
     let first = std::fs::read(&bin).unwrap();
-    assert!(work.join("print_service/PKG-00.toc").exists(), "no work folder kept at {}", work.display());
 
     // An edit to the body that reaches the bytecode: a repack, then PyInstaller (--force) on
     // the warm folders, from the same sources.
@@ -273,6 +287,16 @@ fn a_warm_service_build_is_byte_identical_to_a_cold_one() {
         warm.len(),
         cold.len()
     );
+}
+
+/// The marshalled code of module `name` in a one-file binary's PYZ, by PyInstaller's readers.
+fn pyz_module(venv: &Path, bin: &Path, name: &str) -> Vec<u8> {
+    let script = "import sys\nfrom PyInstaller.archive.readers import CArchiveReader\n\
+                  pyz = CArchiveReader(sys.argv[1]).open_embedded_archive('PYZ.pyz')\n\
+                  sys.stdout.buffer.write(pyz.extract(sys.argv[2], raw=True))\n";
+    let out = Command::new(venv.join("bin/python")).args(["-c", script]).arg(bin).arg(name).output().unwrap();
+    assert!(out.status.success(), "ZlibArchiveReader: {}", String::from_utf8_lossy(&out.stderr));
+    out.stdout
 }
 
 /// Every entry as PyInstaller's `CArchiveReader` sees it: name, offset, lengths, flag,
