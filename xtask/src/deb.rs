@@ -52,7 +52,7 @@ use compress::Encoder;
 use layout::{FileSource, Item, ItemKind};
 use output::{HashingWriter, TempFile};
 use tarball::{EntrySink, TarWriter};
-use xzblocks::{BlockRule, XzBlockWriter};
+use xzblocks::{BlockRule, Pieces, XzBlockWriter};
 
 use crate::verify::DebCheckError;
 
@@ -167,7 +167,7 @@ struct Packed {
     deb_tmp: TempFile,
     summary: DebSummary,
     /// (length, SHA-256) of data.tar.xz's blocks uncompressed; `None` for gzip and zstd.
-    pieces: Option<Vec<(u64, [u8; 32])>>,
+    pieces: Option<Pieces>,
 }
 
 impl Packed {
@@ -273,7 +273,7 @@ struct DataTar {
     installed_size_kib: u64,
     files: u64,
     xz_blocks: Option<BlockStats>,
-    pieces: Option<Vec<(u64, [u8; 32])>>,
+    pieces: Option<Pieces>,
 }
 
 /// data.tar's compressor: xz as content-defined blocks, gzip and zstd as one stream.
@@ -291,7 +291,7 @@ impl<W: Write + Send + 'static> DataSink<W> {
     }
 
     /// The writer, and for xz the block counts and the blocks' (length, SHA-256).
-    fn finish(self) -> Result<(W, Option<(BlockStats, Vec<(u64, [u8; 32])>)>)> {
+    fn finish(self) -> Result<(W, Option<(BlockStats, Pieces)>)> {
         match self {
             DataSink::Stream(e) => Ok((e.finish().context("cannot finish the compressed stream")?, None)),
             DataSink::Blocks(b) => {

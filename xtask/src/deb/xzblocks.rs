@@ -76,6 +76,9 @@ use sha2::{Digest, Sha256};
 use super::blockcache::{BlockCache, EncodedBlock, Lookup};
 use super::tarball::EntrySink;
 
+/// (uncompressed length, SHA-256 of the uncompressed bytes) of every block, in order.
+pub(super) type Pieces = Vec<(u64, [u8; 32])>;
+
 /// Where data.tar is cut into xz blocks: see the module docs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct BlockRule {
@@ -367,7 +370,7 @@ pub(super) struct XzBlockWriter<W: Write> {
     /// (unpadded, uncompressed) of every written block, for the index.
     index: Vec<(u64, u64)>,
     /// (uncompressed length, SHA-256 of the uncompressed bytes) of every written block.
-    pieces: Vec<(u64, [u8; 32])>,
+    pieces: Pieces,
     stats: BlockStats,
     compressed_bytes: u64,
 }
@@ -464,7 +467,7 @@ impl<W: Write> XzBlockWriter<W> {
     /// Write the last block, the index and the stream footer; hand back the writer, the
     /// block counts, the size of the .xz stream and the (length, SHA-256) of every block's
     /// uncompressed bytes in order.
-    pub fn finish(mut self) -> Result<(W, BlockStats, u64, Vec<(u64, [u8; 32])>)> {
+    pub fn finish(mut self) -> Result<(W, BlockStats, u64, Pieces)> {
         self.cut()?;
         while self.next_write < self.next_seq {
             self.wait_one()?;
