@@ -4,15 +4,20 @@
 //! Data flow, one way: [`DebSpec`] (what to package) -> `layout::plan` (sorted, validated
 //! tar items) -> data.tar.<ext> streamed through the compressor into a temp file beside
 //! the output, md5 of every file computed on the way -> control.tar.<ext> (control,
-//! md5sums, conffiles, scripts) -> the ar archive assembled into `<out>.tmp` -> rename to
-//! `<out>`. A failure at any step removes the temp files and leaves no `<out>`.
+//! md5sums, conffiles, scripts) -> the ar archive assembled into `<out>.tmp` -> the verify
+//! pass on `<out>.tmp` -> rename to `<out>`. A failure at any step (a failed verify
+//! included) removes the temp files and leaves no `<out>`.
 //!
 //! Reproducible: every mtime is `source_date_epoch`, owners are 0:0 root/root, modes are
 //! normalised, entries are sorted, compressors run with fixed parameters whose output does
 //! not depend on the thread count (see `compress`). data.tar.xz is cut into content-defined
 //! blocks compressed independently (see `xzblocks`): an optional block cache lets a repack
 //! after a small edit compress only the blocks that changed, with the same bytes as a full
-//! pack.
+//! pack. That is checked on every package, not assumed: the writer records the length and
+//! SHA-256 of every block's uncompressed bytes, and the verify pass, which decodes all of
+//! data.tar.xz to check the binaries anyway, compares each decoded block with the record.
+//! A package built with cached blocks that fails the verify pass is rebuilt once with the
+//! cache emptied (a warning names it); a failure without cached blocks is an error.
 
 mod ar;
 pub mod bench;
@@ -39,7 +44,7 @@ pub use electron::{
     AppPackage, CopyrightInfo, ElectronApp, KioskService, UnattendedOrigin, unattended_conf, unattended_path,
     write_app_package,
 };
-pub use spec::{BlockCacheConfig, Compression, DebArch, DebSpec, DpkgVersion};
+pub use spec::{BlockCacheConfig, Compression, DebArch, DebSpec, DpkgVersion, VerifyBinaries};
 pub use xzblocks::BlockStats;
 
 use blockcache::BlockCache;
@@ -47,7 +52,9 @@ use compress::Encoder;
 use layout::{FileSource, Item, ItemKind};
 use output::{HashingWriter, TempFile};
 use tarball::{EntrySink, TarWriter};
-use xzblocks::{BlockRule, XzBlockWriter};
+use xzblocks::{BlockRule, Pieces, XzBlockWriter};
+
+use crate::verify::DebCheckError;
 
 /// lintian's `package-contains-ancient-file` fires for mtimes up to 1975; refuse anything
 /// before 1980-01-01 so an unset epoch (0) fails here, not in review.
@@ -85,6 +92,7 @@ pub fn write_deb(spec: &DebSpec, out: &Path) -> Result<DebSummary> {
 /// [`write_deb`] with another block rule (tests use small blocks on small trees).
 fn write_deb_with(spec: &DebSpec, out: &Path, rule: BlockRule) -> Result<DebSummary> {
     check_spec(spec)?;
+    let target = verify_target(spec)?;
     let items = layout::plan(&spec.entries)?;
     match fs::remove_file(out) {
         Ok(()) => {}
@@ -93,11 +101,94 @@ fn write_deb_with(spec: &DebSpec, out: &Path, rule: BlockRule) -> Result<DebSumm
             return Err(e).with_context(|| format!("cannot remove the old {}", out.display()));
         }
     }
+    let cache_dir = match (&spec.xz_block_cache, spec.compression) {
+        (Some(c), Compression::Xz { .. }) => Some(c.dir.as_path()),
+        _ => None,
+    };
+    let cache = cache_dir.map(BlockCache::open).transpose()?.map(Arc::new);
+    let packed = pack(spec, &items, out, rule, cache)?;
+    let used_cache = packed.summary.xz_blocks.is_some_and(|b| b.reused > 0);
+    let failure = match check(&packed, out, &target) {
+        Ok(()) => return packed.publish(out),
+        Err(e) => e,
+    };
+    let (Some(dir), true) = (cache_dir, used_cache || matches!(failure, DebCheckError::Mismatch(_))) else {
+        return Err(anyhow::Error::new(failure)
+            .context(format!("{} failed the verify pass; it was not written", out.display())));
+    };
+    // The package holds cached blocks and is not what a full pack would be, or cannot be
+    // read: a cache entry decodes to other bytes than its key names. Which one is not known
+    // (the tar reader can fail before the bad block ends), so the whole cache goes.
+    drop(packed);
+    eprintln!(
+        "warning: {} built from the .deb block cache {} failed the verify pass ({failure}); \
+         removed every entry of that cache and packed again without it",
+        out.display(),
+        dir.display()
+    );
+    let purged = Arc::new(BlockCache::purged(dir)?);
+    let mut packed = pack(spec, &items, out, rule, Some(purged))?;
+    check(&packed, out, &target).map_err(|e| {
+        anyhow::Error::new(e).context(format!(
+            "{} failed the verify pass again, packed without cached blocks: the tree or the writer \
+             is at fault, not the block cache {}; it was not written",
+            out.display(),
+            dir.display()
+        ))
+    })?;
+    if let Some(b) = &mut packed.summary.xz_blocks {
+        b.cache_purged = true;
+    }
+    packed.publish(out)
+}
+
+/// The verify target of the package's architecture, with the spec's glibc floor, and
+/// whether its binaries are checked.
+fn verify_target(spec: &DebSpec) -> Result<(crate::verify::Target, bool)> {
+    let name = spec.control.architecture.debian_name();
+    let arch = crate::arch::Arch::ALL
+        .into_iter()
+        .find(|a| a.debian_arch() == Some(name))
+        .with_context(|| format!("DebSpec.control.architecture {name} has no build arch to verify against"))?;
+    Ok(match spec.verify {
+        VerifyBinaries::No => (crate::verify::Target::for_arch(arch, None), false),
+        VerifyBinaries::Yes { glibc } => (crate::verify::Target::for_arch(arch, glibc), true),
+    })
+}
+
+/// The verify pass on the package's temp file, named as its final path, and data.tar.xz
+/// compared with what the writer meant it to hold.
+fn check(packed: &Packed, out: &Path, target: &(crate::verify::Target, bool)) -> Result<(), DebCheckError> {
+    crate::verify::check_deb_release(packed.deb_tmp.path(), out, &target.0, target.1, packed.pieces.as_deref())
+}
+
+/// A package written to its temp file, not yet in place.
+struct Packed {
+    deb_tmp: TempFile,
+    summary: DebSummary,
+    /// (length, SHA-256) of data.tar.xz's blocks uncompressed; `None` for gzip and zstd.
+    pieces: Option<Pieces>,
+}
+
+impl Packed {
+    fn publish(self, out: &Path) -> Result<DebSummary> {
+        self.deb_tmp.persist(out)?;
+        Ok(self.summary)
+    }
+}
+
+fn pack(
+    spec: &DebSpec,
+    items: &[Item<'_>],
+    out: &Path,
+    rule: BlockRule,
+    cache: Option<Arc<BlockCache>>,
+) -> Result<Packed> {
     let ext = spec.compression.extension();
 
     // 1. data.tar.<ext> into a temp file, hashing every file on the way.
     let (data_tmp, data_file) = TempFile::create(out, "data.tmp")?;
-    let data = write_data_tar(spec, &items, data_file, rule)
+    let data = write_data_tar(spec, items, data_file, rule, cache)
         .with_context(|| format!("cannot write data.tar.{ext} for {}", out.display()))?;
 
     // 2. control.tar.<ext>: small (a few KiB per thousand files), built in memory.
@@ -106,14 +197,13 @@ fn write_deb_with(spec: &DebSpec, out: &Path, rule: BlockRule) -> Result<DebSumm
     let control_tar = write_control_tar(spec, &members)
         .with_context(|| format!("cannot write control.tar.{ext} for {}", out.display()))?;
 
-    // 3. ar archive into <out>.tmp, then rename.
+    // 3. ar archive into <out>.tmp; the caller verifies it, then renames it.
     let (deb_tmp, deb_file) = TempFile::create(out, "tmp")?;
     let (bytes, sha256) = assemble(spec, &control_tar, data.file, data.compressed_size, deb_file)
         .with_context(|| format!("cannot assemble {}", deb_tmp.path().display()))?;
-    deb_tmp.persist(out)?;
     drop(data_tmp);
 
-    Ok(DebSummary {
+    let summary = DebSummary {
         path: out.to_path_buf(),
         bytes,
         sha256,
@@ -121,7 +211,8 @@ fn write_deb_with(spec: &DebSpec, out: &Path, rule: BlockRule) -> Result<DebSumm
         files: data.files,
         entries: items.len() as u64,
         xz_blocks: data.xz_blocks,
-    })
+    };
+    Ok(Packed { deb_tmp, summary, pieces: data.pieces })
 }
 
 /// A reproducible `.tar.gz` of `src` (its folder name kept at the top): the macOS app, which
@@ -182,6 +273,7 @@ struct DataTar {
     installed_size_kib: u64,
     files: u64,
     xz_blocks: Option<BlockStats>,
+    pieces: Option<Pieces>,
 }
 
 /// data.tar's compressor: xz as content-defined blocks, gzip and zstd as one stream.
@@ -191,25 +283,20 @@ enum DataSink<W: Write + Send + 'static> {
 }
 
 impl<W: Write + Send + 'static> DataSink<W> {
-    fn new(spec: &DebSpec, rule: BlockRule, out: W) -> Result<Self> {
+    fn new(spec: &DebSpec, rule: BlockRule, cache: Option<Arc<BlockCache>>, out: W) -> Result<Self> {
         Ok(match spec.compression {
-            Compression::Xz { level } => {
-                let cache = match &spec.xz_block_cache {
-                    Some(c) => Some(Arc::new(BlockCache::open(&c.dir)?)),
-                    None => None,
-                };
-                DataSink::Blocks(XzBlockWriter::new(level, spec.threads, rule, cache, out)?)
-            }
+            Compression::Xz { level } => DataSink::Blocks(XzBlockWriter::new(level, spec.threads, rule, cache, out)?),
             other => DataSink::Stream(Encoder::new(other, spec.threads, out)?),
         })
     }
 
-    fn finish(self) -> Result<(W, Option<BlockStats>)> {
+    /// The writer, and for xz the block counts and the blocks' (length, SHA-256).
+    fn finish(self) -> Result<(W, Option<(BlockStats, Pieces)>)> {
         match self {
             DataSink::Stream(e) => Ok((e.finish().context("cannot finish the compressed stream")?, None)),
             DataSink::Blocks(b) => {
-                let (w, stats, _) = b.finish()?;
-                Ok((w, Some(stats)))
+                let (w, stats, _, pieces) = b.finish()?;
+                Ok((w, Some((stats, pieces))))
             }
         }
     }
@@ -245,10 +332,16 @@ impl<W: Write + Send + 'static> EntrySink for DataSink<W> {
     }
 }
 
-fn write_data_tar(spec: &DebSpec, items: &[Item<'_>], file: File, rule: BlockRule) -> Result<DataTar> {
+fn write_data_tar(
+    spec: &DebSpec,
+    items: &[Item<'_>],
+    file: File,
+    rule: BlockRule,
+    cache: Option<Arc<BlockCache>>,
+) -> Result<DataTar> {
     // The compressors hand out 32-128 KiB at a time; 256 KiB writes keep syscalls rare.
     let sink = BufWriter::with_capacity(256 << 10, file);
-    let encoder = DataSink::new(spec, rule, sink)?;
+    let encoder = DataSink::new(spec, rule, cache.clone(), sink)?;
     let mut tar = TarWriter::new(encoder, spec.source_date_epoch);
     let mut md5sums = String::new();
     let mut installed_size_kib = 0;
@@ -267,18 +360,19 @@ fn write_data_tar(spec: &DebSpec, items: &[Item<'_>], file: File, rule: BlockRul
         }
     }
     let encoder = tar.finish()?;
-    let (sink, xz_blocks) = encoder.finish()?;
+    let (sink, blocks) = encoder.finish()?;
+    let (xz_blocks, pieces) = blocks.map_or((None, None), |(s, p)| (Some(s), Some(p)));
     let mut file =
         sink.into_inner().map_err(|e| e.into_error()).context("cannot flush the data temp file (disk full?)")?;
     let compressed_size = file.stream_position()?;
-    if let (Some(cache), Compression::Xz { .. }) = (&spec.xz_block_cache, spec.compression) {
-        let limit = cache.max_bytes.unwrap_or(2 * compressed_size);
+    if let (Some(cache), Some(config)) = (cache, &spec.xz_block_cache) {
+        let limit = config.max_bytes.unwrap_or(2 * compressed_size);
         // Housekeeping: a failure here costs disk space, not this package.
-        if let Err(e) = BlockCache::open(&cache.dir).and_then(|c| c.evict(limit)) {
-            eprintln!("warning: cannot trim the .deb block cache {}: {e:#}", cache.dir.display());
+        if let Err(e) = cache.evict(limit) {
+            eprintln!("warning: cannot trim the .deb block cache {}: {e:#}", cache.dir().display());
         }
     }
-    Ok(DataTar { file, compressed_size, md5sums, installed_size_kib, files, xz_blocks })
+    Ok(DataTar { file, compressed_size, md5sums, installed_size_kib, files, xz_blocks, pieces })
 }
 
 fn write_control_tar(spec: &DebSpec, members: &[(&'static str, Vec<u8>, u32)]) -> Result<Vec<u8>> {

@@ -193,7 +193,7 @@ impl Action {
                 arch = spec.arch
             ),
             Action::WriteDeb(d) => format!(
-                "write {} from {} ({}, SOURCE_DATE_EPOCH={}{}; temp file, then rename)",
+                "write {} from {} ({}, SOURCE_DATE_EPOCH={}{}; temp file, verified, then renamed)",
                 d.out.display(),
                 d.app.unpacked_dir.display(),
                 d.app.arch,
@@ -973,8 +973,13 @@ fn run_action(action: &Action, title: &str, opts: &RunOptions) -> Result<()> {
                 eprintln!("    {} ({} bytes, sha256 {})", summary.path.display(), summary.bytes, summary.sha256);
                 if let Some(b) = summary.xz_blocks {
                     eprintln!(
-                        "    data.tar.xz: {} blocks, {} compressed ({} stored: incompressible), {} from the block cache ({} corrupt, rebuilt)",
-                        b.blocks, b.compressed, b.stored, b.reused, b.corrupt
+                        "    data.tar.xz: {} blocks, {} compressed ({} stored: incompressible), {} from the block cache ({} corrupt, rebuilt{})",
+                        b.blocks,
+                        b.compressed,
+                        b.stored,
+                        b.reused,
+                        b.corrupt,
+                        if b.cache_purged { "; the cache was emptied after a failed verify pass" } else { "" }
                     );
                 }
             }

@@ -2,11 +2,18 @@
 //! compression settings, so that a repack compresses only the blocks that changed.
 //!
 //! One file per block, `<key>.xzblk`:
-//! `MAGIC (8) | unpadded size (u64 LE) | uncompressed size (u64 LE) | SHA-256 of the two
-//! sizes and the block bytes (32) | block bytes`. A read checks the magic, the sizes against
-//! the block and the caller's, and the SHA-256; anything
-//! else (truncated file, flipped byte) is reported as corrupt, deleted, and the caller
-//! recompresses: a damaged entry is never shipped. Writes go to a temp file in the same
+//! `MAGIC (8) | unpadded size (u64 LE) | uncompressed size (u64 LE) | SHA-256 of the key,
+//! the two sizes and the block bytes (32) | block bytes`. A read checks the magic, the sizes
+//! against the block and the caller's, and the SHA-256 with the key the entry was looked up
+//! by; anything else (truncated file, flipped byte, one entry copied over another: the
+//! middle pieces of a large file all have the same sizes) is reported as corrupt, deleted,
+//! and the caller recompresses.
+//!
+//! The header only proves that the entry was written for its key, not that its bytes
+//! decode to the content the key names (a forged or buggy entry could pass). That is proven
+//! on the package: the writer records the SHA-256 of every block's uncompressed bytes, and
+//! the verify pass that decodes data.tar.xz compares each decoded block with it (see
+//! `write_deb_with`); a mismatch purges this directory and repacks without it. Writes go to a temp file in the same
 //! directory and are renamed into place, so a reader sees a whole entry or none, even with
 //! two builds sharing the directory. A hit sets the file's mtime to now: eviction removes
 //! the oldest mtimes first (least recently used).
@@ -20,7 +27,8 @@ use std::time::SystemTime;
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 
-const MAGIC: &[u8; 8] = b"ktxzblk1";
+/// `ktxzblk1` entries had a digest without the key: not trusted, read as corrupt.
+const MAGIC: &[u8; 8] = b"ktxzblk2";
 const HEADER: usize = 8 + 8 + 8 + 32;
 const EXT: &str = "xzblk";
 
@@ -34,6 +42,8 @@ pub(super) struct EncodedBlock {
 
 pub(super) struct BlockCache {
     dir: PathBuf,
+    /// False: lookups miss, entries are still written (the repack after a bad entry).
+    read: bool,
     /// Makes temp names unique among this process's workers.
     tmp_counter: AtomicU64,
 }
@@ -49,7 +59,29 @@ impl BlockCache {
     pub fn open(dir: &Path) -> Result<Self> {
         fs::create_dir_all(dir)
             .with_context(|| format!("cannot create the .deb block cache {} (is target/ writable?)", dir.display()))?;
-        Ok(BlockCache { dir: dir.to_path_buf(), tmp_counter: AtomicU64::new(0) })
+        Ok(BlockCache { dir: dir.to_path_buf(), read: true, tmp_counter: AtomicU64::new(0) })
+    }
+
+    /// The cache with every entry deleted and lookups off: what a repack uses after the
+    /// package built from this cache did not decode to what was written. Entries written by
+    /// that repack (or by another build meanwhile) serve the next run, not this one.
+    pub fn purged(dir: &Path) -> Result<Self> {
+        let mut cache = BlockCache::open(dir)?;
+        let listing = fs::read_dir(dir).with_context(|| format!("cannot list the block cache {}", dir.display()))?;
+        for e in listing {
+            let path = e.with_context(|| format!("cannot list the block cache {}", dir.display()))?.path();
+            if path.extension().is_some_and(|x| x == EXT) {
+                fs::remove_file(&path).with_context(|| {
+                    format!("cannot remove the cached block {}; delete {} by hand", path.display(), dir.display())
+                })?;
+            }
+        }
+        cache.read = false;
+        Ok(cache)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     fn path(&self, key: &str) -> PathBuf {
@@ -58,6 +90,9 @@ impl BlockCache {
 
     /// The cached block for `key`, whose uncompressed size must be `uncompressed`.
     pub fn get(&self, key: &str, uncompressed: u64) -> Result<Lookup> {
+        if !self.read {
+            return Ok(Lookup::Miss);
+        }
         let path = self.path(key);
         let mut file = match File::options().read(true).write(true).open(&path) {
             Ok(f) => f,
@@ -66,7 +101,7 @@ impl BlockCache {
         };
         let mut raw = Vec::new();
         file.read_to_end(&mut raw).with_context(|| format!("cannot read the cached block {}", path.display()))?;
-        match parse(&raw, uncompressed) {
+        match parse(&raw, key, uncompressed) {
             Some(block) => {
                 // Recently used: eviction keeps it. Best effort, a failure only ages it.
                 let _ = file.set_modified(SystemTime::now());
@@ -90,7 +125,7 @@ impl BlockCache {
         raw.extend_from_slice(MAGIC);
         raw.extend_from_slice(&block.unpadded.to_le_bytes());
         raw.extend_from_slice(&block.uncompressed.to_le_bytes());
-        raw.extend_from_slice(&digest(block.unpadded, block.uncompressed, &block.bytes));
+        raw.extend_from_slice(&digest(key, block.unpadded, block.uncompressed, &block.bytes));
         raw.extend_from_slice(&block.bytes);
         let written = File::create(&tmp).and_then(|mut f| f.write_all(&raw));
         if let Err(e) = written {
@@ -142,15 +177,18 @@ impl BlockCache {
     }
 }
 
-fn digest(unpadded: u64, uncompressed: u64, bytes: &[u8]) -> [u8; 32] {
+/// Binds the entry to its key: a file copied under another key fails this check.
+fn digest(key: &str, unpadded: u64, uncompressed: u64, bytes: &[u8]) -> [u8; 32] {
     let mut h = Sha256::new();
+    h.update(key.as_bytes());
+    h.update([0]);
     h.update(unpadded.to_le_bytes());
     h.update(uncompressed.to_le_bytes());
     h.update(bytes);
     h.finalize().into()
 }
 
-fn parse(raw: &[u8], uncompressed: u64) -> Option<EncodedBlock> {
+fn parse(raw: &[u8], key: &str, uncompressed: u64) -> Option<EncodedBlock> {
     if raw.len() < HEADER || &raw[..8] != MAGIC {
         return None;
     }
@@ -163,7 +201,7 @@ fn parse(raw: &[u8], uncompressed: u64) -> Option<EncodedBlock> {
         || unpadded > bytes.len() as u64
         || bytes.len() as u64 - unpadded > 3
         || !bytes.len().is_multiple_of(4)
-        || digest(unpadded, stored_uncompressed, bytes)[..] != raw[24..56]
+        || digest(key, unpadded, stored_uncompressed, bytes)[..] != raw[24..56]
     {
         return None;
     }

@@ -134,9 +134,11 @@ pub struct AppPackage {
     /// xz: the block cache to reuse compressed data.tar blocks from (trimmed to twice the
     /// package's data.tar.xz). The package bytes do not depend on it.
     pub block_cache: Option<PathBuf>,
+    /// The target's glibc floor, for the verify pass that runs before the rename.
+    pub glibc: Option<crate::config::GlibcVersion>,
 }
 
-/// Write the .deb an [`AppPackage`] describes (temp file, then rename).
+/// Write the .deb an [`AppPackage`] describes (temp file, verified, then renamed).
 pub fn write_app_package(plan: &AppPackage) -> Result<super::DebSummary> {
     let mut spec = electron_app_spec(&plan.app)?;
     spec.control.section = plan.section.clone();
@@ -144,6 +146,7 @@ pub fn write_app_package(plan: &AppPackage) -> Result<super::DebSummary> {
     spec.compression = plan.compression;
     spec.target_dpkg = plan.target_dpkg;
     spec.xz_block_cache = plan.block_cache.as_ref().map(|dir| BlockCacheConfig { dir: dir.clone(), max_bytes: None });
+    spec.verify = super::VerifyBinaries::Yes { glibc: plan.glibc };
     if let Some(dir) = plan.out.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }

@@ -214,6 +214,20 @@ pub struct DebSpec {
     pub target_dpkg: DpkgVersion,
     /// xz only: reuse compressed data.tar blocks from this cache. The bytes do not depend on it.
     pub xz_block_cache: Option<BlockCacheConfig>,
+    /// What the verify pass before the rename checks besides data.tar.xz's bytes (always
+    /// decoded in full and compared with what was written).
+    pub verify: VerifyBinaries,
+}
+
+/// Whether the verify pass a package gets before its rename also checks that its binaries
+/// run on the package's architecture (as `cargo xtask verify` does).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VerifyBinaries {
+    /// Only the package's structure and data.tar's bytes: for packages whose binaries are
+    /// not the point (test and bench trees).
+    No,
+    /// Every ELF is for the architecture, within this glibc floor (`None`: no floor).
+    Yes { glibc: Option<crate::config::GlibcVersion> },
 }
 
 impl DebSpec {
@@ -230,6 +244,7 @@ impl DebSpec {
             source_date_epoch,
             target_dpkg: DpkgVersion::BULLSEYE,
             xz_block_cache: None,
+            verify: VerifyBinaries::No,
         }
     }
 

@@ -54,6 +54,14 @@
 //! `lzma_block_uncomp_encode` (the store rule), the index and the stream footer. Blocks
 //! depend only on their bytes and the preset, so neither the thread count nor the cache
 //! changes the output.
+//!
+//! # What was meant
+//!
+//! Every block's uncompressed bytes are hashed (SHA-256) by the worker that handles it; the
+//! cache key is derived from that hash. [`XzBlockWriter::finish`] hands back the list of
+//! (length, SHA-256) pieces, the tar stream as the writer meant it, so that a decode of the
+//! finished data.tar.xz can prove the package holds exactly that stream whatever the cache
+//! held.
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};
@@ -67,6 +75,9 @@ use sha2::{Digest, Sha256};
 
 use super::blockcache::{BlockCache, EncodedBlock, Lookup};
 use super::tarball::EntrySink;
+
+/// (uncompressed length, SHA-256 of the uncompressed bytes) of every block, in order.
+pub(super) type Pieces = Vec<(u64, [u8; 32])>;
 
 /// Where data.tar is cut into xz blocks: see the module docs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,6 +108,9 @@ pub struct BlockStats {
     /// a copy and a CRC), so counted here on every pack: `blocks` is the sum of
     /// `compressed`, `stored` and `reused`.
     pub stored: u64,
+    /// The first pack from the cache failed the verify pass: the cache was emptied and
+    /// these counts are the second pack's, made without cached blocks.
+    pub cache_purged: bool,
 }
 
 /// The chunk whose byte counts give one entropy term of the store rule: small enough to see
@@ -145,7 +159,7 @@ pub(super) fn incompressible(data: &[u8]) -> bool {
 
 /// `data` as one xz block with a CRC64 check: LZMA2 at `preset`, or with `None` LZMA2
 /// uncompressed chunks (the store rule: 3 bytes per 64 KiB chunk over the data itself).
-fn write_block(data: &[u8], preset: Option<u32>) -> Result<EncodedBlock> {
+pub(super) fn write_block(data: &[u8], preset: Option<u32>) -> Result<EncodedBlock> {
     // SAFETY: plain C structs, zero-initialised as liblzma's own LZMA_*_INIT macros do;
     // `opts` and `filters` outlive the call that reads them (uncompressed chunks need no
     // filter chain: liblzma sets its own); `out` has `bound` bytes of capacity and liblzma
@@ -208,14 +222,15 @@ fn write_block(data: &[u8], preset: Option<u32>) -> Result<EncodedBlock> {
 fn settings_tag(level: u32) -> String {
     // SAFETY: no arguments, returns a number.
     let version = unsafe { sys::lzma_version_number() };
-    format!("xz-block v3 lzma2 preset {level} store order-0 99% per 64KiB check crc64 liblzma {version}")
+    format!("xz-block v4 lzma2 preset {level} store order-0 99% per 64KiB check crc64 liblzma {version}")
 }
 
-fn cache_key(tag: &str, data: &[u8]) -> String {
+/// The key of a block whose uncompressed bytes have SHA-256 `content`.
+fn cache_key(tag: &str, content: &[u8; 32]) -> String {
     let mut h = Sha256::new();
     h.update(tag.as_bytes());
     h.update([0]);
-    h.update(data);
+    h.update(content);
     crate::fingerprint::hex(&h.finalize())
 }
 
@@ -226,7 +241,7 @@ struct Job {
 
 struct Done {
     seq: u64,
-    result: Result<(EncodedBlock, Source)>,
+    result: Result<(EncodedBlock, Source, [u8; 32])>,
 }
 
 #[derive(Clone, Copy)]
@@ -296,11 +311,24 @@ fn encode(level: u32, data: &[u8]) -> Result<(EncodedBlock, Source)> {
     }
 }
 
-fn process(level: u32, tag: &str, cache: Option<&BlockCache>, data: &[u8]) -> Result<(EncodedBlock, Source)> {
+/// The block for `data` and the SHA-256 of `data`.
+fn process(level: u32, tag: &str, cache: Option<&BlockCache>, data: &[u8]) -> Result<(EncodedBlock, Source, [u8; 32])> {
+    let content: [u8; 32] = Sha256::digest(data).into();
+    let (block, source) = lookup_or_encode(level, tag, cache, data, &content)?;
+    Ok((block, source, content))
+}
+
+fn lookup_or_encode(
+    level: u32,
+    tag: &str,
+    cache: Option<&BlockCache>,
+    data: &[u8],
+    content: &[u8; 32],
+) -> Result<(EncodedBlock, Source)> {
     let Some(cache) = cache else {
         return encode(level, data);
     };
-    let key = cache_key(tag, data);
+    let key = cache_key(tag, content);
     let repaired = match cache.get(&key, data.len() as u64)? {
         Lookup::Hit(block) => return Ok((block, Source::Reused)),
         Lookup::Miss => false,
@@ -338,9 +366,11 @@ pub(super) struct XzBlockWriter<W: Write> {
     max_in_flight: u64,
     next_seq: u64,
     next_write: u64,
-    finished: BTreeMap<u64, (EncodedBlock, Source)>,
+    finished: BTreeMap<u64, (EncodedBlock, Source, [u8; 32])>,
     /// (unpadded, uncompressed) of every written block, for the index.
     index: Vec<(u64, u64)>,
+    /// (uncompressed length, SHA-256 of the uncompressed bytes) of every written block.
+    pieces: Pieces,
     stats: BlockStats,
     compressed_bytes: u64,
 }
@@ -376,6 +406,7 @@ impl<W: Write> XzBlockWriter<W> {
             next_write: 0,
             finished: BTreeMap::new(),
             index: Vec::new(),
+            pieces: Vec::new(),
             stats: BlockStats::default(),
             compressed_bytes: header.len() as u64,
         })
@@ -413,7 +444,8 @@ impl<W: Write> XzBlockWriter<W> {
         let done = self.pool.done.recv().map_err(|_| io::Error::other("an xz worker thread died"))?;
         let block = done.result.map_err(|e| io::Error::other(format!("{e:#}")))?;
         self.finished.insert(done.seq, block);
-        while let Some((block, source)) = self.finished.remove(&self.next_write) {
+        while let Some((block, source, content)) = self.finished.remove(&self.next_write) {
+            self.pieces.push((block.uncompressed, content));
             self.out.write_all(&block.bytes)?;
             self.compressed_bytes += block.bytes.len() as u64;
             self.index.push((block.unpadded, block.uncompressed));
@@ -433,8 +465,9 @@ impl<W: Write> XzBlockWriter<W> {
     }
 
     /// Write the last block, the index and the stream footer; hand back the writer, the
-    /// block counts and the size of the .xz stream.
-    pub fn finish(mut self) -> Result<(W, BlockStats, u64)> {
+    /// block counts, the size of the .xz stream and the (length, SHA-256) of every block's
+    /// uncompressed bytes in order.
+    pub fn finish(mut self) -> Result<(W, BlockStats, u64, Pieces)> {
         self.cut()?;
         while self.next_write < self.next_seq {
             self.wait_one()?;
@@ -481,8 +514,8 @@ impl<W: Write> XzBlockWriter<W> {
         self.out.write_all(&index).context("cannot write the xz index")?;
         self.out.write_all(&footer).context("cannot write the xz stream footer")?;
         let size = self.compressed_bytes + (index.len() + footer.len()) as u64;
-        let XzBlockWriter { out, stats, .. } = self;
-        Ok((out, stats, size))
+        let XzBlockWriter { out, stats, pieces, .. } = self;
+        Ok((out, stats, size, pieces))
     }
 }
 

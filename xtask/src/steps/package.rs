@@ -1,6 +1,7 @@
 //! The .deb step of `dist`: dist.yaml + the unpacked app (services injected) → the
 //! [`deb::ElectronApp`] description → `release/<version>/<package>_<version>_<debarch>.deb`,
-//! then verified like every other artifact.
+//! verified like every other artifact before it is renamed into place (the writer runs the
+//! verify pass on its temp file, so a package that fails it never appears at its path).
 
 use std::path::Path;
 
@@ -29,8 +30,6 @@ pub fn deb_step(config: &Config, arch: Arch, app: &Path, epoch: u64) -> Result<S
     s.values.insert("SOURCE_DATE_EPOCH".into(), epoch.to_string());
     s.outputs.push(out.clone());
     s.actions.push(Action::WriteDeb(Box::new(deb_plan(config, arch, app, &out, epoch)?)));
-    let glibc = config.target(arch)?.glibc;
-    s.actions.push(Action::Verify { paths: vec![out], arch, glibc });
     Ok(s)
 }
 
@@ -130,6 +129,7 @@ pub fn deb_plan(config: &Config, arch: Arch, app: &Path, out: &Path, epoch: u64)
             config::Codec::Zstd => deb::Compression::Zstd { level: level as i32 },
         },
         block_cache: deb_block_cache(config, arch),
+        glibc: config.target(arch)?.glibc,
         // The oldest OS the target's glibc floor admits decides which members dpkg can read.
         target_dpkg: match config.target(arch)?.glibc {
             Some(g) if g < Suite::Bookworm.glibc() => deb::DpkgVersion::BULLSEYE,

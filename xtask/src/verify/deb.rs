@@ -43,14 +43,33 @@ pub fn verify_deb_file(path: &Path, target: &Target) -> Report {
 /// that cannot be read to its end keeps the findings made before the break, beside the
 /// input error.
 pub fn verify_deb_reader<R: Read>(reader: R, path: &Path, target: &Target) -> Report {
+    verify_deb_expecting(reader, path, target, None)
+}
+
+/// [`verify_deb_reader`], and data.tar's decompressed stream must be `expect`: (length,
+/// SHA-256) pieces in order, the record of the writer that made the package. A difference
+/// is an input error of kind [`InputErrorKind::Mismatch`]; the decode that checks the
+/// binaries carries the check, so it costs one SHA-256 pass over the tar, no second decode.
+pub fn verify_deb_expecting<R: Read>(
+    reader: R,
+    path: &Path,
+    target: &Target,
+    expect: Option<&[(u64, [u8; 32])]>,
+) -> Report {
     let mut report = Report::default();
-    if let Err(err) = read_deb(reader, path, target, &mut report) {
+    if let Err(err) = read_deb(reader, path, target, expect, &mut report) {
         report.input_errors.push(err);
     }
     report
 }
 
-fn read_deb<R: Read>(reader: R, path: &Path, target: &Target, report: &mut Report) -> Result<(), InputError> {
+fn read_deb<R: Read>(
+    reader: R,
+    path: &Path,
+    target: &Target,
+    expect: Option<&[(u64, [u8; 32])]>,
+    report: &mut Report,
+) -> Result<(), InputError> {
     let mut ar = ArReader::new(reader, path)?;
 
     let member = ar.debian_binary()?;
@@ -72,7 +91,7 @@ fn read_deb<R: Read>(reader: R, path: &Path, target: &Target, report: &mut Repor
 
     let control = ar.next_required("control.tar")?;
     let mut control_info = ControlInfo::default();
-    ar.read_tar(&control, &mut |entry, display| {
+    ar.read_tar(&control, None, &mut |entry, display| {
         read_control_entry(entry, display, path, &control.name, &mut control_info, report)
     })?;
     check_architecture(&control_info, &control.name, path, target, report);
@@ -80,7 +99,7 @@ fn read_deb<R: Read>(reader: R, path: &Path, target: &Target, report: &mut Repor
     let data = ar.next_required("data.tar")?;
     // The package unpacks at `/`, beside every other package's files.
     let mut tree = Tree::new(path, target, Root::System);
-    match ar.read_tar(&data, &mut |entry, display| tree.visit(entry, display)) {
+    match ar.read_tar(&data, expect, &mut |entry, display| tree.visit(entry, display)) {
         Ok(()) => {
             report.merge(tree.finish());
             Ok(())
@@ -101,7 +120,7 @@ pub fn read_control_text<R: Read>(reader: R, path: &Path) -> Result<String, Inpu
     ar.finish_member(&member)?;
     let control = ar.next_required("control.tar")?;
     let mut text: Option<String> = None;
-    ar.read_tar(&control, &mut |entry, display| {
+    ar.read_tar(&control, None, &mut |entry, display| {
         if display.trim_start_matches("./") == "control" && entry.header().entry_type().is_file() {
             let mut bytes = Vec::new();
             entry.take(MAX_CONTROL).read_to_end(&mut bytes)?;
@@ -286,8 +305,13 @@ impl<'p, R: Read> ArReader<'p, R> {
     }
 
     /// Read the member's tar stream (see `tarball::read_tar`), then skip to its end.
-    fn read_tar(&mut self, member: &ArMember, visit: &mut Visitor<'_>) -> Result<(), InputError> {
-        let source = Source { file: self.file, member: Some(&member.name), file_pos: self.pos.clone() };
+    fn read_tar(
+        &mut self,
+        member: &ArMember,
+        expect: Option<&[(u64, [u8; 32])]>,
+        visit: &mut Visitor<'_>,
+    ) -> Result<(), InputError> {
+        let source = Source { file: self.file, member: Some(&member.name), file_pos: self.pos.clone(), expect };
         let codec = tar_suffix(&member.name).to_string();
         let result = tarball::read_tar(self.member_reader(member), &codec, &source, visit);
         // A cut file shows up as a decoder or tar error first; name the real cause.

@@ -439,6 +439,9 @@ pub enum InputErrorKind {
     /// The tar stream is corrupt or cut (checksum, header, short data).
     /// Offset: in the member's decompressed stream.
     Tar,
+    /// The decompressed stream is not the one its writer recorded (checked only when the
+    /// writer hands its record to the verify pass, as the .deb writer does).
+    Mismatch,
 }
 
 impl InputError {

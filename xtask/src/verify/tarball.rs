@@ -3,11 +3,13 @@
 //! writes the darwin app as a .tar.gz), decompressed and read in place, nothing
 //! extracted to disk.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::path::Path;
 use std::rc::Rc;
+
+use sha2::{Digest, Sha256};
 
 use super::decode::{DecoderError, decoder, is_decode_error};
 use super::links::Root;
@@ -40,7 +42,7 @@ pub fn verify_tarball_file(path: &Path, codec: &str, target: &Target) -> Report 
     };
     let pos = Rc::new(Cell::new(0));
     let raw = Counting { inner: BufReader::with_capacity(1 << 16, file), pos: pos.clone() };
-    let source = Source { file: path, member: None, file_pos: pos };
+    let source = Source { file: path, member: None, file_pos: pos, expect: None };
     // A tarball is a folder packed: its links must stay inside it, as a folder's must.
     let mut tree = Tree::new(path, target, Root::Detached);
     let read = read_tar(raw, codec, &source, &mut |entry, display| tree.visit(entry, display));
@@ -75,6 +77,87 @@ pub(super) struct Source<'s> {
     pub member: Option<&'s str>,
     /// Bytes of the file read so far.
     pub file_pos: Rc<Cell<u64>>,
+    /// What the decompressed stream must be, as (length, SHA-256) pieces in order: the
+    /// record of the writer that made it. `None`: not checked.
+    pub expect: Option<&'s [(u64, [u8; 32])]>,
+}
+
+/// The decompressed stream compared piece by piece with a writer's record, as it is read.
+struct PieceCheck<'e> {
+    expect: &'e [(u64, [u8; 32])],
+    /// The piece being hashed, and its bytes still to come.
+    idx: usize,
+    left: u64,
+    hasher: Sha256,
+    total: u64,
+    /// The first difference found.
+    mismatch: Option<String>,
+}
+
+impl<'e> PieceCheck<'e> {
+    fn new(expect: &'e [(u64, [u8; 32])]) -> Self {
+        PieceCheck {
+            expect,
+            idx: 0,
+            left: expect.first().map_or(0, |p| p.0),
+            hasher: Sha256::new(),
+            total: 0,
+            mismatch: None,
+        }
+    }
+
+    fn update(&mut self, mut buf: &[u8]) {
+        while !buf.is_empty() && self.mismatch.is_none() {
+            let Some(&(len, want)) = self.expect.get(self.idx) else {
+                let wanted: u64 = self.expect.iter().map(|p| p.0).sum();
+                self.mismatch = Some(format!("it is longer than the {wanted} bytes that were written"));
+                return;
+            };
+            let n = (self.left.min(buf.len() as u64)) as usize;
+            self.hasher.update(&buf[..n]);
+            self.left -= n as u64;
+            self.total += n as u64;
+            buf = &buf[n..];
+            if self.left == 0 {
+                let got: [u8; 32] = std::mem::take(&mut self.hasher).finalize().into();
+                if got != want {
+                    self.mismatch = Some(format!(
+                        "block {} (decompressed bytes {}..{}) has SHA-256 {}, the writer wrote {}",
+                        self.idx,
+                        self.total - len,
+                        self.total,
+                        crate::fingerprint::hex(&got),
+                        crate::fingerprint::hex(&want)
+                    ));
+                }
+                self.idx += 1;
+                self.left = self.expect.get(self.idx).map_or(0, |p| p.0);
+            }
+        }
+    }
+
+    /// The verdict once the stream has ended.
+    fn finish(&mut self) -> Option<String> {
+        if self.mismatch.is_none() && self.idx < self.expect.len() {
+            let wanted: u64 = self.expect.iter().map(|p| p.0).sum();
+            self.mismatch = Some(format!("it ends after {} of the {wanted} bytes that were written", self.total));
+        }
+        self.mismatch.clone()
+    }
+}
+
+/// Feeds what passes through to a [`PieceCheck`].
+struct Checked<'e, R> {
+    inner: R,
+    check: Rc<RefCell<PieceCheck<'e>>>,
+}
+
+impl<R: Read> Read for Checked<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.check.borrow_mut().update(&buf[..n]);
+        Ok(n)
+    }
 }
 
 /// Called for each tar entry with its path as text; io errors get file,
@@ -92,14 +175,50 @@ pub(super) fn read_tar<'r>(
 ) -> Result<(), InputError> {
     let label = source.member.map_or_else(|| source.file.display().to_string(), str::to_string);
     let decoded = Rc::new(Cell::new(0u64));
-    // Where the next tar header should start: the offset named when a header
-    // is bad (the tar crate has read past it by then).
+    let counting =
+        Counting { inner: decoder(raw, codec, &label).map_err(|e| e.into_input_error(source))?, pos: decoded.clone() };
+    let check = source.expect.map(|e| Rc::new(RefCell::new(PieceCheck::new(e))));
+    // A stream that differs from the record usually breaks the tar reader or the visitor
+    // first: the difference, once found, is the error to report.
+    let differs = |check: &Option<Rc<RefCell<PieceCheck<'_>>>>, at_end: bool| {
+        let check = check.as_ref()?;
+        let mut c = check.borrow_mut();
+        let verdict = if at_end { c.finish() } else { c.mismatch.clone() };
+        verdict.map(|why| mismatch_error(source, &why))
+    };
+    let result = read_checked(counting, check.clone(), source, &decoded, visit);
+    if let Some(err) = differs(&check, result.is_ok()) {
+        return Err(err);
+    }
+    result
+}
+
+fn mismatch_error(source: &Source<'_>, why: &str) -> InputError {
+    let what = source.member.unwrap_or("the tar stream");
+    let err = InputError::new(
+        source.file,
+        InputErrorKind::Mismatch,
+        format!("{what} does not decompress to the tar stream that was written: {why}"),
+    );
+    match source.member {
+        Some(member) => err.member(member),
+        None => err,
+    }
+}
+
+fn read_checked<'r, 'e: 'r>(
+    counting: Counting<Box<dyn Read + 'r>>,
+    check: Option<Rc<RefCell<PieceCheck<'e>>>>,
+    source: &Source<'_>,
+    decoded: &Rc<Cell<u64>>,
+    visit: &mut Visitor<'_>,
+) -> Result<(), InputError> {
     let next_header = Cell::new(0u64);
     let fail = |err: io::Error, entry: Option<&str>, tar_at: u64| classify(err, source, entry, tar_at);
-    let stream: Box<dyn Read + 'r> = Box::new(Counting {
-        inner: decoder(raw, codec, &label).map_err(|e| e.into_input_error(source))?,
-        pos: decoded.clone(),
-    });
+    let stream: Box<dyn Read + 'r> = match check {
+        Some(check) => Box::new(Checked { inner: counting, check }),
+        None => Box::new(counting),
+    };
     let mut archive = tar::Archive::new(stream);
     let entries = archive.entries().map_err(|err| fail(err, None, 0))?;
     for entry in entries {

@@ -57,7 +57,7 @@ fn verify_input(path: &Path, target: &Target) -> Report {
     }
 }
 
-fn nothing_checked(path: &Path) -> Finding {
+pub(super) fn nothing_checked(path: &Path) -> Finding {
     let what = if path.is_dir() {
         "the folder holds no regular file (only links, special files or empty folders)"
     } else {

@@ -351,3 +351,240 @@ fn incompressible_blocks_are_stored_uncached_and_packs_stay_identical() {
     run("dpkg-deb", "dpkg", &[&"-x", &deb, &x]);
     assert_eq!(fs::read(x.join("opt/KitchnTabs").join(BIN)).unwrap(), fs::read(fx.unpacked().join(BIN)).unwrap());
 }
+
+// ------------------------------------------------ cache entries that lie about their content
+
+/// The uncompressed size recorded in a cache entry's header (bytes 16..24 in every format).
+fn entry_uncompressed(path: &Path) -> u64 {
+    let raw = fs::read(path).unwrap();
+    u64::from_le_bytes(raw[16..24].try_into().unwrap())
+}
+
+fn entry_key(path: &Path) -> String {
+    path.file_stem().unwrap().to_str().unwrap().to_string()
+}
+
+/// Store under `victim`'s key a well-formed entry whose block decodes to `data` (which must
+/// have the victim's uncompressed size): what a buggy or hostile writer could leave.
+fn forge(cache: &Path, victim: &Path, data: &[u8]) {
+    assert_eq!(data.len() as u64, entry_uncompressed(victim));
+    let block = crate::deb::xzblocks::write_block(data, Some(1)).unwrap();
+    crate::deb::blockcache::BlockCache::open(cache).unwrap().put(&entry_key(victim), &block).unwrap();
+}
+
+/// `len` bytes of tar: a header for another file, its content, zero padding.
+fn tar_with_foreign_file(len: usize) -> Vec<u8> {
+    let mut header = tar::Header::new_gnu();
+    header.set_path("./opt/KitchnTabs/planted").unwrap();
+    header.set_size(len as u64 - 1024);
+    header.set_mode(0o755);
+    header.set_cksum();
+    let mut out = header.as_bytes().to_vec();
+    out.extend_from_slice(&code(len - 1024, 4242));
+    out.resize(len, 0);
+    out
+}
+
+/// `dpkg-deb -x` and `md5sum -c` of its own md5sums: Debian's tools, not ours, say the
+/// package holds what its control data lists.
+fn assert_dpkg_extract_and_md5sums_pass(fx: &Fixture, deb: &Path, name: &str) {
+    let x = fx.dir.path().join(format!("x-{name}"));
+    let ctl = fx.dir.path().join(format!("c-{name}"));
+    run("dpkg-deb", "dpkg", &[&"-x", &deb, &x]);
+    run("dpkg-deb", "dpkg", &[&"-e", &deb, &ctl]);
+    let out = std::process::Command::new("md5sum")
+        .arg("-c")
+        .arg("--quiet")
+        .arg(ctl.join("md5sums"))
+        .current_dir(&x)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "md5sum -c failed in {}:\n{}", x.display(), String::from_utf8_lossy(&out.stdout));
+}
+
+/// The middle pieces of a large file all have the largest block size, so one entry copied
+/// over another passes a size check: the repack must still equal a cold full pack.
+#[test]
+fn a_cache_entry_copied_over_another_is_not_shipped() {
+    let fx = Fixture::new();
+    // 50 MiB of text, distinct per MiB: four 16 MiB pieces (the default rule), cacheable.
+    let mut big = Vec::with_capacity(50 << 20);
+    for mib in 0..50u32 {
+        let start = big.len();
+        let mut line = 0u32;
+        while big.len() - start < 1 << 20 {
+            big.extend_from_slice(format!("mib {mib:03} line {line:06}: orders tickets printers\n").as_bytes());
+            line += 1;
+        }
+        big.truncate(start + (1 << 20));
+    }
+    put(&fx.unpacked(), BIG, &big, 0o644);
+    let cache = fx.dir.path().join("cache");
+    let spec_of = |cache: Option<&Path>| spec(&fx, cache, 2);
+    let full_out = fx.out("full.deb");
+    write_deb(&spec_of(None), &full_out).unwrap();
+    let full = fs::read(&full_out).unwrap();
+    write_deb(&spec_of(Some(&cache)), &fx.out("warm.deb")).unwrap();
+
+    let pieces: Vec<PathBuf> =
+        cache_entries(&cache).into_iter().filter(|p| entry_uncompressed(p) == 16 << 20).collect();
+    assert!(pieces.len() >= 3, "expected three 16 MiB pieces in the cache, found {pieces:?}");
+    fs::copy(&pieces[0], &pieces[1]).unwrap();
+
+    let repack_out = fx.out("repack.deb");
+    write_deb(&spec_of(Some(&cache)), &repack_out).unwrap();
+    assert!(fs::read(&repack_out).unwrap() == full, "the repack with a copied cache entry differs from a full pack");
+    assert_dpkg_extract_and_md5sums_pass(&fx, &repack_out, "repack");
+}
+
+/// A well-formed entry whose block decodes to a tar header of another file: the pack that
+/// reads it is rebuilt (not shipped, not an error), and the next pack is clean.
+#[test]
+fn a_forged_cache_entry_is_caught_by_the_verify_pass_and_rebuilt() {
+    let fx = Fixture::new();
+    code_tree(&fx);
+    let cache = fx.dir.path().join("cache");
+    let (full, _) = pack(&fx, &spec(&fx, None, 1), "full.deb");
+    pack(&fx, &spec(&fx, Some(&cache), 2), "warm.deb");
+    // The largest entry: a block of small files, cut at an entry boundary.
+    let victim = cache_entries(&cache).into_iter().max_by_key(|p| entry_uncompressed(p)).unwrap();
+    forge(&cache, &victim, &tar_with_foreign_file(entry_uncompressed(&victim) as usize));
+
+    let (first, _) = pack(&fx, &spec(&fx, Some(&cache), 2), "first.deb");
+    assert!(first == full, "the pack that read the forged entry differs from a full pack");
+    let (second, s) = pack(&fx, &spec(&fx, Some(&cache), 2), "second.deb");
+    assert!(second == full, "the pack after the rebuild differs from a full pack");
+    assert_eq!((s.compressed, s.corrupt), (0, 0), "the rebuilt cache serves the next pack: {s:?}");
+    assert_dpkg_extract_and_md5sums_pass(&fx, &fx.out("first.deb"), "first");
+}
+
+/// splitmix64: a deterministic stream of test decisions.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// Random edits of a small tree interleaved with random damage to the cache: after every
+/// step the cached pack is byte for byte the pack made without a cache.
+#[test]
+fn cached_packs_equal_full_packs_under_random_edits_and_corruption() {
+    const TINY: BlockRule = BlockRule { min: 12 << 10, target: 12 << 10, max: 48 << 10 };
+    const STEPS: usize = 200;
+    let seed = std::env::var("BLOCK_CACHE_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x5eed_cafe_u64);
+    let mut rng = Rng(seed);
+    let fx = Fixture::new();
+    let root = fx.unpacked();
+    let rel = |i: u64| format!("resources/app/src/f{i:02}.js");
+    let mut live: Vec<u64> = (0..24).collect();
+    for &i in &live {
+        put(&root, &rel(i), &code(1024 + (i as usize) * 700, i), 0o644);
+    }
+    put(&root, "resources/app/big.js", &code(120 << 10, 77), 0o644);
+    symlink("src/f00.js", root.join("resources/app/link.js")).unwrap();
+    let cache = fx.dir.path().join("cache");
+    let pack_with = |cache: Option<&Path>, name: &str| -> Vec<u8> {
+        let out = fx.out(name);
+        write_deb_with(&spec(&fx, cache, 2), &out, TINY).unwrap_or_else(|e| panic!("seed {seed}: {e:#}"));
+        fs::read(&out).unwrap()
+    };
+    let mut next_file = 100;
+    let mut full = Vec::new();
+    for step in 0..STEPS {
+        let what = rng.below(10);
+        let entries = cache_entries(&cache_dir_or_create(&cache));
+        let action = match what {
+            0 => {
+                let i = live[rng.below(live.len() as u64) as usize];
+                put(&root, &rel(i), &code(500 + rng.below(20_000) as usize, rng.next()), 0o644);
+                format!("rewrite {}", rel(i))
+            }
+            1 => {
+                let i = live[rng.below(live.len() as u64) as usize];
+                edit_in_place(&root, &rel(i));
+                let p = root.join(rel(i));
+                let mut c = fs::read(&p).unwrap();
+                let at = rng.below(c.len() as u64) as usize;
+                c[at] = b'a' + (rng.below(26) as u8);
+                fs::write(&p, c).unwrap();
+                format!("same-size edit of {}", rel(i))
+            }
+            2 => {
+                live.push(next_file);
+                put(&root, &rel(next_file), &code(300 + rng.below(30_000) as usize, rng.next()), 0o644);
+                next_file += 1;
+                format!("add {}", rel(next_file - 1))
+            }
+            3 if live.len() > 2 => {
+                let i = live.swap_remove(rng.below(live.len() as u64) as usize);
+                fs::remove_file(root.join(rel(i))).unwrap();
+                format!("remove {}", rel(i))
+            }
+            4 => {
+                let i = live[rng.below(live.len() as u64) as usize];
+                let mode = if rng.below(2) == 0 { 0o755 } else { 0o644 };
+                fs::set_permissions(root.join(rel(i)), fs::Permissions::from_mode(mode)).unwrap();
+                format!("chmod {mode:o} {}", rel(i))
+            }
+            5 => {
+                let i = live[rng.below(live.len() as u64) as usize];
+                let link = root.join("resources/app/link.js");
+                fs::remove_file(&link).unwrap();
+                symlink(format!("src/f{i:02}.js"), &link).unwrap();
+                format!("retarget link.js to f{i:02}.js")
+            }
+            _ if entries.is_empty() => "nothing cached to damage".to_string(),
+            6 => {
+                let e = &entries[rng.below(entries.len() as u64) as usize];
+                let len = fs::metadata(e).unwrap().len();
+                fs::OpenOptions::new().write(true).open(e).unwrap().set_len(rng.below(len)).unwrap();
+                format!("truncate {}", e.display())
+            }
+            7 => {
+                let e = &entries[rng.below(entries.len() as u64) as usize];
+                let mut raw = fs::read(e).unwrap();
+                let at = rng.below(raw.len() as u64) as usize;
+                raw[at] ^= 1 << rng.below(8);
+                fs::write(e, raw).unwrap();
+                format!("flip a bit of {}", e.display())
+            }
+            8 => {
+                let a = &entries[rng.below(entries.len() as u64) as usize];
+                let b = &entries[rng.below(entries.len() as u64) as usize];
+                fs::copy(a, b).unwrap();
+                format!("copy {} over {}", a.display(), b.display())
+            }
+            _ => {
+                let e = &entries[rng.below(entries.len() as u64) as usize];
+                let len = entry_uncompressed(e) as usize;
+                let data =
+                    if len > 2048 && rng.below(2) == 0 { tar_with_foreign_file(len) } else { code(len, rng.next()) };
+                forge(&cache, e, &data);
+                format!("forge {}", e.display())
+            }
+        };
+        let cached = pack_with(Some(&cache), "cached.deb");
+        // Damage to the cache leaves the tree as it was: its full pack is the last one.
+        if what <= 5 || full.is_empty() {
+            full = pack_with(None, "full.deb");
+        }
+        assert!(
+            cached == full,
+            "seed {seed} (set BLOCK_CACHE_SEED to replay), step {step} ({action}): the cached pack differs from a full pack"
+        );
+    }
+}
+
+fn cache_dir_or_create(dir: &Path) -> PathBuf {
+    fs::create_dir_all(dir).unwrap();
+    dir.to_path_buf()
+}
