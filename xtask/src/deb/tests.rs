@@ -911,3 +911,28 @@ fn app_tarball_is_reproducible_root_owned_and_keeps_symlinks() {
     assert!(!list.lines().any(|l| l.ends_with(" ./")), "{list}");
     assert!(!d.path().join(".a.tar.gz.tmp").exists() && !d.path().join("a.tar.gz.tmp").exists());
 }
+
+/// A package that fails the verify pass never appears at its path, and leaves no temp file:
+/// an arm64 library (the cross toolchain's libc) in an amd64 app.
+#[test]
+fn a_package_that_fails_verify_is_not_written() {
+    let fx = Fixture::new();
+    let foreign = Path::new("/usr/aarch64-linux-gnu/lib/libc.so.6");
+    assert!(foreign.exists(), "{} is missing: apt-get install libc6-dev-arm64-cross", foreign.display());
+    let planted = fx.unpacked().join("libforeign.so");
+    fs::copy(foreign, &planted).unwrap();
+    let out = fx.out("failed.deb");
+    let mut spec = fx.spec(DebArch::Amd64, false);
+    // As the deb step writes it: the binaries checked against the target.
+    spec.verify = crate::deb::VerifyBinaries::Yes { glibc: None };
+    let err = format!("{:#}", write_deb(&spec, &out).unwrap_err());
+    assert!(err.contains("failed the verify pass") && err.contains("libforeign.so"), "{err}");
+    assert!(!out.exists(), "{} was written", out.display());
+    let left: Vec<_> = fs::read_dir(out.parent().unwrap()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(left.is_empty(), "leftovers: {left:?}");
+    // The same tree without it is a package.
+    fs::remove_file(&planted).unwrap();
+    let spec = DebSpec { verify: crate::deb::VerifyBinaries::Yes { glibc: None }, ..fx.spec(DebArch::Amd64, false) };
+    write_deb(&spec, &out).unwrap();
+    assert!(out.exists());
+}
