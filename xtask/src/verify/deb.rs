@@ -13,12 +13,13 @@ use std::io::{self, BufReader, Read};
 use std::path::Path;
 use std::rc::Rc;
 
+use super::decode::Counting;
 use super::decode::tar_suffix;
 use super::links::Root;
 use super::members::{Tree, unsafe_member_path, unsafe_path_finding};
 use super::object::read_up_to;
 use super::report::{Check, InputError, InputErrorKind, Issue, Report};
-use super::tarball::{self, Counting, Source, Visitor};
+use super::tarball::{self, Source, Visitor};
 use super::target::Target;
 
 const AR_MAGIC: &[u8; 8] = b"!<arch>\n";
@@ -79,7 +80,7 @@ fn read_deb<R: Read>(reader: R, path: &Path, target: &Target, report: &mut Repor
 
     let data = ar.next_required("data.tar")?;
     // The package unpacks at `/`, beside every other package's files.
-    let mut tree = Tree::new(path, target, Root::System);
+    let mut tree = Tree::new(path, target, Root::System, tarball::open_nested);
     match ar.read_tar(&data, &mut |entry, display| tree.visit(entry, display)) {
         Ok(()) => {
             report.merge(tree.finish());
@@ -287,7 +288,7 @@ impl<'p, R: Read> ArReader<'p, R> {
 
     /// Read the member's tar stream (see `tarball::read_tar`), then skip to its end.
     fn read_tar(&mut self, member: &ArMember, visit: &mut Visitor<'_>) -> Result<(), InputError> {
-        let source = Source { file: self.file, member: Some(&member.name), file_pos: self.pos.clone() };
+        let source = Source { file: self.file, member: Some(&member.name), file_pos: self.pos.clone(), limit: None };
         let codec = tar_suffix(&member.name).to_string();
         let result = tarball::read_tar(self.member_reader(member), &codec, &source, visit);
         // A cut file shows up as a decoder or tar error first; name the real cause.

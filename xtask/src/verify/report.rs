@@ -439,6 +439,13 @@ pub enum InputErrorKind {
     /// The tar stream is corrupt or cut (checksum, header, short data).
     /// Offset: in the member's decompressed stream.
     Tar,
+    /// An Electron asar archive's header or file table is unreadable. Offset: in the archive.
+    Asar,
+    /// A zip archive's directory or an entry is unreadable. Offset: in the archive.
+    Zip,
+    /// A nested archive goes past a safety limit: nesting depth, inflated size or
+    /// compression ratio (a decompression bomb, or damage).
+    Limit,
 }
 
 impl InputError {
