@@ -74,7 +74,7 @@ pub fn sniff(name: &str, head: &[u8]) -> Option<Kind> {
     if head.get(257..262) == Some(b"ustar") {
         return Some(Kind::Tar(""));
     }
-    let is_asar_name = name.len() >= 5 && name[name.len() - 5..].eq_ignore_ascii_case(".asar");
+    let is_asar_name = name.len() >= 5 && name.as_bytes()[name.len() - 5..].eq_ignore_ascii_case(b".asar");
     if is_asar_name && asar::looks_like_asar(head) {
         return Some(Kind::Asar);
     }

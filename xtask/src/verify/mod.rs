@@ -25,7 +25,7 @@ pub use walk::{Options, verify_paths};
 #[cfg(test)]
 pub use report::{Check, Finding, InputError, InputErrorKind, Report, Severity};
 #[cfg(any(test, fuzzing))]
-pub use walk::verify_bytes;
+pub use walk::{verify_archive_bytes, verify_bytes};
 
 /// `dist`'s check of freshly built binaries: any error stops the release, naming the file
 /// and the cause.

@@ -84,6 +84,19 @@ pub fn verify_bytes(data: &[u8], file: &Path, target: &Target) -> Report {
     report
 }
 
+/// Open the archive `data` (asar, zip, gzip, tarball) as if it were a file called `name` in
+/// a folder; data that sniffs as no archive gives an empty report.
+#[cfg(any(test, fuzzing))]
+pub fn verify_archive_bytes(data: &[u8], name: &str, target: &Target) -> Report {
+    let mut report = Report::default();
+    let head = &data[..data.len().min(SNIFF_LEN)];
+    if let Some(kind) = containers::sniff(name, head) {
+        containers::open(kind, data, &Nest::new(Path::new(name), target, None, 1, tarball::open_nested), &mut report);
+    }
+    report.sort();
+    report
+}
+
 /// One regular file of a walked tree.
 struct Job {
     path: PathBuf,
