@@ -13,12 +13,13 @@ use std::io::{self, BufReader, Read};
 use std::path::Path;
 use std::rc::Rc;
 
+use super::decode::Counting;
 use super::decode::tar_suffix;
 use super::links::Root;
 use super::members::{Tree, unsafe_member_path, unsafe_path_finding};
 use super::object::read_up_to;
 use super::report::{Check, InputError, InputErrorKind, Issue, Report};
-use super::tarball::{self, Counting, Source, Visitor};
+use super::tarball::{self, Source, Visitor};
 use super::target::Target;
 
 const AR_MAGIC: &[u8; 8] = b"!<arch>\n";
@@ -98,7 +99,7 @@ fn read_deb<R: Read>(
 
     let data = ar.next_required("data.tar")?;
     // The package unpacks at `/`, beside every other package's files.
-    let mut tree = Tree::new(path, target, Root::System);
+    let mut tree = Tree::new(path, target, Root::System, tarball::open_nested);
     match ar.read_tar(&data, expect, &mut |entry, display| tree.visit(entry, display)) {
         Ok(()) => {
             report.merge(tree.finish());
@@ -311,7 +312,8 @@ impl<'p, R: Read> ArReader<'p, R> {
         expect: Option<&[(u64, [u8; 32])]>,
         visit: &mut Visitor<'_>,
     ) -> Result<(), InputError> {
-        let source = Source { file: self.file, member: Some(&member.name), file_pos: self.pos.clone(), expect };
+        let source =
+            Source { file: self.file, member: Some(&member.name), file_pos: self.pos.clone(), limit: None, expect };
         let codec = tar_suffix(&member.name).to_string();
         let result = tarball::read_tar(self.member_reader(member), &codec, &source, visit);
         // A cut file shows up as a decoder or tar error first; name the real cause.

@@ -1,9 +1,12 @@
 //! Decompressors for tar streams (a .deb's control.tar.* / data.tar.*, tarball
-//! inputs), chosen by the name's suffix, with memory bounded against what a header
-//! may ask for, and errors tagged so they can be told apart from tar errors after
-//! the tar crate has wrapped them.
+//! inputs, nested tarballs), chosen by the name's suffix, with memory bounded against
+//! what a header may ask for, a byte bound for nested data, and errors tagged so they
+//! can be told apart from tar errors after the tar crate has wrapped them.
 
+use std::cell::Cell;
 use std::io::{self, BufRead, BufReader, Read};
+use std::path::Path;
+use std::rc::Rc;
 
 use ruzstd::decoding::errors::{FrameDecoderError, ReadFrameHeaderError};
 use ruzstd::decoding::{BlockDecodingStrategy, FrameDecoder};
@@ -60,6 +63,37 @@ pub(super) enum DecoderError {
     Init(String),
 }
 
+/// Tarball names and the compression suffix each implies.
+const TARBALL_NAMES: &[(&str, &str)] = &[
+    (".tar", ""),
+    (".tar.gz", ".gz"),
+    (".tgz", ".gz"),
+    (".tar.xz", ".xz"),
+    (".txz", ".xz"),
+    (".tar.zst", ".zst"),
+    (".tzst", ".zst"),
+];
+
+/// The compression suffix of a file named like a tarball, `None` for other names.
+pub(super) fn codec_for_name(path: &Path) -> Option<&'static str> {
+    let name = path.file_name()?.to_str()?.to_ascii_lowercase();
+    TARBALL_NAMES.iter().find(|(ending, _)| name.ends_with(ending)).map(|&(_, codec)| codec)
+}
+
+/// Counts bytes read; shared so the position stays readable while a reader borrows the stream.
+pub(super) struct Counting<R> {
+    pub inner: R,
+    pub pos: Rc<Cell<u64>>,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.pos.set(self.pos.get() + n as u64);
+        Ok(n)
+    }
+}
+
 /// The part of a member name `<stem>.tar<suffix>` that names its compression.
 pub(super) fn tar_suffix(name: &str) -> &str {
     name.split_once(".tar").map(|(_, s)| s).unwrap_or("")
@@ -103,19 +137,61 @@ pub(super) fn decoder<'a, R: Read + 'a>(raw: R, suffix: &str, name: &str) -> Res
 
 /// True when `err` (or an error it wraps) came from a decompressor.
 pub(super) fn is_decode_error(err: &io::Error) -> bool {
+    has_cause::<DecodeError>(err)
+}
+
+/// True when `err` (or an error it wraps) is a `T`; the tar crate wraps reader errors
+/// in its own error, so the chain is walked.
+pub(super) fn has_cause<T: std::error::Error + 'static>(err: &io::Error) -> bool {
     let mut source: Option<&(dyn std::error::Error + 'static)> = err.get_ref().map(|e| e as _);
     while let Some(e) = source {
-        if e.is::<DecodeError>() {
+        if e.is::<T>() {
             return true;
         }
         if let Some(io) = e.downcast_ref::<io::Error>()
-            && io.get_ref().is_some_and(|inner| inner.is::<DecodeError>())
+            && io.get_ref().is_some_and(|inner| inner.is::<T>())
         {
             return true;
         }
         source = e.source();
     }
     false
+}
+
+/// Decompressed data past a safety limit (see `containers::inflate_limit`).
+#[derive(Debug)]
+pub(super) struct LimitError(pub String);
+
+impl std::fmt::Display for LimitError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for LimitError {}
+
+/// Passes at most `limit` bytes on; one more is a `LimitError`, so a stream that inflates
+/// without end stops there instead of filling memory or running for hours.
+pub(super) struct Bounded<R> {
+    pub inner: R,
+    pub read: u64,
+    pub limit: u64,
+    /// What the error says the data is ("the decompressed tar stream").
+    pub what: String,
+}
+
+impl<R: Read> Read for Bounded<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        if self.read > self.limit {
+            return Err(io::Error::other(LimitError(format!(
+                "{} inflates past {} bytes, the limit for its compressed size",
+                self.what, self.limit
+            ))));
+        }
+        Ok(n)
+    }
 }
 
 /// Pure-Rust zstd (ruzstd: the C zstd-sys build alone took 35 s of a release

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
+use super::containers::{self, Nest, OpenTar};
 use super::elf::{ELF_MAGIC, macho};
 use super::links::{self, Node, Resolved, Root};
 use super::object::{self, Expect, Origin, read_up_to};
@@ -74,11 +75,43 @@ pub(super) struct Tree<'t> {
     entries: HashMap<PathBuf, Entry>,
     links: Vec<LinkMember>,
     report: Report,
+    /// Where this archive sits inside `file` ("a.tar.gz -> b.tar"): set for a tarball
+    /// nested in another archive, whose member names are given after it.
+    prefix: Option<String>,
+    /// Archives enclosing this one inside `file` (0 for the file itself).
+    depth: u8,
+    /// Reads a tarball found among the files (see `Nest::open_tar`).
+    open_tar: OpenTar,
 }
 
 impl<'t> Tree<'t> {
-    pub fn new(file: &'t Path, target: &'t Target, root: Root) -> Self {
-        Tree { file, target, root, entries: HashMap::new(), links: Vec::new(), report: Report::default() }
+    pub fn new(file: &'t Path, target: &'t Target, root: Root, open_tar: OpenTar) -> Self {
+        Tree {
+            file,
+            target,
+            root,
+            entries: HashMap::new(),
+            links: Vec::new(),
+            report: Report::default(),
+            prefix: None,
+            depth: 0,
+            open_tar,
+        }
+    }
+
+    /// The tree of a tarball at `prefix` inside `file`, `depth` archives down.
+    pub fn nested(mut self, prefix: Option<String>, depth: u8) -> Self {
+        self.prefix = prefix;
+        self.depth = depth;
+        self
+    }
+
+    /// A member's place for findings: its path, after the archive's own place in `file`.
+    fn inner(&self, display: &str) -> String {
+        match &self.prefix {
+            Some(prefix) => format!("{prefix} -> {display}"),
+            None => display.to_string(),
+        }
     }
 
     /// What the tree is called in link findings.
@@ -93,7 +126,8 @@ impl<'t> Tree<'t> {
     pub fn visit<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>, display: &str) -> io::Result<()> {
         let raw = entry.path_bytes().into_owned();
         if let Some(why) = unsafe_member_path(&raw) {
-            unsafe_path_finding(display, why, self.file, display.to_string(), &mut self.report);
+            let inner = self.inner(display);
+            unsafe_path_finding(display, why, self.file, inner, &mut self.report);
             return Ok(());
         }
         let Some(at) = links::tree_path(&entry.path()?) else {
@@ -114,7 +148,8 @@ impl<'t> Tree<'t> {
             let hard = kind.is_hard_link();
             if hard && let Some(why) = unsafe_member_path(to.as_os_str().as_encoded_bytes()) {
                 let what = format!("{display} (hard link to {})", to.display());
-                unsafe_path_finding(&what, why, self.file, display.to_string(), &mut self.report);
+                let inner = self.inner(display);
+                unsafe_path_finding(&what, why, self.file, inner, &mut self.report);
                 return Ok(());
             }
             let node =
@@ -164,7 +199,13 @@ impl<'t> Tree<'t> {
                 format!("member data ends after {} of {size} bytes", bytes.len()),
             ));
         }
-        let origin = Origin::new(self.file, Some(display.to_string()));
+        if !is_object && let Some(kind) = containers::sniff(base, &bytes) {
+            // An archive inside the archive: its files are checked in turn.
+            let nest = Nest::new(self.file, self.target, Some(self.inner(display)), self.depth + 1, self.open_tar);
+            containers::read_rest_and_open(kind, bytes, entry, size, &nest, &mut self.report)?;
+            return Ok(FileEntry { mode, expect, as_library: None });
+        }
+        let origin = Origin::new(self.file, Some(self.inner(display)));
         object::check_bytes(&bytes, &origin, expect, self.target, &mut self.report, 0);
         // As `Expect::Any` an object of the target's own format is checked in full already;
         // anything else is judged again as a library now, while its bytes are here.
@@ -209,7 +250,8 @@ impl<'t> Tree<'t> {
                         ),
                         "rebuild the archive with tar, dpkg-deb or another packager".to_string(),
                     );
-                    self.report.findings.push(issue.into_finding(self.file, Some(link.display.clone())));
+                    let inner = self.inner(&link.display);
+                    self.report.findings.push(issue.into_finding(self.file, Some(inner)));
                 }
                 continue;
             }
@@ -236,7 +278,8 @@ impl<'t> Tree<'t> {
                 Err(err) => {
                     let display = Path::new(&link.display);
                     let issue = object::link_finding(display, &link.to, &err, self.noun());
-                    self.report.findings.push(issue.into_finding(self.file, Some(link.display.clone())));
+                    let inner = self.inner(&link.display);
+                    self.report.findings.push(issue.into_finding(self.file, Some(inner)));
                 }
             }
         }

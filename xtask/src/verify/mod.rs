@@ -1,8 +1,11 @@
 //! Release binary verification: make sure no release carries a binary that
 //! cannot run on its target (architecture, float ABI, loader, glibc floor),
-//! looking inside directories, .deb packages, tarballs and PyInstaller one-file archives.
+//! looking inside directories, .deb packages, tarballs, PyInstaller one-file archives, and
+//! the asar, zip, gzip and tar archives nested in any of them.
 //!
 
+mod asar;
+mod containers;
 pub mod deb;
 mod decode;
 pub mod elf;
@@ -22,7 +25,7 @@ pub use walk::{Options, verify_paths};
 #[cfg(test)]
 pub use report::{Check, Finding, InputError, InputErrorKind, Report, Severity};
 #[cfg(any(test, fuzzing))]
-pub use walk::verify_bytes;
+pub use walk::{verify_archive_bytes, verify_bytes};
 
 /// `dist`'s check of freshly built binaries: any error stops the release, naming the file
 /// and the cause.

@@ -442,6 +442,13 @@ pub enum InputErrorKind {
     /// The decompressed stream is not the one its writer recorded (checked only when the
     /// writer hands its record to the verify pass, as the .deb writer does).
     Mismatch,
+    /// An Electron asar archive's header or file table is unreadable. Offset: in the archive.
+    Asar,
+    /// A zip archive's directory or an entry is unreadable. Offset: in the archive.
+    Zip,
+    /// A nested archive goes past a safety limit: nesting depth, inflated size or
+    /// compression ratio (a decompression bomb, or damage).
+    Limit,
 }
 
 impl InputError {

@@ -1,7 +1,7 @@
 //! Tar streams: the one reader behind a .deb's control and data members and plain
 //! tarball inputs (`.tar`, `.tar.gz`/`.tgz`, `.tar.xz`/`.txz`, `.tar.zst`/`.tzst`; dist
-//! writes the darwin app as a .tar.gz), decompressed and read in place, nothing
-//! extracted to disk.
+//! writes the darwin app as a .tar.gz) and tarballs nested in another archive,
+//! decompressed and read in place, nothing extracted to disk.
 
 use std::cell::{Cell, RefCell};
 use std::fs::File;
@@ -11,28 +11,12 @@ use std::rc::Rc;
 
 use sha2::{Digest, Sha256};
 
-use super::decode::{DecoderError, decoder, is_decode_error};
+use super::containers::{Nest, inflate_limit};
+use super::decode::{Bounded, Counting, DecoderError, LimitError, decoder, has_cause, is_decode_error};
 use super::links::Root;
 use super::members::Tree;
 use super::report::{InputError, InputErrorKind, Report};
 use super::target::Target;
-
-/// Tarball names and the compression suffix each implies.
-const TARBALL_NAMES: &[(&str, &str)] = &[
-    (".tar", ""),
-    (".tar.gz", ".gz"),
-    (".tgz", ".gz"),
-    (".tar.xz", ".xz"),
-    (".txz", ".xz"),
-    (".tar.zst", ".zst"),
-    (".tzst", ".zst"),
-];
-
-/// The compression suffix of a file named like a tarball, `None` for other names.
-pub fn codec_for_name(path: &Path) -> Option<&'static str> {
-    let name = path.file_name()?.to_str()?.to_ascii_lowercase();
-    TARBALL_NAMES.iter().find(|(ending, _)| name.ends_with(ending)).map(|&(_, codec)| codec)
-}
 
 /// Check every file of a tarball on disk, compressed as `codec` says.
 pub fn verify_tarball_file(path: &Path, codec: &str, target: &Target) -> Report {
@@ -42,9 +26,9 @@ pub fn verify_tarball_file(path: &Path, codec: &str, target: &Target) -> Report 
     };
     let pos = Rc::new(Cell::new(0));
     let raw = Counting { inner: BufReader::with_capacity(1 << 16, file), pos: pos.clone() };
-    let source = Source { file: path, member: None, file_pos: pos, expect: None };
+    let source = Source { file: path, member: None, file_pos: pos, limit: None, expect: None };
     // A tarball is a folder packed: its links must stay inside it, as a folder's must.
-    let mut tree = Tree::new(path, target, Root::Detached);
+    let mut tree = Tree::new(path, target, Root::Detached, open_nested);
     let read = read_tar(raw, codec, &source, &mut |entry, display| tree.visit(entry, display));
     match read {
         Ok(()) => tree.finish(),
@@ -53,20 +37,6 @@ pub fn verify_tarball_file(path: &Path, codec: &str, target: &Target) -> Report 
             report.input_errors.push(err);
             report
         }
-    }
-}
-
-/// Counts bytes read; shared so the position stays readable while a reader borrows the stream.
-pub(super) struct Counting<R> {
-    pub inner: R,
-    pub pos: Rc<Cell<u64>>,
-}
-
-impl<R: Read> Read for Counting<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.pos.set(self.pos.get() + n as u64);
-        Ok(n)
     }
 }
 
@@ -80,6 +50,9 @@ pub(super) struct Source<'s> {
     /// What the decompressed stream must be, as (length, SHA-256) pieces in order: the
     /// record of the writer that made it. `None`: not checked.
     pub expect: Option<&'s [(u64, [u8; 32])]>,
+    /// Most decompressed bytes accepted: set for tarballs nested in another archive, where
+    /// a small member could otherwise inflate without end.
+    pub limit: Option<u64>,
 }
 
 /// The decompressed stream compared piece by piece with a writer's record, as it is read.
@@ -175,8 +148,17 @@ pub(super) fn read_tar<'r>(
 ) -> Result<(), InputError> {
     let label = source.member.map_or_else(|| source.file.display().to_string(), str::to_string);
     let decoded = Rc::new(Cell::new(0u64));
-    let counting =
-        Counting { inner: decoder(raw, codec, &label).map_err(|e| e.into_input_error(source))?, pos: decoded.clone() };
+    let decoded_stream = decoder(raw, codec, &label).map_err(|e| e.into_input_error(source))?;
+    let decoded_stream: Box<dyn Read + 'r> = match source.limit {
+        Some(limit) => Box::new(Bounded {
+            inner: decoded_stream,
+            read: 0,
+            limit,
+            what: format!("{label}: the decompressed tar stream"),
+        }),
+        None => decoded_stream,
+    };
+    let counting = Counting { inner: decoded_stream, pos: decoded.clone() };
     let check = source.expect.map(|e| Rc::new(RefCell::new(PieceCheck::new(e))));
     // A stream that differs from the record usually breaks the tar reader or the visitor
     // first: the difference, once found, is the error to report.
@@ -257,7 +239,13 @@ fn classify(err: io::Error, source: &Source<'_>, entry: Option<&str>, tar_at: u6
         (None, entry) => (String::new(), entry.map(str::to_string)),
     };
     let file_pos = source.file_pos.get();
-    let err = if is_decode_error(&err) {
+    let err = if has_cause::<LimitError>(&err) {
+        InputError::new(
+            source.file,
+            InputErrorKind::Limit,
+            format!("{err}: a decompression bomb or a damaged archive; repack it from the original files"),
+        )
+    } else if is_decode_error(&err) {
         InputError::new(
             source.file,
             InputErrorKind::Decompress,
@@ -275,5 +263,29 @@ fn classify(err: io::Error, source: &Source<'_>, entry: Option<&str>, tar_at: u6
     match where_ {
         Some(at) => err.member(at),
         None => err,
+    }
+}
+
+/// Check every file of a tarball found inside another archive (`data`, compressed as
+/// `codec` says); `containers` calls this through `Nest::open_tar`.
+pub(super) fn open_nested(data: &[u8], codec: &'static str, nest: &Nest, out: &mut Report) {
+    let pos = Rc::new(Cell::new(0u64));
+    let source = Source {
+        file: nest.file,
+        member: nest.chain.as_deref(),
+        file_pos: pos.clone(),
+        limit: Some(inflate_limit(data.len() as u64)),
+        expect: None,
+    };
+    let raw = Counting { inner: data, pos };
+    // A tarball is a folder packed: its links must stay inside it.
+    let mut tree =
+        Tree::new(nest.file, nest.target, Root::Detached, open_nested).nested(nest.chain.clone(), nest.depth);
+    match read_tar(raw, codec, &source, &mut |entry, display| tree.visit(entry, display)) {
+        Ok(()) => out.merge(tree.finish()),
+        Err(err) => {
+            out.merge(tree.partial());
+            out.input_errors.push(err);
+        }
     }
 }

@@ -16,12 +16,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use walkdir::WalkDir;
 
+use super::containers::{self, Kind, Nest};
 use super::elf::{ELF_MAGIC, macho};
 use super::links::{self, LinkError, Node, Resolved, Root};
 use super::object::{Expect, Origin, SNIFF_LEN, check_bytes, expectation, link_finding, read_up_to};
 use super::report::{Check, Finding, InputError, InputErrorKind, Issue, Report};
 use super::target::Target;
-use super::{deb, tarball};
+use super::{deb, decode, tarball};
 
 /// Below this size a plain read is cheaper than setting up a mapping.
 const MMAP_MIN: u64 = 256 << 10;
@@ -79,6 +80,19 @@ pub fn verify_bytes(data: &[u8], file: &Path, target: &Target) -> Report {
     let mut report = Report { files_checked: 1, ..Report::default() };
     let origin = Origin::new(file, None);
     check_bytes(data, &origin, Expect::Binary, target, &mut report, 0);
+    report.sort();
+    report
+}
+
+/// Open the archive `data` (asar, zip, gzip, tarball) as if it were a file called `name` in
+/// a folder; data that sniffs as no archive gives an empty report.
+#[cfg(any(test, fuzzing))]
+pub fn verify_archive_bytes(data: &[u8], name: &str, target: &Target) -> Report {
+    let mut report = Report::default();
+    let head = &data[..data.len().min(SNIFF_LEN)];
+    if let Some(kind) = containers::sniff(name, head) {
+        containers::open(kind, data, &Nest::new(Path::new(name), target, None, 1, tarball::open_nested), &mut report);
+    }
     report.sort();
     report
 }
@@ -258,7 +272,8 @@ fn load(file: &mut File, len: u64, limit: Option<usize>, path: &Path) -> Result<
     Ok(Bytes::Owned(buf))
 }
 
-/// One file on disk: sniff 24 bytes, then read it only if it needs checking.
+/// One file on disk: sniff 24 bytes, then read it only if it needs checking (an archive
+/// that sniff finds is read whole and its files checked).
 fn check_file(path: &Path, expect: Expect, target: &Target) -> Report {
     read_and_check(path, expect, target).unwrap_or_else(Report::unreadable)
 }
@@ -266,8 +281,11 @@ fn check_file(path: &Path, expect: Expect, target: &Target) -> Report {
 fn read_and_check(path: &Path, expect: Expect, target: &Target) -> Result<Report, InputError> {
     let mut file = File::open(path).map_err(|err| InputError::io(path, &err))?;
     let len = file.metadata().map_err(|err| InputError::io(path, &err))?.len();
-    let mut head = [0u8; 24];
-    let n = read_up_to(&mut file, &mut head).map_err(|err| InputError::io(path, &err))?;
+    let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+    // A plain `.tar` is known by the `ustar` at byte 257, past the usual 24 bytes.
+    let mut head = [0u8; 512];
+    let want = if name.to_ascii_lowercase().ends_with(".tar") { head.len() } else { 24 };
+    let n = read_up_to(&mut file, &mut head[..want]).map_err(|err| InputError::io(path, &err))?;
     let head = &head[..n];
 
     let is_deb_name = path.extension().is_some_and(|ext| ext == "deb" || ext == "udeb");
@@ -276,12 +294,21 @@ fn read_and_check(path: &Path, expect: Expect, target: &Target) -> Result<Report
     }
     // Tarballs are read when named on the command line; inside a folder they are data.
     if expect == Expect::Binary
-        && let Some(codec) = tarball::codec_for_name(path)
+        && let Some(codec) = decode::codec_for_name(path)
     {
         return Ok(tarball::verify_tarball_file(path, codec, target));
     }
-    let mut report = Report { files_checked: 1, ..Report::default() };
     let is_object = head.starts_with(&ELF_MAGIC) || macho::is_macho_magic(head);
+    if !is_object && let Some(kind) = containers::sniff(&name, head) {
+        if let Kind::Tar(codec) = kind {
+            return Ok(tarball::verify_tarball_file(path, codec, target));
+        }
+        let data = load(&mut file, len, None, path)?;
+        let mut report = Report { files_checked: 1, ..Report::default() };
+        containers::open(kind, &data, &Nest::new(path, target, None, 1, tarball::open_nested), &mut report);
+        return Ok(report);
+    }
+    let mut report = Report { files_checked: 1, ..Report::default() };
     let limit = if is_object {
         None
     } else if expect != Expect::Any {

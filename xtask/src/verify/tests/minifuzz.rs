@@ -156,3 +156,41 @@ fn minifuzz_deb() {
         });
     }
 }
+
+#[test]
+fn minifuzz_containers() {
+    let fx = Fx::new();
+    let t = target("x64");
+    let so = std::fs::read(fx.arm64_so()).unwrap();
+    let json =
+        format!("{{\"files\":{{\"lib\":{{\"files\":{{\"a.node\":{{\"size\":{},\"offset\":\"0\"}}}}}}}}}}", so.len());
+    let padded = json.len().div_ceil(4) * 4;
+    let mut asar = Vec::new();
+    for word in [4, 8 + padded, 4 + padded, json.len()] {
+        asar.extend_from_slice(&(word as u32).to_le_bytes());
+    }
+    asar.extend_from_slice(json.as_bytes());
+    asar.resize(16 + padded, 0);
+    asar.extend_from_slice(&so);
+    let zip = fx.path("seed.zip");
+    let script = "import sys, zipfile\n\
+                  with zipfile.ZipFile(sys.argv[1], 'w', zipfile.ZIP_DEFLATED) as z:\n\
+                  \x20   z.write(sys.argv[2], 'lib/libfoo.so')\n\
+                  \x20   z.writestr('README', 'natives')\n";
+    run_tool("python3", &["-c", script, zip.to_str().unwrap(), fx.arm64_so().to_str().unwrap()]);
+    let zip = std::fs::read(&zip).unwrap();
+    let zip_len = zip.len();
+    let seeds = [
+        ("app.asar", asar, vec![0..8, 8..16 + padded]),
+        ("natives.zip", zip, vec![0..64, zip_len.saturating_sub(200)..zip_len]),
+        ("libfoo.so.gz", gzip(&so), vec![0..10, 10..32]),
+        ("vendor.tar.gz", gzip(&raw_tar(&[("lib/libfoo.so", &so[..], 0o644)])), vec![0..10, 10..64]),
+    ];
+    for (i, (name, seed, hot)) in seeds.into_iter().enumerate() {
+        let clean = crate::verify::verify_archive_bytes(&seed, name, &t);
+        assert_eq!(clean.findings.len(), 1, "{name}: the seed's arm64 library is found:\n{}", clean.render_table());
+        fuzz(name, &seed, &hot, 200 + i as u64, |data| {
+            let _ = crate::verify::verify_archive_bytes(data, name, &t);
+        });
+    }
+}

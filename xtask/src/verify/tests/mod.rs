@@ -3,6 +3,7 @@
 #![allow(dead_code)] // the fixture helpers serve several of these modules
 
 pub(crate) mod common;
+mod containers;
 mod corrupt;
 mod deb;
 mod elf_checks;
