@@ -87,15 +87,7 @@ tarball() { tar --no-recursion --numeric-owner --owner=0 --group=0 --mtime=@0 $1
             to: root.join("out/kt_service.tar"),
             executable: false,
         });
-        let header = Header {
-            command: "test".into(),
-            product: "p".into(),
-            version: "1.0.0".into(),
-            arch: Some(Arch::X64),
-            host: Some(Arch::X64),
-            env: None,
-            engine: None,
-        };
+        let header = Header { arch: Some(Arch::X64), ..Header::new("test", &config) };
         Plan { header, root: root.to_path_buf(), steps: vec![step] }
     }
 
