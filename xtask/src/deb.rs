@@ -112,7 +112,14 @@ fn write_deb_with(spec: &DebSpec, out: &Path, rule: BlockRule) -> Result<DebSumm
         Ok(()) => return packed.publish(out),
         Err(e) => e,
     };
-    let (Some(dir), true) = (cache_dir, used_cache || matches!(failure, DebCheckError::Mismatch(_))) else {
+    // Binaries that cannot run were read to the end of data.tar, which decoded as written:
+    // the tree is at fault, and packing it again cannot help.
+    let cache_suspect = match failure {
+        DebCheckError::Mismatch(_) => true,
+        DebCheckError::Other(_) => used_cache,
+        DebCheckError::Binaries(_) => false,
+    };
+    let (Some(dir), true) = (cache_dir, cache_suspect) else {
         return Err(anyhow::Error::new(failure)
             .context(format!("{} failed the verify pass; it was not written", out.display())));
     };

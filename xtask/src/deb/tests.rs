@@ -932,7 +932,25 @@ fn a_package_that_fails_verify_is_not_written() {
     assert!(left.is_empty(), "leftovers: {left:?}");
     // The same tree without it is a package.
     fs::remove_file(&planted).unwrap();
-    let spec = DebSpec { verify: crate::deb::VerifyBinaries::Yes { glibc: None }, ..fx.spec(DebArch::Amd64, false) };
+    let cache = fx.dir.path().join("blocks");
+    let spec = DebSpec {
+        verify: crate::deb::VerifyBinaries::Yes { glibc: None },
+        xz_block_cache: Some(crate::deb::BlockCacheConfig { dir: cache.clone(), max_bytes: None }),
+        ..fx.spec(DebArch::Amd64, false)
+    };
     write_deb(&spec, &out).unwrap();
     assert!(out.exists());
+    // Planted again with the cache warm: refused as it is, the cache kept (the package
+    // decoded as written, so no cached block is to blame and no repack could help).
+    fs::copy(foreign, &planted).unwrap();
+    let cached = |dir: &Path| fs::read_dir(dir).unwrap().count();
+    let entries = cached(&cache);
+    assert!(entries > 0, "nothing cached in {}", cache.display());
+    let spec =
+        DebSpec { xz_block_cache: spec.xz_block_cache.clone(), verify: spec.verify, ..fx.spec(DebArch::Amd64, false) };
+    let err = format!("{:#}", write_deb(&spec, &out).unwrap_err());
+    assert!(err.contains("libforeign.so") && !err.contains("again"), "{err}");
+    assert!(!out.exists(), "the refused package replaced nothing, and left nothing");
+    // The planted file's block is added; none of the others is removed.
+    assert!(cached(&cache) >= entries, "the block cache was purged for a tree at fault");
 }

@@ -79,7 +79,7 @@ pub fn check_deb_release(
         return Err(DebCheckError::Other(format!("verify: {}", errors.join("\nverify: "))));
     }
     if report.has_errors() {
-        return Err(DebCheckError::Other(format!(
+        return Err(DebCheckError::Binaries(format!(
             "verify: these binaries cannot run on {}:\n{}{}",
             target.describe(),
             report.render_table(),
@@ -94,14 +94,16 @@ pub fn check_deb_release(
 pub enum DebCheckError {
     /// data.tar decompressed to other bytes than its writer recorded.
     Mismatch(String),
-    /// Anything else: unreadable, or binaries that cannot run on the target.
+    /// The package could not be read whole.
     Other(String),
+    /// Read whole and as written, with binaries that cannot run on the target.
+    Binaries(String),
 }
 
 impl std::fmt::Display for DebCheckError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            DebCheckError::Mismatch(s) | DebCheckError::Other(s) => f.write_str(s),
+            DebCheckError::Mismatch(s) | DebCheckError::Other(s) | DebCheckError::Binaries(s) => f.write_str(s),
         }
     }
 }
