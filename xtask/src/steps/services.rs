@@ -195,10 +195,15 @@ pub fn cross_build_step(
         StepKind::CrossBuild { services: services.to_vec() },
     );
     step.inputs.push(fixed_path.clone());
-    for s in services {
+    // Listed once per service: the step's inputs and each service's repack key use them.
+    let beside: Vec<Vec<PathBuf>> = services
+        .iter()
+        .map(|s| Ok(service_stages::beside_modules(config, s)?.iter().map(|m| dir.join(m)).collect()))
+        .collect::<Result<_>>()?;
+    for (s, modules) in services.iter().zip(&beside) {
         let svc = &config.dist.services[s];
         step.inputs.push(dir.join(&svc.entry));
-        step.inputs.extend(service_stages::beside_modules(config, s)?.iter().map(|m| dir.join(m)));
+        step.inputs.extend(modules.iter().cloned());
         step.inputs.extend(svc.add_data.iter().map(|d| dir.join(&d.src)));
     }
     step.inputs.sort();
@@ -244,10 +249,11 @@ pub fn cross_build_step(
     let scratch = layout.tmp.join("repack");
     let built = services
         .iter()
-        .map(|s| {
+        .zip(&beside)
+        .map(|(s, modules)| {
             let svc = &config.dist.services[s];
             let mut inputs = vec![fixed_path.clone()];
-            inputs.extend(service_stages::beside_modules(config, s)?.iter().map(|m| dir.join(m)));
+            inputs.extend(modules.iter().cloned());
             inputs.extend(svc.add_data.iter().map(|d| dir.join(&d.src)));
             inputs.extend(shared_inputs(config, env, &[requirements.clone(), py.build_requirements.clone()])?);
             Ok(Service {
