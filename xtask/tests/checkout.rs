@@ -125,3 +125,40 @@ fn without_an_engine_a_dry_run_shows_the_plan_and_a_real_run_names_everything_mi
     assert!(err.contains("node --version"), "{err}");
     assert!(!root.join("target/xtask/stamps").exists(), "a step ran after the failed preflight");
 }
+
+/// The README's lines for another checkout, as a user types them: real cargo, the alias from
+/// inside this checkout and `cargo run --manifest-path` from a folder outside every checkout.
+#[test]
+fn the_readme_lines_for_another_checkout_plan_that_checkout() {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let lines: Vec<&str> = readme
+        .lines()
+        .skip_while(|l| !l.starts_with("# Operate on another checkout"))
+        .skip(1)
+        .skip_while(|l| l.starts_with('#'))
+        .take_while(|l| l.starts_with("cargo "))
+        .collect();
+    assert_eq!(lines.len(), 2, "README's 'Operate on another checkout' block changed: {lines:?}");
+    let tmp = tempfile::tempdir().unwrap();
+    let other = tmp.path().join("other");
+    copy_repo(&other);
+    let outside = tmp.path().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    // The binary cargo runs is the one this test binary's build made: same target dir.
+    let target = Path::new(env!("CARGO_BIN_EXE_xtask")).parent().unwrap().parent().unwrap();
+    for line in lines {
+        // `cargo run --manifest-path` builds the named checkout's xtask; naming this checkout
+        // keeps that build fresh, and the outside folder proves the manifest picks the root.
+        let (checkout, cwd) =
+            if line.contains("--manifest-path") { (repo_root(), outside.clone()) } else { (other.clone(), repo_root()) };
+        let cmd = format!("{} --json", line.replace("/path/to/checkout", checkout.to_str().unwrap()));
+        let out = Command::new("sh")
+            .args(["-c", &cmd])
+            .current_dir(&cwd)
+            .env("CARGO_TARGET_DIR", target)
+            .env_remove("CARGO_MANIFEST_DIR")
+            .output()
+            .unwrap();
+        assert_eq!(planned_root(&out), checkout, "{cmd} in {}", cwd.display());
+    }
+}
