@@ -17,13 +17,16 @@
 //! 1. every input is read and checked before anything is written;
 //! 2. the new `dists/<suite>` is built and signed in `dists/.<suite>.new`;
 //! 3. the new pool files are added (hard link when on the same filesystem, else a copy,
-//!    each through a temporary name and a rename);
+//!    each through a temporary name and a rename), then the keyring and the .sources;
 //! 4. `dists/.<suite>.new` and `dists/<suite>` are exchanged in one `renameat2(RENAME_EXCHANGE)`:
 //!    a reader sees the whole old suite or the whole new one, never a mix and never a gap.
 //!    Real folders, not a symlink swap, so the tree can be copied to hosts that do not follow
 //!    links (object stores, GitHub Pages). Where the filesystem cannot exchange, it falls back
 //!    to two renames, with a moment in which the suite is missing (a 404, not a mixed index);
 //! 5. pool files no longer listed are removed.
+//!
+//! A failure in steps 2-4 undoes what the run changed (see `rollback`): the repository
+//! folder, and the folder holding it, are left as they were.
 //!
 //! The previous generation's by-hash files are carried into the new suite: a client that read
 //! the old InRelease just before the swap still finds the indices it names
@@ -42,6 +45,9 @@ use md5::Digest as _;
 use serde::Serialize;
 
 use crate::process::Command;
+
+mod rollback;
+use rollback::Rollback;
 
 /// What to publish, and where.
 #[derive(Clone, Debug, Serialize)]
@@ -754,43 +760,58 @@ impl Plan {
         for c in &self.sign {
             let _ = writeln!(out, "    $ {}", c.shell_line());
         }
-        if let (Some(c), Some(k)) = (&self.export, &self.keyring) {
-            let _ = writeln!(out, "    $ {} > {}", c.shell_line(), k.display());
-        }
-        let _ = writeln!(out, "    write {}", self.sources.display());
         let _ = writeln!(out, "\n[2] add {} pool file(s) (hard link, else copy)", self.add.len());
         for (from, to) in &self.add {
             let _ = writeln!(out, "    {} -> {}", from.display(), to);
         }
+        out.push_str("\n[3] write the keyring and the .sources\n");
+        if let (Some(c), Some(k)) = (&self.export, &self.keyring) {
+            let _ = writeln!(out, "    $ {} > {}", c.shell_line(), k.display());
+        }
+        let _ = writeln!(out, "    write {}", self.sources.display());
         if self.suite_dir().exists() {
             let _ = writeln!(
                 out,
-                "\n[3] exchange {} and {} (renameat2 RENAME_EXCHANGE), remove the old suite",
+                "\n[4] exchange {} and {} (renameat2 RENAME_EXCHANGE), remove the old suite",
                 new_dir.display(),
                 self.suite_dir().display()
             );
         } else {
-            let _ = writeln!(out, "\n[3] rename {} -> {}", new_dir.display(), self.suite_dir().display());
+            let _ = writeln!(out, "\n[4] rename {} -> {}", new_dir.display(), self.suite_dir().display());
         }
-        let _ = writeln!(out, "\n[4] remove {} pool file(s) no longer listed", self.remove.len());
+        out.push_str("    a failure up to here undoes [1]-[3]: the folder is left as it was\n");
+        let _ = writeln!(out, "\n[5] remove {} pool file(s) no longer listed", self.remove.len());
         for f in &self.remove {
             let _ = writeln!(out, "    {f}");
         }
         out
     }
 
+    /// Every change before the swap is recorded in a [`Rollback`]: a step that fails (gpg,
+    /// a pool copy, the swap itself) leaves the repository folder, and the folder it is in,
+    /// as they were, with no empty `dists/` or stray pool file.
     pub fn run(&self) -> Result<Published> {
         let new_dir = self.new_dir();
+        // A crashed run's leftover, never part of a published suite.
         crate::fsx::remove_all(&new_dir)?;
-        let result = self.build_suite(&new_dir);
-        if result.is_err() {
-            let _ = crate::fsx::remove_all(&new_dir);
-        }
-        result?;
+        let mut rollback = Rollback::default();
+        rollback.create_dirs(new_dir.parent().context("the suite folder has no parent")?)?;
+        rollback.tree(&new_dir);
+        let keyring = self.build_suite(&new_dir)?;
         for (from, to) in &self.add {
-            link_or_copy(from, &self.into.join(to))?;
+            let to = self.into.join(to);
+            rollback.create_dirs(to.parent().context("pool path has no parent")?)?;
+            rollback.file(&to)?;
+            link_or_copy(from, &to)?;
         }
+        if let (Some(bytes), Some(path)) = (&keyring, &self.keyring) {
+            rollback.file(path)?;
+            crate::fsx::write_atomic(path, bytes)?;
+        }
+        rollback.file(&self.sources)?;
+        crate::fsx::write_atomic(&self.sources, self.sources_text.as_bytes())?;
         swap_in(&new_dir, &self.suite_dir())?;
+        rollback.commit();
         for f in &self.remove {
             let path = self.into.join(f);
             match std::fs::remove_file(&path) {
@@ -812,8 +833,9 @@ impl Plan {
         })
     }
 
-    /// The new suite folder, signed, and the keyring and .sources beside the repository.
-    fn build_suite(&self, dir: &Path) -> Result<()> {
+    /// The new suite folder, signed; the public key's bytes when signed (written beside the
+    /// repository by `run`, with the .sources, only once the suite is complete).
+    fn build_suite(&self, dir: &Path) -> Result<Option<Vec<u8>>> {
         for (name, bytes) in &self.files {
             let path = dir.join(name);
             crate::fsx::create_parent(&path)?;
@@ -829,19 +851,17 @@ impl Plan {
                 );
             }
         }
-        if let (Some(c), Some(keyring)) = (&self.export, &self.keyring) {
-            std::fs::create_dir_all(&self.into).with_context(|| format!("cannot create {}", self.into.display()))?;
-            let out = c.to_std().output().with_context(|| format!("cannot run {}", c.shell_line()))?;
-            if !out.status.success() || out.stdout.is_empty() {
-                bail!(
-                    "`{}` exported no public key: {}; import the key named by KT_GPG_KEY",
-                    c.shell_line_here(),
-                    String::from_utf8_lossy(&out.stderr).trim()
-                );
-            }
-            crate::fsx::write_atomic(keyring, &out.stdout)?;
+        let Some(c) = &self.export else { return Ok(None) };
+        // gpg runs in the repository folder, which exists by now (it holds dists/).
+        let out = c.to_std().output().with_context(|| format!("cannot run {}", c.shell_line()))?;
+        if !out.status.success() || out.stdout.is_empty() {
+            bail!(
+                "`{}` exported no public key: {}; import the key named by KT_GPG_KEY",
+                c.shell_line_here(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
         }
-        crate::fsx::write_atomic(&self.sources, self.sources_text.as_bytes())
+        Ok(Some(out.stdout))
     }
 }
 
@@ -875,7 +895,8 @@ fn swap_in(new: &Path, current: &Path) -> Result<()> {
 }
 
 /// The lock two publishes into one repository take: beside it, so a refused input leaves
-/// the repository folder untouched (or absent).
+/// the repository folder untouched (or absent). Taken with `TreeLock::acquire_transient`:
+/// the file is gone once the run ends, so it never dirties the tree the repository is in.
 pub fn lock_path(into: &Path) -> Result<PathBuf> {
     let into = absolute(into)?;
     let name = into.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
@@ -884,7 +905,7 @@ pub fn lock_path(into: &Path) -> Result<PathBuf> {
 
 /// Plan and run, one publish at a time per repository (the plan reads the current indices).
 pub fn publish(p: &Publish) -> Result<Published> {
-    let _lock = crate::lock::TreeLock::acquire(&lock_path(&p.into)?, "apt-repo")?;
+    let _lock = crate::lock::TreeLock::acquire_transient(&lock_path(&p.into)?, "apt-repo")?;
     plan(p)?.run()
 }
 

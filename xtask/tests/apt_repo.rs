@@ -615,3 +615,52 @@ fn release_merge_signs_and_publishes_the_repository() {
         }
     }
 }
+
+// ---------------------------------------------------------------- damaged inputs, failed runs
+
+/// Every entry under `dir` (folders too, so an empty `dists/` shows), relative, with a
+/// file's bytes.
+fn listing(dir: &Path) -> BTreeMap<String, Option<Vec<u8>>> {
+    walkdir::WalkDir::new(dir)
+        .min_depth(1)
+        .into_iter()
+        .map(Result::unwrap)
+        .map(|e| {
+            let bytes = e.file_type().is_file().then(|| std::fs::read(e.path()).unwrap());
+            (e.path().strip_prefix(dir).unwrap().display().to_string(), bytes)
+        })
+        .collect()
+}
+
+#[test]
+fn a_failed_sign_leaves_every_folder_as_it_was_and_a_good_run_leaves_no_lock() {
+    tools();
+    let t = tempfile::tempdir().unwrap();
+    let gpg = Gpg::new("repo@example.com");
+    let place = t.path().join("place");
+    std::fs::create_dir(&place).unwrap();
+    let repo = place.join("repo");
+    let args =
+        |deb: &Path| ["--into".to_string(), repo.display().to_string(), "--deb".to_string(), deb.display().to_string()];
+    let run_with = |deb: &Path, key: &str| {
+        let a = args(deb);
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        xtask_apt_repo(&a, &[("GNUPGHOME", gpg.home.path()), ("KT_GPG_KEY", Path::new(key))])
+    };
+    let first = make_deb(t.path(), "kttest", "1.0", "amd64");
+    let second = make_deb(t.path(), "kttest", "1.1", "amd64");
+
+    // Into a fresh folder, then over a published repository: a key gpg does not hold.
+    for (deb, published) in [(&first, false), (&second, true)] {
+        if published {
+            let out = run_with(&first, "repo@example.com");
+            assert!(out.status.success(), "{}", text(&out));
+            assert_eq!(listing(&place).into_keys().filter(|k| !k.starts_with("repo/")).collect::<Vec<_>>(), ["repo"]);
+        }
+        let before = listing(&place);
+        let out = run_with(deb, "nobody@example.com");
+        assert!(!out.status.success(), "{}", text(&out));
+        assert!(text(&out).contains("nobody@example.com"), "{}", text(&out));
+        assert_eq!(listing(&place), before, "a failed sign changed {}", place.display());
+    }
+}

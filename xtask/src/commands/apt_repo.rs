@@ -100,8 +100,11 @@ fn absolute(p: &Path) -> Result<PathBuf> {
 
 pub fn run(config: &Config, args: &AptRepoArgs) -> Result<()> {
     let publish = request(config, args, SigningKey::from_env())?;
-    let _lock =
-        if args.dry_run { None } else { Some(crate::lock::TreeLock::acquire(&lock_path(&publish.into)?, "apt-repo")?) };
+    let _lock = if args.dry_run {
+        None
+    } else {
+        Some(crate::lock::TreeLock::acquire_transient(&lock_path(&publish.into)?, "apt-repo")?)
+    };
     let plan = plan(&publish)?;
     if args.dry_run {
         if args.json {
