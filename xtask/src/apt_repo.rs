@@ -8,8 +8,8 @@
 //! <into>/<name>-archive-keyring.gpg, <into>/<name>.sources
 //! ```
 //!
-//! Data flow: read every input .deb once (its control file, through the verify reader, while
-//! hashing the bytes) → merge with the stanzas of the repository's current Packages files →
+//! Data flow: read every input .deb once (decoded whole through the verify reader, its files
+//! held against its md5sums, its control file kept, while hashing the bytes) → merge with the stanzas of the repository's current Packages files →
 //! keep the newest `keep` versions per package and arch (dpkg's version order) → a [`Plan`]
 //! (pool files to add and remove, every index file's bytes, the gpg commands) → run it.
 //!
@@ -396,8 +396,11 @@ pub fn pool_path(package: &str, version: &str, arch: &str) -> String {
 fn read_deb(path: &Path) -> Result<Entry> {
     let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let mut reader = HashingReader { inner: io::BufReader::with_capacity(1 << 16, file), hashes: Hashes::new() };
-    let text = crate::verify::deb::read_control_text(&mut reader, path)
-        .map_err(|e| anyhow::anyhow!("{e}; pass a .deb built by `cargo xtask dist` or dpkg-deb"))?;
+    // The whole package is decoded and held against its md5sums in this same pass: a damaged
+    // .deb must be refused before it is published, since a published version never changes.
+    let text = crate::verify::deb::read_checked_control(&mut reader, path).map_err(|e| {
+        anyhow::anyhow!("{e}; nothing was published: rebuild the package with `cargo xtask dist` and publish that")
+    })?;
     // Anything after the data member is read too, so the checksums cover the whole file.
     io::copy(&mut reader, &mut io::sink()).with_context(|| format!("cannot read {}", path.display()))?;
     let hashed = reader.hashes.finish();
