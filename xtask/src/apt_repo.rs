@@ -85,6 +85,9 @@ impl Publish {
             (None, Some(d)) => config.root.join(d),
             (None, None) => bail!("no repository folder: pass --into DIR, or set apt_repo.into in dist.yaml"),
         };
+        if let Some(url) = &c.url {
+            check_url(url, "dist.yaml: apt_repo.url")?;
+        }
         let product = &config.dist.product;
         Ok(Publish {
             debs: Vec::new(),
@@ -100,6 +103,36 @@ impl Publish {
             gnupg_home: None,
         })
     }
+}
+
+/// Schemes apt fetches from (its methods in /usr/lib/apt/methods, and the `+` forms).
+const URL_SCHEMES: &[&str] = &["http", "https", "file", "copy", "ftp", "cdrom", "mirror", "tor"];
+
+/// A URL for the .sources `URIs:` field, or an error naming `what` (the flag or dist.yaml
+/// field it came from). `URIs:` is a whitespace-separated list, so one URL with a space would
+/// be read by apt as several. Not the `url` crate: apt's own rule is this small (a scheme it
+/// has a method for, a host after `//` for the network ones), and it would pull in IDNA.
+pub fn check_url(url: &str, what: &str) -> Result<()> {
+    let example = "https://apt.example.com or file:/srv/apt";
+    let refuse = |why: &str| anyhow::anyhow!("{what} {url:?} is not a repository URL: {why}; pass one like {example}");
+    if url.is_empty() || url.chars().any(char::is_whitespace) {
+        return Err(refuse("it is empty or holds whitespace"));
+    }
+    let Some((scheme, rest)) = url.split_once(':') else {
+        return Err(refuse("it has no scheme (`https:`, `file:`)"));
+    };
+    if rest.is_empty() {
+        return Err(refuse("it names no host or path after the scheme"));
+    }
+    let lower = scheme.to_ascii_lowercase();
+    if !lower.split('+').all(|part| URL_SCHEMES.contains(&part)) {
+        return Err(refuse(&format!("apt has no method for the scheme {scheme:?}")));
+    }
+    let network = lower.split('+').any(|part| matches!(part, "http" | "https" | "ftp" | "tor"));
+    if network && rest.strip_prefix("//").is_none_or(|r| r.is_empty() || r.starts_with('/')) {
+        return Err(refuse("it names no host after `//`"));
+    }
+    Ok(())
 }
 
 /// The .debs directly in `dir` (a release folder), sorted.
@@ -954,6 +987,32 @@ mod tests {
         assert_eq!(keys, ["Package", "Architecture", "Version", "Maintainer", "Description", "X-Custom"]);
         assert_eq!(s.get("description"), Some("short\n long line\n ."));
         assert!(parse_stanzas(" orphan\n").is_err());
+    }
+
+    #[test]
+    fn urls_apt_can_fetch_pass_and_others_name_the_flag() {
+        for ok in [
+            "https://apt.example.com/kt",
+            "http://10.0.0.2:8080",
+            "file:/srv/apt",
+            "file:///srv/apt",
+            "mirror+https://m.example/list",
+        ] {
+            check_url(ok, "--url").unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+        for bad in [
+            "not a url",
+            "",
+            "apt.example.com",
+            "https:/apt.example.com",
+            "https://",
+            "file:",
+            "gopher://x",
+            "https://a b",
+        ] {
+            let err = check_url(bad, "--url").unwrap_err().to_string();
+            assert!(err.contains("--url") && err.contains("https://apt.example.com"), "{bad}: {err}");
+        }
     }
 
     #[test]

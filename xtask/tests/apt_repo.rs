@@ -809,3 +809,15 @@ fn a_failed_sign_leaves_every_folder_as_it_was_and_a_good_run_leaves_no_lock() {
         assert_eq!(listing(&place), before, "a failed sign changed {}", place.display());
     }
 }
+
+#[test]
+fn a_url_apt_cannot_fetch_is_refused_naming_the_flag() {
+    let t = tempfile::tempdir().unwrap();
+    let deb = t.path().join("kttest_1.0_amd64.deb");
+    let repo = t.path().join("repo");
+    let (deb_s, repo_s) = (deb.display().to_string(), repo.display().to_string());
+    let out = xtask_apt_repo(&["--unsigned", "--into", &repo_s, "--deb", &deb_s, "--url", "not a url"], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("--url \"not a url\"") && text(&out).contains("https://"), "{}", text(&out));
+    assert!(!repo.exists());
+}

@@ -89,6 +89,7 @@ pub fn request(config: &Config, args: &AptRepoArgs, key: Option<SigningKey>) -> 
         p.keep = k;
     }
     if let Some(u) = &args.url {
+        crate::apt_repo::check_url(u, "--url")?;
         p.url = Some(u.clone());
     }
     Ok(p)
