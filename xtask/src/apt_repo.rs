@@ -8,8 +8,8 @@
 //! <into>/<name>-archive-keyring.gpg, <into>/<name>.sources
 //! ```
 //!
-//! Data flow: read every input .deb once (its control file, through the verify reader, while
-//! hashing the bytes) → merge with the stanzas of the repository's current Packages files →
+//! Data flow: read every input .deb once (decoded whole through the verify reader, its files
+//! held against its md5sums, its control file kept, while hashing the bytes) → merge with the stanzas of the repository's current Packages files →
 //! keep the newest `keep` versions per package and arch (dpkg's version order) → a [`Plan`]
 //! (pool files to add and remove, every index file's bytes, the gpg commands) → run it.
 //!
@@ -17,13 +17,16 @@
 //! 1. every input is read and checked before anything is written;
 //! 2. the new `dists/<suite>` is built and signed in `dists/.<suite>.new`;
 //! 3. the new pool files are added (hard link when on the same filesystem, else a copy,
-//!    each through a temporary name and a rename);
+//!    each through a temporary name and a rename), then the keyring and the .sources;
 //! 4. `dists/.<suite>.new` and `dists/<suite>` are exchanged in one `renameat2(RENAME_EXCHANGE)`:
 //!    a reader sees the whole old suite or the whole new one, never a mix and never a gap.
 //!    Real folders, not a symlink swap, so the tree can be copied to hosts that do not follow
 //!    links (object stores, GitHub Pages). Where the filesystem cannot exchange, it falls back
 //!    to two renames, with a moment in which the suite is missing (a 404, not a mixed index);
 //! 5. pool files no longer listed are removed.
+//!
+//! A failure in steps 2-4 undoes what the run changed (see `rollback`): the repository
+//! folder, and the folder holding it, are left as they were.
 //!
 //! The previous generation's by-hash files are carried into the new suite: a client that read
 //! the old InRelease just before the swap still finds the indices it names
@@ -42,6 +45,9 @@ use md5::Digest as _;
 use serde::Serialize;
 
 use crate::process::Command;
+
+mod rollback;
+use rollback::Rollback;
 
 /// What to publish, and where.
 #[derive(Clone, Debug, Serialize)]
@@ -79,6 +85,9 @@ impl Publish {
             (None, Some(d)) => config.root.join(d),
             (None, None) => bail!("no repository folder: pass --into DIR, or set apt_repo.into in dist.yaml"),
         };
+        if let Some(url) = &c.url {
+            check_url(url, "dist.yaml: apt_repo.url")?;
+        }
         let product = &config.dist.product;
         Ok(Publish {
             debs: Vec::new(),
@@ -94,6 +103,36 @@ impl Publish {
             gnupg_home: None,
         })
     }
+}
+
+/// Schemes apt fetches from (its methods in /usr/lib/apt/methods, and the `+` forms).
+const URL_SCHEMES: &[&str] = &["http", "https", "file", "copy", "ftp", "cdrom", "mirror", "tor"];
+
+/// A URL for the .sources `URIs:` field, or an error naming `what` (the flag or dist.yaml
+/// field it came from). `URIs:` is a whitespace-separated list, so one URL with a space would
+/// be read by apt as several. Not the `url` crate: apt's own rule is this small (a scheme it
+/// has a method for, a host after `//` for the network ones), and it would pull in IDNA.
+pub fn check_url(url: &str, what: &str) -> Result<()> {
+    let example = "https://apt.example.com or file:/srv/apt";
+    let refuse = |why: &str| anyhow::anyhow!("{what} {url:?} is not a repository URL: {why}; pass one like {example}");
+    if url.is_empty() || url.chars().any(char::is_whitespace) {
+        return Err(refuse("it is empty or holds whitespace"));
+    }
+    let Some((scheme, rest)) = url.split_once(':') else {
+        return Err(refuse("it has no scheme (`https:`, `file:`)"));
+    };
+    if rest.is_empty() {
+        return Err(refuse("it names no host or path after the scheme"));
+    }
+    let lower = scheme.to_ascii_lowercase();
+    if !lower.split('+').all(|part| URL_SCHEMES.contains(&part)) {
+        return Err(refuse(&format!("apt has no method for the scheme {scheme:?}")));
+    }
+    let network = lower.split('+').any(|part| matches!(part, "http" | "https" | "ftp" | "tor"));
+    if network && rest.strip_prefix("//").is_none_or(|r| r.is_empty() || r.starts_with('/')) {
+        return Err(refuse("it names no host after `//`"));
+    }
+    Ok(())
 }
 
 /// The .debs directly in `dir` (a release folder), sorted.
@@ -390,8 +429,11 @@ pub fn pool_path(package: &str, version: &str, arch: &str) -> String {
 fn read_deb(path: &Path) -> Result<Entry> {
     let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let mut reader = HashingReader { inner: io::BufReader::with_capacity(1 << 16, file), hashes: Hashes::new() };
-    let text = crate::verify::deb::read_control_text(&mut reader, path)
-        .map_err(|e| anyhow::anyhow!("{e}; pass a .deb built by `cargo xtask dist` or dpkg-deb"))?;
+    // The whole package is decoded and held against its md5sums in this same pass: a damaged
+    // .deb must be refused before it is published, since a published version never changes.
+    let text = crate::verify::deb::read_checked_control(&mut reader, path).map_err(|e| {
+        anyhow::anyhow!("{e}; nothing was published: rebuild the package with `cargo xtask dist` and publish that")
+    })?;
     // Anything after the data member is read too, so the checksums cover the whole file.
     io::copy(&mut reader, &mut io::sink()).with_context(|| format!("cannot read {}", path.display()))?;
     let hashed = reader.hashes.finish();
@@ -754,43 +796,58 @@ impl Plan {
         for c in &self.sign {
             let _ = writeln!(out, "    $ {}", c.shell_line());
         }
-        if let (Some(c), Some(k)) = (&self.export, &self.keyring) {
-            let _ = writeln!(out, "    $ {} > {}", c.shell_line(), k.display());
-        }
-        let _ = writeln!(out, "    write {}", self.sources.display());
         let _ = writeln!(out, "\n[2] add {} pool file(s) (hard link, else copy)", self.add.len());
         for (from, to) in &self.add {
             let _ = writeln!(out, "    {} -> {}", from.display(), to);
         }
+        out.push_str("\n[3] write the keyring and the .sources\n");
+        if let (Some(c), Some(k)) = (&self.export, &self.keyring) {
+            let _ = writeln!(out, "    $ {} > {}", c.shell_line(), k.display());
+        }
+        let _ = writeln!(out, "    write {}", self.sources.display());
         if self.suite_dir().exists() {
             let _ = writeln!(
                 out,
-                "\n[3] exchange {} and {} (renameat2 RENAME_EXCHANGE), remove the old suite",
+                "\n[4] exchange {} and {} (renameat2 RENAME_EXCHANGE), remove the old suite",
                 new_dir.display(),
                 self.suite_dir().display()
             );
         } else {
-            let _ = writeln!(out, "\n[3] rename {} -> {}", new_dir.display(), self.suite_dir().display());
+            let _ = writeln!(out, "\n[4] rename {} -> {}", new_dir.display(), self.suite_dir().display());
         }
-        let _ = writeln!(out, "\n[4] remove {} pool file(s) no longer listed", self.remove.len());
+        out.push_str("    a failure up to here undoes [1]-[3]: the folder is left as it was\n");
+        let _ = writeln!(out, "\n[5] remove {} pool file(s) no longer listed", self.remove.len());
         for f in &self.remove {
             let _ = writeln!(out, "    {f}");
         }
         out
     }
 
+    /// Every change before the swap is recorded in a [`Rollback`]: a step that fails (gpg,
+    /// a pool copy, the swap itself) leaves the repository folder, and the folder it is in,
+    /// as they were, with no empty `dists/` or stray pool file.
     pub fn run(&self) -> Result<Published> {
         let new_dir = self.new_dir();
+        // A crashed run's leftover, never part of a published suite.
         crate::fsx::remove_all(&new_dir)?;
-        let result = self.build_suite(&new_dir);
-        if result.is_err() {
-            let _ = crate::fsx::remove_all(&new_dir);
-        }
-        result?;
+        let mut rollback = Rollback::default();
+        rollback.create_dirs(new_dir.parent().context("the suite folder has no parent")?)?;
+        rollback.tree(&new_dir);
+        let keyring = self.build_suite(&new_dir)?;
         for (from, to) in &self.add {
-            link_or_copy(from, &self.into.join(to))?;
+            let to = self.into.join(to);
+            rollback.create_dirs(to.parent().context("pool path has no parent")?)?;
+            rollback.file(&to)?;
+            link_or_copy(from, &to)?;
         }
+        if let (Some(bytes), Some(path)) = (&keyring, &self.keyring) {
+            rollback.file(path)?;
+            crate::fsx::write_atomic(path, bytes)?;
+        }
+        rollback.file(&self.sources)?;
+        crate::fsx::write_atomic(&self.sources, self.sources_text.as_bytes())?;
         swap_in(&new_dir, &self.suite_dir())?;
+        rollback.commit();
         for f in &self.remove {
             let path = self.into.join(f);
             match std::fs::remove_file(&path) {
@@ -812,8 +869,9 @@ impl Plan {
         })
     }
 
-    /// The new suite folder, signed, and the keyring and .sources beside the repository.
-    fn build_suite(&self, dir: &Path) -> Result<()> {
+    /// The new suite folder, signed; the public key's bytes when signed (written beside the
+    /// repository by `run`, with the .sources, only once the suite is complete).
+    fn build_suite(&self, dir: &Path) -> Result<Option<Vec<u8>>> {
         for (name, bytes) in &self.files {
             let path = dir.join(name);
             crate::fsx::create_parent(&path)?;
@@ -829,19 +887,17 @@ impl Plan {
                 );
             }
         }
-        if let (Some(c), Some(keyring)) = (&self.export, &self.keyring) {
-            std::fs::create_dir_all(&self.into).with_context(|| format!("cannot create {}", self.into.display()))?;
-            let out = c.to_std().output().with_context(|| format!("cannot run {}", c.shell_line()))?;
-            if !out.status.success() || out.stdout.is_empty() {
-                bail!(
-                    "`{}` exported no public key: {}; import the key named by KT_GPG_KEY",
-                    c.shell_line_here(),
-                    String::from_utf8_lossy(&out.stderr).trim()
-                );
-            }
-            crate::fsx::write_atomic(keyring, &out.stdout)?;
+        let Some(c) = &self.export else { return Ok(None) };
+        // gpg runs in the repository folder, which exists by now (it holds dists/).
+        let out = c.to_std().output().with_context(|| format!("cannot run {}", c.shell_line()))?;
+        if !out.status.success() || out.stdout.is_empty() {
+            bail!(
+                "`{}` exported no public key: {}; import the key named by KT_GPG_KEY",
+                c.shell_line_here(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
         }
-        crate::fsx::write_atomic(&self.sources, self.sources_text.as_bytes())
+        Ok(Some(out.stdout))
     }
 }
 
@@ -875,7 +931,8 @@ fn swap_in(new: &Path, current: &Path) -> Result<()> {
 }
 
 /// The lock two publishes into one repository take: beside it, so a refused input leaves
-/// the repository folder untouched (or absent).
+/// the repository folder untouched (or absent). Taken with `TreeLock::acquire_transient`:
+/// the file is gone once the run ends, so it never dirties the tree the repository is in.
 pub fn lock_path(into: &Path) -> Result<PathBuf> {
     let into = absolute(into)?;
     let name = into.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
@@ -884,7 +941,7 @@ pub fn lock_path(into: &Path) -> Result<PathBuf> {
 
 /// Plan and run, one publish at a time per repository (the plan reads the current indices).
 pub fn publish(p: &Publish) -> Result<Published> {
-    let _lock = crate::lock::TreeLock::acquire(&lock_path(&p.into)?, "apt-repo")?;
+    let _lock = crate::lock::TreeLock::acquire_transient(&lock_path(&p.into)?, "apt-repo")?;
     plan(p)?.run()
 }
 
@@ -930,6 +987,32 @@ mod tests {
         assert_eq!(keys, ["Package", "Architecture", "Version", "Maintainer", "Description", "X-Custom"]);
         assert_eq!(s.get("description"), Some("short\n long line\n ."));
         assert!(parse_stanzas(" orphan\n").is_err());
+    }
+
+    #[test]
+    fn urls_apt_can_fetch_pass_and_others_name_the_flag() {
+        for ok in [
+            "https://apt.example.com/kt",
+            "http://10.0.0.2:8080",
+            "file:/srv/apt",
+            "file:///srv/apt",
+            "mirror+https://m.example/list",
+        ] {
+            check_url(ok, "--url").unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+        for bad in [
+            "not a url",
+            "",
+            "apt.example.com",
+            "https:/apt.example.com",
+            "https://",
+            "file:",
+            "gopher://x",
+            "https://a b",
+        ] {
+            let err = check_url(bad, "--url").unwrap_err().to_string();
+            assert!(err.contains("--url") && err.contains("https://apt.example.com"), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -9,6 +9,18 @@ use anyhow::{Context, Result, bail};
 /// or Ctrl-C, so a stale lock file never blocks the next run.
 pub struct TreeLock {
     _file: File,
+    /// Set by [`TreeLock::acquire_transient`]: the lock file, removed on release.
+    remove: Option<std::path::PathBuf>,
+}
+
+impl Drop for TreeLock {
+    fn drop(&mut self) {
+        // Unlinked while still locked: a run that opened this file meanwhile gets the lock
+        // only after this, finds the path no longer names its file, and starts over.
+        if let Some(path) = &self.remove {
+            let _ = std::fs::remove_file(path);
+        }
+    }
 }
 
 impl TreeLock {
@@ -24,7 +36,24 @@ impl TreeLock {
                 file.lock().with_context(|| format!("cannot lock {}", path.display()))?;
                 file.set_len(0)?;
                 writeln!(file, "pid {} ({what})", std::process::id())?;
-                Ok(TreeLock { _file: file })
+                Ok(TreeLock { _file: file, remove: None })
+            }
+        }
+    }
+
+    /// [`TreeLock::acquire`], and the lock file is removed on release: for a lock that sits
+    /// beside what it guards (a folder that may be in a git tree), where a file left behind
+    /// after every run is litter. Only a crash leaves it, and the next run removes it.
+    pub fn acquire_transient(path: &Path, what: &str) -> Result<TreeLock> {
+        use std::os::unix::fs::MetadataExt;
+        loop {
+            let mut lock = TreeLock::acquire(path, what)?;
+            // The holder before us may have removed the file we locked: then the lock is on a
+            // file no other run can open, and another may hold a new one at `path`.
+            let ours = lock._file.metadata().with_context(|| format!("cannot stat {}", path.display()))?;
+            if std::fs::metadata(path).is_ok_and(|m| m.dev() == ours.dev() && m.ino() == ours.ino()) {
+                lock.remove = Some(path.to_path_buf());
+                return Ok(lock);
             }
         }
     }
@@ -62,7 +91,7 @@ impl TreeLock {
         }
         file.set_len(0)?;
         writeln!(file, "pid {} ({what})", std::process::id())?;
-        Ok(TreeLock { _file: file })
+        Ok(TreeLock { _file: file, remove: None })
     }
 }
 
@@ -92,6 +121,29 @@ mod tests {
         assert!(err.contains(&format!("pid {} (cargo xtask dist --arch x64)", std::process::id())), "{err}");
         drop(first);
         TreeLock::acquire(&path, "third").unwrap();
+    }
+
+    #[test]
+    fn a_transient_lock_file_is_gone_after_release_and_never_held_twice() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join(".repo.apt-repo.lock");
+        let first = TreeLock::acquire_transient(&path, "first").unwrap();
+        assert!(path.exists());
+        // A second run opens the first one's file and waits on it; the first lets go (and
+        // removes the file) while it waits.
+        let second = {
+            let path = path.clone();
+            std::thread::spawn(move || TreeLock::acquire_transient(&path, "second"))
+        };
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        drop(first);
+        let second = second.join().unwrap().unwrap();
+        // The second holds the file at `path`, so a third is refused rather than let in.
+        assert!(path.exists(), "the second holder's lock file is at the path");
+        let err = TreeLock::acquire_transient(&path, "third").err().expect("two holders at once").to_string();
+        assert!(err.contains("(second)"), "{err}");
+        drop(second);
+        assert!(!path.exists(), "the lock file outlived its last holder");
     }
 
     #[test]

@@ -58,10 +58,22 @@ fn make_deb(dir: &Path, name: &str, version: &str, arch: &str) -> PathBuf {
 }
 
 fn make_deb_with(dir: &Path, name: &str, version: &str, arch: &str, readme: &str) -> PathBuf {
+    let tree = make_tree(dir, name, version, arch, &[("README", readme.as_bytes())]);
+    build(&tree, &dir.join(format!("{name}_{version}_{arch}.deb")), "xz")
+}
+
+/// A dpkg-deb tree: `files` under usr/share/doc/<name>/, DEBIAN/control, and DEBIAN/md5sums
+/// as dh_md5sums writes it, by coreutils' md5sum (apt-repo checks data.tar against it).
+fn make_tree(dir: &Path, name: &str, version: &str, arch: &str, files: &[(&str, &[u8])]) -> PathBuf {
     let tree = dir.join(format!("tree-{name}-{version}-{arch}"));
     std::fs::create_dir_all(tree.join("DEBIAN")).unwrap();
     std::fs::create_dir_all(tree.join(format!("usr/share/doc/{name}"))).unwrap();
-    std::fs::write(tree.join(format!("usr/share/doc/{name}/README")), readme).unwrap();
+    let mut paths = Vec::new();
+    for (file, bytes) in files {
+        let path = format!("usr/share/doc/{name}/{file}");
+        std::fs::write(tree.join(&path), bytes).unwrap();
+        paths.push(path);
+    }
     std::fs::write(
         tree.join("DEBIAN/control"),
         format!(
@@ -71,9 +83,15 @@ fn make_deb_with(dir: &Path, name: &str, version: &str, arch: &str, readme: &str
         ),
     )
     .unwrap();
-    let out = dir.join(format!("{name}_{version}_{arch}.deb"));
-    run(Command::new("dpkg-deb").args(["--root-owner-group", "-Zxz", "--build"]).arg(&tree).arg(&out));
-    out
+    let sums = run(Command::new("md5sum").args(&paths).current_dir(&tree));
+    std::fs::write(tree.join("DEBIAN/md5sums"), sums).unwrap();
+    tree
+}
+
+/// dpkg-deb's package of `tree`, data.tar compressed with `z` (xz, zstd, gzip, none).
+fn build(tree: &Path, out: &Path, z: &str) -> PathBuf {
+    run(Command::new("dpkg-deb").args(["--root-owner-group", &format!("-Z{z}"), "--build"]).arg(tree).arg(out));
+    out.to_path_buf()
 }
 
 const ARCHES: [&str; 3] = ["amd64", "arm64", "armhf"];
@@ -614,4 +632,192 @@ fn release_merge_signs_and_publishes_the_repository() {
             assert!(packages.lines().any(|l| l == line), "no `{line}` in:\n{packages}");
         }
     }
+}
+
+// ---------------------------------------------------------------- damaged inputs, failed runs
+
+/// Every entry under `dir` (folders too, so an empty `dists/` shows), relative, with a
+/// file's bytes.
+fn listing(dir: &Path) -> BTreeMap<String, Option<Vec<u8>>> {
+    walkdir::WalkDir::new(dir)
+        .min_depth(1)
+        .into_iter()
+        .map(Result::unwrap)
+        .map(|e| {
+            let bytes = e.file_type().is_file().then(|| std::fs::read(e.path()).unwrap());
+            (e.path().strip_prefix(dir).unwrap().display().to_string(), bytes)
+        })
+        .collect()
+}
+
+/// 256 KiB that no compressor shrinks, so data.tar fills the middle of the .deb.
+fn noise() -> Vec<u8> {
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    (0..1 << 18)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// `kttest` 1.0 amd64 with a large file, data.tar compressed with `z`.
+fn big_deb(dir: &Path, z: &str) -> PathBuf {
+    let dir = dir.join(format!("big-{z}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let tree = make_tree(&dir, "kttest", "1.0", "amd64", &[("README", b"readme\n"), ("blob", &noise())]);
+    build(&tree, &dir.join("kttest_1.0_amd64.deb"), z)
+}
+
+/// What dpkg itself says of a package: unpack it and check its md5sums with md5sum.
+fn dpkg_accepts(deb: &Path) -> bool {
+    let out = tempfile::tempdir().unwrap();
+    let unpacked = Command::new("dpkg-deb").arg("-R").arg(deb).arg(out.path()).output().unwrap();
+    unpacked.status.success()
+        && Command::new("md5sum")
+            .args(["--quiet", "-c", "DEBIAN/md5sums"])
+            .current_dir(out.path())
+            .output()
+            .unwrap()
+            .status
+            .success()
+}
+
+/// Publish `bad` into an empty place and into a repository holding another version: both
+/// refused with exit 2, naming the .deb, `names` and the rebuild, and every folder is left as
+/// it was; then `good` (the same version) is accepted, and no lock file is left beside it.
+fn refused_then_good_accepted(t: &Path, bad: &Path, good: &Path, names: &str) {
+    let place = t.join("place");
+    let repo = place.join("repo");
+    let repo_s = repo.display().to_string();
+    let publish_cli =
+        |deb: &Path| xtask_apt_repo(&["--unsigned", "--into", &repo_s, "--deb", &deb.display().to_string()], &[]);
+    for existing in [false, true] {
+        if existing {
+            let older = make_deb(&t.join("older"), "kttest", "0.9", "amd64");
+            assert!(publish_cli(&older).status.success());
+        } else {
+            std::fs::create_dir_all(&place).unwrap();
+        }
+        let before = listing(&place);
+        let out = publish_cli(bad);
+        let said = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{said}");
+        for part in [&bad.display().to_string(), names, "cargo xtask dist", "nothing was published"] {
+            assert!(said.contains(part), "no {part:?} in: {said}");
+        }
+        assert_eq!(listing(&place), before, "the failed run changed {}", place.display());
+    }
+    let out = publish_cli(good);
+    assert!(out.status.success(), "{}", text(&out));
+    let left: Vec<String> = listing(&place).into_keys().filter(|k| !k.starts_with("repo/")).collect();
+    assert_eq!(left, ["repo"], "beside the repository after a run");
+    let packages = read(&repo.join("dists/stable/main/binary-amd64/Packages"));
+    assert!(packages.contains("\nVersion: 1.0\n"), "{packages}");
+}
+
+#[test]
+fn a_deb_damaged_inside_data_tar_is_refused_in_every_compression() {
+    tools();
+    for z in ["xz", "zstd", "gzip", "none"] {
+        let t = tempfile::tempdir().unwrap();
+        let good = big_deb(t.path(), z);
+        let mut bytes = std::fs::read(&good).unwrap();
+        let mid = bytes.len() / 2;
+        for b in &mut bytes[mid..mid + 100] {
+            *b ^= 0xff;
+        }
+        let bad = t.path().join("bad.deb");
+        std::fs::write(&bad, &bytes).unwrap();
+        assert!(dpkg_accepts(&good) && !dpkg_accepts(&bad), "{z}: the fixture is not what dpkg says");
+        let data = match z {
+            "xz" => "data.tar.xz",
+            "zstd" => "data.tar.zst",
+            "gzip" => "data.tar.gz",
+            _ => "data.tar",
+        };
+        refused_then_good_accepted(t.path(), &bad, &good, data);
+    }
+}
+
+#[test]
+fn a_deb_whose_files_disagree_with_its_md5sums_is_refused() {
+    tools();
+    let t = tempfile::tempdir().unwrap();
+    let good = big_deb(t.path(), "xz");
+    let tree = t.path().join("big-xz/tree-kttest-1.0-amd64");
+    let sums = read(&tree.join("DEBIAN/md5sums"));
+    // A sum that names another file's bytes: data.tar itself is a valid stream.
+    let wrong = format!("{}{}", if sums.starts_with('0') { '1' } else { '0' }, &sums[1..]);
+    std::fs::write(tree.join("DEBIAN/md5sums"), wrong).unwrap();
+    let bad = build(&tree, &t.path().join("wrong-sum.deb"), "xz");
+    assert!(!dpkg_accepts(&bad));
+    let first = sums.lines().next().unwrap()[34..].to_string();
+    refused_then_good_accepted(t.path(), &bad, &good, &format!("./{first}"));
+
+    // A line naming a file the package does not hold.
+    let t = tempfile::tempdir().unwrap();
+    let good = big_deb(t.path(), "xz");
+    let tree = t.path().join("big-xz/tree-kttest-1.0-amd64");
+    let extra =
+        format!("{}d41d8cd98f00b204e9800998ecf8427e  usr/share/doc/kttest/gone\n", read(&tree.join("DEBIAN/md5sums")));
+    std::fs::write(tree.join("DEBIAN/md5sums"), extra).unwrap();
+    let bad = build(&tree, &t.path().join("extra-line.deb"), "xz");
+    assert!(!dpkg_accepts(&bad));
+    refused_then_good_accepted(t.path(), &bad, &good, "./usr/share/doc/kttest/gone");
+
+    // No md5sums at all: nothing to hold data.tar against.
+    let t = tempfile::tempdir().unwrap();
+    let good = big_deb(t.path(), "xz");
+    let tree = t.path().join("big-xz/tree-kttest-1.0-amd64");
+    std::fs::remove_file(tree.join("DEBIAN/md5sums")).unwrap();
+    let bad = build(&tree, &t.path().join("no-sums.deb"), "xz");
+    refused_then_good_accepted(t.path(), &bad, &good, "control.tar holds no ./md5sums");
+}
+
+#[test]
+fn a_failed_sign_leaves_every_folder_as_it_was_and_a_good_run_leaves_no_lock() {
+    tools();
+    let t = tempfile::tempdir().unwrap();
+    let gpg = Gpg::new("repo@example.com");
+    let place = t.path().join("place");
+    std::fs::create_dir(&place).unwrap();
+    let repo = place.join("repo");
+    let args =
+        |deb: &Path| ["--into".to_string(), repo.display().to_string(), "--deb".to_string(), deb.display().to_string()];
+    let run_with = |deb: &Path, key: &str| {
+        let a = args(deb);
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        xtask_apt_repo(&a, &[("GNUPGHOME", gpg.home.path()), ("KT_GPG_KEY", Path::new(key))])
+    };
+    let first = make_deb(t.path(), "kttest", "1.0", "amd64");
+    let second = make_deb(t.path(), "kttest", "1.1", "amd64");
+
+    // Into a fresh folder, then over a published repository: a key gpg does not hold.
+    for (deb, published) in [(&first, false), (&second, true)] {
+        if published {
+            let out = run_with(&first, "repo@example.com");
+            assert!(out.status.success(), "{}", text(&out));
+            assert_eq!(listing(&place).into_keys().filter(|k| !k.starts_with("repo/")).collect::<Vec<_>>(), ["repo"]);
+        }
+        let before = listing(&place);
+        let out = run_with(deb, "nobody@example.com");
+        assert!(!out.status.success(), "{}", text(&out));
+        assert!(text(&out).contains("nobody@example.com"), "{}", text(&out));
+        assert_eq!(listing(&place), before, "a failed sign changed {}", place.display());
+    }
+}
+
+#[test]
+fn a_url_apt_cannot_fetch_is_refused_naming_the_flag() {
+    let t = tempfile::tempdir().unwrap();
+    let deb = t.path().join("kttest_1.0_amd64.deb");
+    let repo = t.path().join("repo");
+    let (deb_s, repo_s) = (deb.display().to_string(), repo.display().to_string());
+    let out = xtask_apt_repo(&["--unsigned", "--into", &repo_s, "--deb", &deb_s, "--url", "not a url"], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("--url \"not a url\"") && text(&out).contains("https://"), "{}", text(&out));
+    assert!(!repo.exists());
 }

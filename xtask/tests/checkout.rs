@@ -160,5 +160,26 @@ fn the_readme_lines_for_another_checkout_plan_that_checkout() {
             .output()
             .unwrap();
         assert_eq!(planned_root(&out), checkout, "{cmd} in {}", cwd.display());
+
+/// A file README's examples write in the checkout (`cargo xtask ... > FILE`) is git-ignored:
+/// `release` refuses a tree with untracked files, so following README must not dirty it.
+#[test]
+fn files_readme_tells_users_to_write_are_git_ignored() {
+    let root = repo_root();
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let written: Vec<&str> = readme
+        .lines()
+        .filter(|l| l.trim_start().starts_with("cargo xtask"))
+        .filter_map(|l| l.split('#').next()?.split_once(" > ").map(|(_, f)| f.trim()))
+        .filter(|f| !f.starts_with('/'))
+        .collect();
+    assert!(written.contains(&"report.json"), "README's examples changed: {written:?}");
+    for file in written {
+        let mut check = Command::new("git");
+        check.arg("-C").arg(&root).args(["check-ignore", "-q", "--no-index", file]);
+        assert!(
+            check.status().unwrap().success(),
+            "README writes {file}, which git does not ignore: add it to .gitignore"
+        );
     }
 }

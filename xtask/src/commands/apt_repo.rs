@@ -89,6 +89,7 @@ pub fn request(config: &Config, args: &AptRepoArgs, key: Option<SigningKey>) -> 
         p.keep = k;
     }
     if let Some(u) = &args.url {
+        crate::apt_repo::check_url(u, "--url")?;
         p.url = Some(u.clone());
     }
     Ok(p)
@@ -100,8 +101,11 @@ fn absolute(p: &Path) -> Result<PathBuf> {
 
 pub fn run(config: &Config, args: &AptRepoArgs) -> Result<()> {
     let publish = request(config, args, SigningKey::from_env())?;
-    let _lock =
-        if args.dry_run { None } else { Some(crate::lock::TreeLock::acquire(&lock_path(&publish.into)?, "apt-repo")?) };
+    let _lock = if args.dry_run {
+        None
+    } else {
+        Some(crate::lock::TreeLock::acquire_transient(&lock_path(&publish.into)?, "apt-repo")?)
+    };
     let plan = plan(&publish)?;
     if args.dry_run {
         if args.json {

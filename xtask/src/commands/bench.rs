@@ -134,7 +134,9 @@ pub fn run(config: &Config, args: &BenchArgs) -> Result<()> {
 /// built once with dpkg-deb into `<dir>/pool/main/k/ktbench/`.
 fn apt_repo_pool(dir: &Path) -> Result<Vec<PathBuf>> {
     let pool = dir.join("pool/main/k/ktbench");
-    let done = dir.join(".complete");
+    // Named for what the pool holds: a pool from before the md5sums were written is rebuilt,
+    // since apt-repo refuses a .deb without them.
+    let done = dir.join(".complete-with-md5sums");
     let mut debs = Vec::new();
     let mut rng = crate::rng::XorShift(0x6b74_6265_6e63_6821);
     if !done.exists() {
@@ -152,7 +154,10 @@ fn apt_repo_pool(dir: &Path) -> Result<Vec<PathBuf>> {
             std::fs::create_dir_all(tree.join("DEBIAN"))?;
             std::fs::create_dir_all(tree.join("opt/ktbench"))?;
             let data: Vec<u8> = (0..(8 << 20) / 8).flat_map(|_| rng.next_u64().to_le_bytes()).collect();
+            // dpkg-deb writes no md5sums itself (dh_md5sums does); apt-repo checks data.tar against it.
+            let sum = crate::fingerprint::hex(&<md5::Md5 as md5::Digest>::digest(&data));
             std::fs::write(tree.join("opt/ktbench/data"), data)?;
+            std::fs::write(tree.join("DEBIAN/md5sums"), format!("{sum}  opt/ktbench/data\n"))?;
             std::fs::write(
                 tree.join("DEBIAN/control"),
                 format!(

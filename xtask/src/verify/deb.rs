@@ -16,6 +16,7 @@ use std::rc::Rc;
 use super::decode::Counting;
 use super::decode::tar_suffix;
 use super::links::Root;
+use super::md5sums::Md5sums;
 use super::members::{Tree, unsafe_member_path, unsafe_path_finding};
 use super::object::read_up_to;
 use super::report::{Check, InputError, InputErrorKind, Issue, Report};
@@ -134,6 +135,49 @@ pub fn read_control_text<R: Read>(reader: R, path: &Path) -> Result<String, Inpu
     })?;
     let data = ar.next_required("data.tar")?;
     ar.finish_member(&data)?;
+    Ok(text)
+}
+
+/// The text of a .deb's `control` file, once the whole package has been read through
+/// `reader` as dpkg would unpack it: debian-binary, control.tar (which must hold `control`
+/// and `md5sums`), then data.tar decompressed to its end, every regular file's bytes held
+/// against its md5sums line (see `md5sums`). What a repository must know before it offers
+/// the package: damage anywhere is an error here, not a failed install on a board.
+/// Nothing is extracted.
+pub fn read_checked_control<R: Read>(reader: R, path: &Path) -> Result<String, InputError> {
+    let mut ar = ArReader::new(reader, path)?;
+    let member = ar.debian_binary()?;
+    ar.finish_member(&member)?;
+    let control = ar.next_required("control.tar")?;
+    let (mut text, mut sums, mut conffiles) = (None, None, String::new());
+    ar.read_tar(&control, None, &mut |entry, display| {
+        if !entry.header().entry_type().is_file() {
+            return Ok(());
+        }
+        let slot = match display.trim_start_matches("./") {
+            "control" => &mut text,
+            "md5sums" => &mut sums,
+            "conffiles" => {
+                entry.take(MAX_CONTROL).read_to_string(&mut conffiles)?;
+                return Ok(());
+            }
+            _ => return Ok(()),
+        };
+        let mut bytes = Vec::new();
+        entry.take(MAX_CONTROL).read_to_end(&mut bytes)?;
+        *slot = Some(String::from_utf8_lossy(&bytes).into_owned());
+        Ok(())
+    })?;
+    let missing = |what: &str| {
+        ar.error(InputErrorKind::MissingMember, format!("control.tar holds no ./{what} file")).member(&control.name)
+    };
+    let text = text.ok_or_else(|| missing("control"))?;
+    let sums = sums.ok_or_else(|| missing("md5sums"))?;
+    let mut sums = Md5sums::parse(&sums, &conffiles, path, &control.name)?;
+    let data = ar.next_required("data.tar")?;
+    let at = |display: &str| format!("{} -> {display}", data.name);
+    ar.read_tar(&data, None, &mut |entry, display| sums.visit(entry, display, path, at(display)))?;
+    sums.finish(path, &data.name)?;
     Ok(text)
 }
 

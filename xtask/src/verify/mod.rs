@@ -10,6 +10,7 @@ pub mod deb;
 mod decode;
 pub mod elf;
 pub mod links;
+mod md5sums;
 mod members;
 pub mod object;
 pub mod pyinstaller;

@@ -442,6 +442,9 @@ pub enum InputErrorKind {
     /// The decompressed stream is not the one its writer recorded (checked only when the
     /// writer hands its record to the verify pass, as the .deb writer does).
     Mismatch,
+    /// A data.tar file differs from the package's `md5sums`, md5sums names a file data.tar
+    /// lacks or is missing or malformed (checked only by [`crate::verify::deb::read_checked_control`]).
+    Md5sums,
     /// An Electron asar archive's header or file table is unreadable. Offset: in the archive.
     Asar,
     /// A zip archive's directory or an entry is unreadable. Offset: in the archive.
