@@ -32,12 +32,16 @@ impl std::fmt::Display for CheckFailed {
 
 impl std::error::Error for CheckFailed {}
 
-/// Print `doc` as the command's one JSON document, with `schema_version` and `ok` added.
-pub fn print_json(doc: impl serde::Serialize, ok: bool) -> anyhow::Result<()> {
+/// Print `doc` as the command's one JSON document, with `schema_version` and `ok` added, and
+/// `exit_code` (the status the process exits with) when it is not [`OK`].
+pub fn print_json(doc: impl serde::Serialize, code: i32) -> anyhow::Result<()> {
     let mut value = serde_json::to_value(doc)?;
     let Some(map) = value.as_object_mut() else { anyhow::bail!("a command's JSON document must be an object") };
     map.insert("schema_version".into(), json!(SCHEMA_VERSION));
-    map.insert("ok".into(), json!(ok));
+    map.insert("ok".into(), json!(code == OK));
+    if code != OK {
+        map.insert("exit_code".into(), json!(code));
+    }
     println!("{}", serde_json::to_string_pretty(&value)?);
     Ok(())
 }

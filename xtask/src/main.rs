@@ -164,10 +164,17 @@ fn root(explicit: Option<PathBuf>) -> Result<PathBuf> {
     config::find_root(&cwd, manifest.as_deref())
 }
 
+/// The widest `--help` line: help wraps at the terminal's width, and at this many columns on a
+/// wider terminal or when it is no terminal (a pipe, a file, CI's log).
+const HELP_WIDTH: usize = 100;
+
 /// The command line with the exit-code rule in every command's `--help`.
 fn cli_command() -> clap::Command {
     use clap::CommandFactory;
-    Cli::command().after_help(exit::HELP).mut_subcommands(|c| c.after_help(exit::HELP))
+    Cli::command()
+        .max_term_width(HELP_WIDTH)
+        .after_help(exit::HELP)
+        .mut_subcommands(|c| c.max_term_width(HELP_WIDTH).after_help(exit::HELP))
 }
 
 fn main() {
@@ -243,6 +250,31 @@ mod tests {
     #[test]
     fn cli_is_well_formed() {
         Cli::command().debug_assert();
+    }
+
+    /// Every line `--help` prints for `cmd` and each of its subcommands, with their names.
+    fn help_lines(cmd: &mut clap::Command, path: &str, out: &mut Vec<(String, String)>) {
+        let help = cmd.render_long_help().to_string();
+        out.extend(help.lines().map(|l| (path.to_string(), l.to_string())));
+        for sub in cmd.get_subcommands_mut() {
+            let path = format!("{path} {}", sub.get_name());
+            help_lines(sub, &path, out);
+        }
+    }
+
+    #[test]
+    fn no_help_line_is_wider_than_the_help_width() {
+        let mut cmd = cli_command();
+        cmd.build();
+        let mut lines = Vec::new();
+        help_lines(&mut cmd, "cargo xtask", &mut lines);
+        assert!(lines.len() > 200, "every subcommand's help is rendered: {} lines", lines.len());
+        let wide: Vec<String> = lines
+            .iter()
+            .filter(|(_, l)| l.chars().count() > HELP_WIDTH)
+            .map(|(cmd, l)| format!("{cmd} --help ({} columns): {l}", l.chars().count()))
+            .collect();
+        assert!(wide.is_empty(), "lines wider than {HELP_WIDTH} columns:\n{}", wide.join("\n"));
     }
 
     #[test]

@@ -141,3 +141,26 @@ fn bench_loop_names_a_baseline_that_is_no_revision_and_writes_nothing() {
     assert_eq!(std::fs::read_to_string(root.join("BENCHMARKS.md")).ok(), before);
     assert!(!root.join("target/xtask/bench/loop-baseline/src").exists(), "a worktree was left behind");
 }
+
+#[test]
+fn targets_json_carries_the_envelope_and_a_failed_verify_its_exit_code() {
+    let root = repo_root();
+    let out = xtask(&root, &["targets", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let doc = document(&out);
+    assert_eq!((doc["ok"].clone(), doc["schema_version"].clone()), (true.into(), 1.into()));
+    assert!(doc["targets"].as_array().is_some_and(|t| t.iter().any(|t| t["arch"] == "armv7l")), "{doc}");
+    assert!(doc.get("exit_code").is_none(), "{doc}");
+    // This test's own executable is built for the host, so it cannot run on another arch.
+    let foreign = if host_arch_name() == "arm64" { "x64" } else { "arm64" };
+    let exe = std::env::current_exe().unwrap();
+    let out = xtask(&root, &["verify", "--arch", foreign, "--json", exe.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let doc = document(&out);
+    assert_eq!(doc["ok"], false);
+    assert_eq!(doc["exit_code"].as_i64(), out.status.code().map(i64::from), "{doc}");
+    // An unreadable input exits 2, and the document says so.
+    let out = xtask(&root, &["verify", "--arch", foreign, "--json", "/nonexistent/kt_service"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(document(&out)["exit_code"], 2);
+}

@@ -109,7 +109,7 @@ pub fn run(config: &Config, args: &AptRepoArgs) -> Result<()> {
     let plan = plan(&publish)?;
     if args.dry_run {
         if args.json {
-            crate::exit::print_json(serde_json::to_value(&plan)?, true)?;
+            crate::exit::print_json(serde_json::to_value(&plan)?, crate::exit::OK)?;
         } else {
             print!("{}", plan.render());
         }
@@ -117,7 +117,7 @@ pub fn run(config: &Config, args: &AptRepoArgs) -> Result<()> {
     }
     let published = plan.run()?;
     if args.json {
-        crate::exit::print_json(serde_json::to_value(&published)?, true)?;
+        crate::exit::print_json(serde_json::to_value(&published)?, crate::exit::OK)?;
     }
     let list: Vec<String> = published.packages.iter().map(|(a, v)| format!("{v} ({a})")).collect();
     eprintln!("published into {}: {}", published.dir.display(), list.join(", "));

@@ -524,13 +524,13 @@ pub fn run(config: &Config, args: &DeployArgs) -> Result<i32> {
     let mut rows = rows.into_inner().unwrap();
     rows.sort_by_key(|(i, _)| *i);
     let rows: Vec<Row> = rows.into_iter().map(|(_, r)| r).collect();
-    let ok = rows.iter().all(|r| r.result == Outcome::Deployed);
+    let code = if rows.iter().all(|r| r.result == Outcome::Deployed) { exit::OK } else { exit::FAILED };
     if args.json {
-        exit::print_json(serde_json::json!({ "command": "deploy", "hosts": rows }), ok)?;
+        exit::print_json(serde_json::json!({ "command": "deploy", "hosts": rows }), code)?;
     } else {
         print!("{}", table(&rows));
     }
-    Ok(if ok { exit::OK } else { exit::FAILED })
+    Ok(code)
 }
 
 /// The run's private folder (0700) for ssh's connection sockets, removed at the end.
@@ -596,7 +596,7 @@ fn dry_run(boards: &[Board], package: &Package, ssh: &Ssh, services: &[String], 
         hosts.push(serde_json::json!({ "host": board.to_string(), "deb": deb, "steps": steps }));
     }
     if json {
-        return exit::print_json(serde_json::json!({ "command": "deploy", "dry_run": true, "hosts": hosts }), true);
+        return exit::print_json(serde_json::json!({ "command": "deploy", "dry_run": true, "hosts": hosts }), exit::OK);
     }
     println!(
         "deploy {} to {} board(s); sudo -n is left out where the probe finds uid 0, and \

@@ -157,12 +157,13 @@ pub fn run(config: &Config, args: &DoctorArgs) -> Result<i32> {
     };
     let report =
         Checkup::new(findings(config, &tools, &arches, args, &Binfmt::default(), &crate::electron_source::process_env));
+    let code = if report.ok { crate::exit::OK } else { crate::exit::FAILED };
     if args.json {
-        crate::exit::print_json(&report, report.ok)?;
+        crate::exit::print_json(&report, code)?;
     } else {
         print!("{}", report.render());
     }
-    Ok(if report.ok { crate::exit::OK } else { crate::exit::FAILED })
+    Ok(code)
 }
 
 /// Every check for `arches`: what `dist --arch A` would need of this host, so doctor passes

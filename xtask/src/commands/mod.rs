@@ -27,7 +27,7 @@ pub fn show_or_run(
     plan.resolve_force(&opts.force)?;
     if dry_run {
         if json {
-            crate::exit::print_json(plan.to_json_value(Some(&opts.force))?, true)?;
+            crate::exit::print_json(plan.to_json_value(Some(&opts.force))?, crate::exit::OK)?;
         } else {
             print!("{}", plan.render(&opts.force)?);
         }
@@ -35,7 +35,7 @@ pub fn show_or_run(
     }
     let report = crate::plan::run(plan, opts)?;
     if json {
-        crate::exit::print_json(serde_json::json!({ "plan": plan, "report": report }), true)?;
+        crate::exit::print_json(serde_json::json!({ "plan": plan, "report": report }), crate::exit::OK)?;
     }
     Ok(())
 }

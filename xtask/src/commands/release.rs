@@ -90,6 +90,11 @@ pub fn git_facts(root: &Path, tag: &str) -> Result<GitFacts> {
 
 /// The tag names the package version.
 pub fn check_tag(tag: &str, version: &str) -> Result<()> {
+    if tag == version {
+        bail!(
+            "tag `{tag}` must be `v{version}` for version {version}: release tags start with `v`; run `cargo xtask release --tag v{version}`"
+        );
+    }
     if tag.strip_prefix('v') != Some(version) {
         bail!(
             "tag `{tag}` does not match the package version {version} (electron-app/package.json); \

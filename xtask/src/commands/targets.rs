@@ -28,13 +28,16 @@ struct Row {
 }
 
 pub fn run(config: &Config, json: bool) -> Result<()> {
-    print!("{}", render(config, json)?);
+    if json {
+        return crate::exit::print_json(serde_json::json!({ "targets": rows(config) }), crate::exit::OK);
+    }
+    print!("{}", render(config)?);
     Ok(())
 }
 
-/// What `targets` prints: a block per arch, or (`--json`) an array of one object per arch.
-pub fn render(config: &Config, json: bool) -> Result<String> {
-    let rows: Vec<Row> = Arch::ALL
+/// One row per arch: what `--json` lists under `targets`.
+fn rows(config: &Config) -> Vec<Row> {
+    Arch::ALL
         .into_iter()
         .map(|a| {
             let t = config.dist.targets.get(&a);
@@ -53,12 +56,13 @@ pub fn render(config: &Config, json: bool) -> Result<String> {
                 engine: t.map(|t| t.engine.to_string()),
             }
         })
-        .collect();
-    if json {
-        return Ok(format!("{}\n", serde_json::to_string_pretty(&rows)?));
-    }
+        .collect()
+}
+
+/// What `targets` prints without `--json`: a block per arch.
+pub fn render(config: &Config) -> Result<String> {
     let mut out = String::new();
-    for r in &rows {
+    for r in &rows(config) {
         let binary = match r.binary {
             BinaryFormat::Elf { class, machine, interpreter, hard_float } => format!(
                 "ELF{class} e_machine {machine}{}, interpreter {interpreter}",
@@ -183,8 +187,8 @@ mod tests {
     fn targets_and_the_dry_run_use_the_names_of_dist_yaml() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
         let config = Config::load(root).unwrap();
-        let mut outputs = vec![("targets".to_string(), rust_names(&render(&config, false).unwrap()))];
-        outputs.push(("targets --json".into(), rust_names_json(&render(&config, true).unwrap())));
+        let mut outputs = vec![("targets".to_string(), rust_names(&render(&config).unwrap()))];
+        outputs.push(("targets --json".into(), rust_names_json(&serde_json::to_string(&rows(&config)).unwrap())));
         let tools = Host::fixed("/opt/electron/{arch}");
         let engines = [
             (None, "auto"),

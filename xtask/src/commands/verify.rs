@@ -38,7 +38,7 @@ pub fn run(config: &crate::config::Config, args: &VerifyArgs) -> anyhow::Result<
     }
     if args.json {
         let doc: serde_json::Value = serde_json::from_str(&report.to_json()?)?;
-        crate::exit::print_json(doc, report.exit_code() == 0)?;
+        crate::exit::print_json(doc, report.exit_code())?;
     } else {
         if !report.findings.is_empty() {
             print!("{}", report.render_table());

@@ -351,8 +351,9 @@ pub fn run(checkout: &Path, args: &CheckArgs) -> Result<i32> {
 
 fn finish(report: &RepoReport, args: &CheckArgs) -> Result<i32> {
     if args.json {
-        crate::exit::print_json(report, report.passed)?;
-        return Ok(if report.passed { crate::exit::OK } else { crate::exit::FAILED });
+        let code = if report.passed { crate::exit::OK } else { crate::exit::FAILED };
+        crate::exit::print_json(report, code)?;
+        return Ok(code);
     }
     if args.keep_going || !report.passed {
         eprintln!("\n{}", report.table());

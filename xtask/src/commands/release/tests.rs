@@ -135,7 +135,11 @@ fn release_refuses_a_wrong_tag_a_dirty_tree_and_a_tag_that_is_not_head() {
         "{err}"
     );
     let err = preconditions("1.0.0", "1.0.0", &facts(&[], head, Some(head))).unwrap_err().to_string();
-    assert!(err.contains("tag `1.0.0` does not match"), "{err}");
+    assert_eq!(
+        err,
+        "tag `1.0.0` must be `v1.0.0` for version 1.0.0: release tags start with `v`; \
+         run `cargo xtask release --tag v1.0.0`"
+    );
 
     let err = preconditions("v1.0.0", "1.0.0", &facts(&[" M dist.yaml", "?? notes.txt"], head, Some(head)))
         .unwrap_err()
