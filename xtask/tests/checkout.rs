@@ -149,8 +149,11 @@ fn the_readme_lines_for_another_checkout_plan_that_checkout() {
     for line in lines {
         // `cargo run --manifest-path` builds the named checkout's xtask; naming this checkout
         // keeps that build fresh, and the outside folder proves the manifest picks the root.
-        let (checkout, cwd) =
-            if line.contains("--manifest-path") { (repo_root(), outside.clone()) } else { (other.clone(), repo_root()) };
+        let (checkout, cwd) = if line.contains("--manifest-path") {
+            (repo_root(), outside.clone())
+        } else {
+            (other.clone(), repo_root())
+        };
         let cmd = format!("{} --json", line.replace("/path/to/checkout", checkout.to_str().unwrap()));
         let out = Command::new("sh")
             .args(["-c", &cmd])
@@ -160,6 +163,8 @@ fn the_readme_lines_for_another_checkout_plan_that_checkout() {
             .output()
             .unwrap();
         assert_eq!(planned_root(&out), checkout, "{cmd} in {}", cwd.display());
+    }
+}
 
 /// A file README's examples write in the checkout (`cargo xtask ... > FILE`) is git-ignored:
 /// `release` refuses a tree with untracked files, so following README must not dirty it.
