@@ -9,9 +9,10 @@
 //! ```
 //!
 //! Data flow: read every input .deb once (decoded whole through the verify reader, its files
-//! held against its md5sums, its control file kept, while hashing the bytes) → merge with the stanzas of the repository's current Packages files →
-//! keep the newest `keep` versions per package and arch (dpkg's version order) → a [`Plan`]
-//! (pool files to add and remove, every index file's bytes, the gpg commands) → run it.
+//! held against its md5sums, its control file kept, while hashing the bytes) → merge with the
+//! stanzas of the repository's current Packages files → keep the newest `keep` versions per
+//! package and arch (dpkg's version order) → a [`Plan`] (pool files to add and remove, every
+//! index file's bytes, the gpg commands) → run it.
 //!
 //! Order of a run, so a client never sees a repository that points at a missing file:
 //! 1. every input is read and checked before anything is written;
@@ -902,9 +903,8 @@ impl Plan {
 }
 
 /// Hard-link (same filesystem) or copy `from` to `to`, through a temporary name.
+/// `to`'s folder exists: `run` creates it, recorded for the rollback.
 fn link_or_copy(from: &Path, to: &Path) -> Result<()> {
-    let dir = to.parent().context("pool path has no parent")?;
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let tmp = crate::fsx::tmp_sibling(to);
     let _ = std::fs::remove_file(&tmp);
     if std::fs::hard_link(from, &tmp).is_err() {

@@ -118,34 +118,24 @@ fn read_deb<R: Read>(
 /// package is an error here rather than a broken download later. Nothing is extracted.
 pub fn read_control_text<R: Read>(reader: R, path: &Path) -> Result<String, InputError> {
     let mut ar = ArReader::new(reader, path)?;
-    let member = ar.debian_binary()?;
-    ar.finish_member(&member)?;
-    let control = ar.next_required("control.tar")?;
-    let mut text: Option<String> = None;
-    ar.read_tar(&control, None, &mut |entry, display| {
-        if display.trim_start_matches("./") == "control" && entry.header().entry_type().is_file() {
-            let mut bytes = Vec::new();
-            entry.take(MAX_CONTROL).read_to_end(&mut bytes)?;
-            text = Some(String::from_utf8_lossy(&bytes).into_owned());
-        }
-        Ok(())
-    })?;
-    let text = text.ok_or_else(|| {
-        ar.error(InputErrorKind::MissingMember, "control.tar holds no ./control file").member(&control.name)
-    })?;
+    let ControlFiles { control, .. } = read_control_files(&mut ar, false)?;
     let data = ar.next_required("data.tar")?;
     ar.finish_member(&data)?;
-    Ok(text)
+    Ok(control)
 }
 
-/// The text of a .deb's `control` file, once the whole package has been read through
-/// `reader` as dpkg would unpack it: debian-binary, control.tar (which must hold `control`
-/// and `md5sums`), then data.tar decompressed to its end, every regular file's bytes held
-/// against its md5sums line (see `md5sums`). What a repository must know before it offers
-/// the package: damage anywhere is an error here, not a failed install on a board.
-/// Nothing is extracted.
-pub fn read_checked_control<R: Read>(reader: R, path: &Path) -> Result<String, InputError> {
-    let mut ar = ArReader::new(reader, path)?;
+/// What control.tar holds for a reader of the package: `control`, and, when `with_sums`,
+/// `md5sums` (then required) and `conffiles` (empty when absent).
+struct ControlFiles {
+    control: String,
+    md5sums: String,
+    conffiles: String,
+    /// control.tar's member name, for errors.
+    member: String,
+}
+
+/// debian-binary, then control.tar read to its end through `ar`.
+fn read_control_files<R: Read>(ar: &mut ArReader<'_, R>, with_sums: bool) -> Result<ControlFiles, InputError> {
     let member = ar.debian_binary()?;
     ar.finish_member(&member)?;
     let control = ar.next_required("control.tar")?;
@@ -156,8 +146,8 @@ pub fn read_checked_control<R: Read>(reader: R, path: &Path) -> Result<String, I
         }
         let slot = match display.trim_start_matches("./") {
             "control" => &mut text,
-            "md5sums" => &mut sums,
-            "conffiles" => {
+            "md5sums" if with_sums => &mut sums,
+            "conffiles" if with_sums => {
                 entry.take(MAX_CONTROL).read_to_string(&mut conffiles)?;
                 return Ok(());
             }
@@ -172,13 +162,29 @@ pub fn read_checked_control<R: Read>(reader: R, path: &Path) -> Result<String, I
         ar.error(InputErrorKind::MissingMember, format!("control.tar holds no ./{what} file")).member(&control.name)
     };
     let text = text.ok_or_else(|| missing("control"))?;
-    let sums = sums.ok_or_else(|| missing("md5sums"))?;
-    let mut sums = Md5sums::parse(&sums, &conffiles, path, &control.name)?;
+    let md5sums = match sums {
+        Some(s) => s,
+        None if with_sums => return Err(missing("md5sums")),
+        None => String::new(),
+    };
+    Ok(ControlFiles { control: text, md5sums, conffiles, member: control.name })
+}
+
+/// The text of a .deb's `control` file, once the whole package has been read through
+/// `reader` as dpkg would unpack it: debian-binary, control.tar (which must hold `control`
+/// and `md5sums`), then data.tar decompressed to its end, every regular file's bytes held
+/// against its md5sums line (see `md5sums`). What a repository must know before it offers
+/// the package: damage anywhere is an error here, not a failed install on a board.
+/// Nothing is extracted.
+pub fn read_checked_control<R: Read>(reader: R, path: &Path) -> Result<String, InputError> {
+    let mut ar = ArReader::new(reader, path)?;
+    let files = read_control_files(&mut ar, true)?;
+    let mut sums = Md5sums::parse(&files.md5sums, &files.conffiles, path, &files.member)?;
     let data = ar.next_required("data.tar")?;
     let at = |display: &str| format!("{} -> {display}", data.name);
     ar.read_tar(&data, None, &mut |entry, display| sums.visit(entry, display, path, at(display)))?;
     sums.finish(path, &data.name)?;
-    Ok(text)
+    Ok(files.control)
 }
 
 /// The fields of a .deb's `control` file (`Package`, `Version`, `Architecture`, ...), read in
